@@ -1,0 +1,29 @@
+//! `streamhost check`: the config and component checks of `run`, without consuming.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::host::{engine_options, load_plugins};
+use crate::plugin::WasmEngine;
+
+/// Validates the config and loads every component; prints one line per plugin.
+pub async fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(config_path)?;
+    let engine = WasmEngine::new(&engine_options(&config))?;
+    let plugins = load_plugins(&config, &engine).await?;
+    for (p, pc) in plugins.iter().zip(&config.plugins) {
+        println!(
+            "ok  {:<24} {}  stream={} group={}",
+            p.name,
+            p.digest,
+            pc.stream,
+            pc.group()
+        );
+    }
+    println!(
+        "{}: {} plugin(s) valid",
+        config_path.display(),
+        plugins.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

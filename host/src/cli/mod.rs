@@ -1,0 +1,128 @@
+//! The command line: argument definitions and one module per subcommand.
+//! This is the binary's edge, so errors here carry `anyhow` context.
+
+pub mod check;
+pub mod demo;
+pub mod dlq;
+pub mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Run sandboxed WebAssembly message handlers on Redis Streams.
+#[derive(Debug, Parser)]
+#[command(name = "streamhost", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume the configured streams until SIGINT/SIGTERM.
+    Run {
+        /// The config file.
+        #[arg(short, long, default_value = "streamhost.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config and every component without consuming.
+    Check {
+        /// The config file.
+        #[arg(short, long, default_value = "streamhost.toml")]
+        config: PathBuf,
+    },
+    /// Run the bundled example plugins on sample orders and print what happened.
+    Demo(demo::DemoArgs),
+    /// Inspect and replay dead-letter streams.
+    Dlq(dlq::DlqArgs),
+}
+
+/// Exit code for bad input (config, components, arguments).
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// Runs a parsed command line.
+pub fn main(cli: Cli) -> ExitCode {
+    // The demo prints its own summary; per-entry logs would drown it.
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    init_tracing(cli.log_format, default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run { config } => run::run(&config).await,
+            Command::Check { config } => check::check(&config).await,
+            Command::Demo(args) => demo::demo(args).await,
+            Command::Dlq(args) => dlq::dlq(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit_code_for(&e)
+        }
+    }
+}
+
+/// Bad config or components exit with 2, everything else with 1.
+fn exit_code_for(e: &anyhow::Error) -> ExitCode {
+    let bad_input = e.chain().any(|c| {
+        c.downcast_ref::<crate::error::ConfigError>().is_some()
+            || c.downcast_ref::<crate::error::LoadError>().is_some()
+            || matches!(
+                c.downcast_ref::<crate::Error>(),
+                Some(crate::Error::Config(_) | crate::Error::Load(_))
+            )
+    });
+    if bad_input {
+        ExitCode::from(EXIT_BAD_INPUT)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn init_tracing(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Loads a config file and applies `REDIS_URL`.
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<crate::Config> {
+    let mut config = crate::Config::load(path)?;
+    config.apply_env();
+    Ok(config)
+}

@@ -1,0 +1,28 @@
+//! `streamhost run`: consume until a signal.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::Host;
+
+/// Loads the config and every plugin, then consumes until SIGINT/SIGTERM.
+pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(config_path)?;
+    if config.plugins.is_empty() {
+        anyhow::bail!(crate::error::ConfigError::Invalid {
+            key: "plugin".into(),
+            reason: format!(
+                "{} configures no [[plugin]]; nothing to run",
+                config_path.display()
+            ),
+        });
+    }
+    let host = Host::load(config).await.context("cannot start")?;
+    let shutdown = CancellationToken::new();
+    crate::shutdown::cancel_on_signal(shutdown.clone());
+    host.run(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,490 @@
+//! The configuration file: its structs, defaults, parsing and validation.
+//!
+//! Every key has a default except what only the user can know (plugin name,
+//! component path, stream). Unknown keys are errors that name the key, so a
+//! typo never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+/// The whole `streamhost.toml`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where Redis is.
+    #[serde(default)]
+    pub redis: RedisConfig,
+    /// The handlers to run, one `[[plugin]]` table each.
+    #[serde(default, rename = "plugin")]
+    pub plugins: Vec<PluginConfig>,
+    /// The admin HTTP endpoint (metrics, health); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminConfig>,
+    /// Stream retention rules, applied periodically and never past pending entries.
+    #[serde(default, rename = "retention", skip_serializing_if = "Vec::is_empty")]
+    pub retention: Vec<RetentionConfig>,
+}
+
+/// The `[redis]` table.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Connection URL, e.g. `redis://127.0.0.1:6379` or `redis://:password@host:6379/0`.
+    /// The `REDIS_URL` environment variable overrides it.
+    #[serde(default = "default_redis_url")]
+    pub url: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: default_redis_url(),
+        }
+    }
+}
+
+fn default_redis_url() -> String {
+    "redis://127.0.0.1:6379".to_owned()
+}
+
+/// One `[[plugin]]`: a component handling one stream through one consumer group.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Unique name; used in logs, metrics, the default group and DLQ metadata.
+    pub name: String,
+    /// Path to the `.wasm` component (relative paths are relative to the config file).
+    pub component: PathBuf,
+    /// The stream to consume.
+    pub stream: String,
+    /// Consumer group name; defaults to the plugin name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Consumer name within the group; defaults to `<hostname>-<pid>`. Keep it
+    /// stable across restarts to resume this consumer's pending entries at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<String>,
+    /// Entries fetched per `XREADGROUP`.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Handler instances running in parallel.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// How long one `XREADGROUP` blocks waiting for new entries, in milliseconds.
+    /// Finite so that shutdown and reconnects are never stuck behind a read.
+    #[serde(default = "default_block_ms")]
+    pub block_ms: u64,
+    /// Retry policy for failed attempts.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Claiming of entries abandoned by other (dead) consumers.
+    #[serde(default)]
+    pub claim: ClaimConfig,
+    /// Dead-letter stream settings.
+    #[serde(default)]
+    pub dlq: DlqConfig,
+    /// Sandbox limits per invocation.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Whether an instance is reused across entries (`reuse`, fast) or a fresh
+    /// one is made for every entry (`per-message`, strictest). A trapped
+    /// instance is always replaced.
+    #[serde(default)]
+    pub isolation: Isolation,
+}
+
+/// Instance reuse policy.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Keep an instance for many entries; replace it only after a trap.
+    #[default]
+    Reuse,
+    /// A fresh instance for every entry: no state survives between entries.
+    PerMessage,
+}
+
+fn default_batch() -> usize {
+    256
+}
+fn default_concurrency() -> usize {
+    2
+}
+fn default_block_ms() -> u64 {
+    2000
+}
+
+impl PluginConfig {
+    /// The consumer group, defaulting to the plugin name.
+    pub fn group(&self) -> &str {
+        self.group.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The dead-letter stream, defaulting to `dlq:` + the source stream.
+    pub fn dlq_stream(&self) -> String {
+        self.dlq
+            .stream
+            .clone()
+            .unwrap_or_else(|| format!("dlq:{}", self.stream))
+    }
+
+    /// The consumer name, defaulting to `<hostname>-<pid>`.
+    pub fn consumer(&self) -> String {
+        self.consumer.clone().unwrap_or_else(default_consumer_name)
+    }
+}
+
+/// `<hostname>-<pid>`: unique per process on a machine, and readable in `XINFO CONSUMERS`.
+pub fn default_consumer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "streamhost".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// `[plugin.retry]`: how failed attempts are retried.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Deliveries in total, the first included; after the last failed one the
+    /// entry is dead-lettered.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// How the delay grows between attempts.
+    #[serde(default)]
+    pub backoff: Backoff,
+    /// Delay before the second attempt, in milliseconds.
+    #[serde(default = "default_initial_ms")]
+    pub initial_ms: u64,
+    /// Cap on the delay, in milliseconds (jitter is added below the cap).
+    #[serde(default = "default_max_ms")]
+    pub max_ms: u64,
+    /// What a trap (panic, exhausted limit) counts as.
+    #[serde(default)]
+    pub on_trap: OnTrap,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: default_max_attempts(),
+            backoff: Backoff::default(),
+            initial_ms: default_initial_ms(),
+            max_ms: default_max_ms(),
+            on_trap: OnTrap::default(),
+        }
+    }
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_initial_ms() -> u64 {
+    100
+}
+fn default_max_ms() -> u64 {
+    30_000
+}
+
+/// Backoff shape.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backoff {
+    /// `initial_ms * 2^(attempt-1)`, capped at `max_ms`.
+    #[default]
+    Exponential,
+    /// Always `initial_ms`.
+    Fixed,
+}
+
+/// What a trapped invocation counts as.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnTrap {
+    /// A failed attempt, retried like `retry(reason)`.
+    #[default]
+    Retry,
+    /// Dead-letter at once, like `reject(reason)`.
+    DeadLetter,
+}
+
+/// `[plugin.claim]`: taking over entries abandoned by dead consumers.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimConfig {
+    /// An entry pending this long on another consumer is presumed abandoned.
+    #[serde(default = "default_min_idle_ms")]
+    pub min_idle_ms: u64,
+    /// How often to look for abandoned entries.
+    #[serde(default = "default_claim_interval_ms")]
+    pub interval_ms: u64,
+    /// Consumers idle this long with no pending entries are removed from the group.
+    #[serde(default = "default_consumer_idle_ms")]
+    pub delete_idle_consumers_ms: u64,
+}
+
+impl Default for ClaimConfig {
+    fn default() -> Self {
+        ClaimConfig {
+            min_idle_ms: default_min_idle_ms(),
+            interval_ms: default_claim_interval_ms(),
+            delete_idle_consumers_ms: default_consumer_idle_ms(),
+        }
+    }
+}
+
+fn default_min_idle_ms() -> u64 {
+    30_000
+}
+fn default_claim_interval_ms() -> u64 {
+    5_000
+}
+fn default_consumer_idle_ms() -> u64 {
+    24 * 3600 * 1000
+}
+
+/// `[plugin.dlq]`: where dead letters go.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DlqConfig {
+    /// The dead-letter stream; defaults to `dlq:` + the source stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+}
+
+/// `[plugin.limits]`: the sandbox's per-invocation budget.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Deterministic CPU budget per invocation (wasm instructions, roughly).
+    #[serde(default = "default_fuel")]
+    pub fuel: u64,
+    /// Wall-clock budget per invocation, in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Linear memory (all memories of an instance) in MiB.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u64,
+    /// Largest component file accepted at load, in MiB.
+    #[serde(default = "default_max_component_mib")]
+    pub max_component_mib: u64,
+    /// Bytes of log output a handler may write per invocation; the rest is dropped and counted.
+    #[serde(default = "default_log_bytes")]
+    pub log_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            fuel: default_fuel(),
+            timeout_ms: default_timeout_ms(),
+            memory_mib: default_memory_mib(),
+            max_component_mib: default_max_component_mib(),
+            log_bytes: default_log_bytes(),
+        }
+    }
+}
+
+fn default_fuel() -> u64 {
+    100_000_000
+}
+fn default_timeout_ms() -> u64 {
+    1000
+}
+fn default_memory_mib() -> u64 {
+    64
+}
+fn default_max_component_mib() -> u64 {
+    50
+}
+fn default_log_bytes() -> usize {
+    16 * 1024
+}
+
+/// `[admin]`: the HTTP endpoint for metrics and health.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on, e.g. `127.0.0.1:9464`.
+    pub listen: String,
+}
+
+/// One `[[retention]]` rule.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// The stream to trim.
+    pub stream: String,
+    /// Keep about this many entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_len: Option<u64>,
+    /// Keep entries younger than this (by entry id time), e.g. `"7d"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<String>,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file. Relative component paths are
+    /// resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|e| e.in_file(path))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for plugin in &mut config.plugins {
+            if plugin.component.is_relative() {
+                plugin.component = base.join(&plugin.component);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::parse(text, &e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies `REDIS_URL` when set.
+    pub fn apply_env(&mut self) {
+        if let Ok(url) = std::env::var("REDIS_URL")
+            && !url.is_empty()
+        {
+            self.redis.url = url;
+        }
+    }
+
+    /// Checks what serde cannot: ranges, uniqueness, cross-field rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for (i, p) in self.plugins.iter().enumerate() {
+            let key = |k: &str| format!("plugin[{i}].{k}");
+            let invalid = |k: &str, why: &str| ConfigError::Invalid {
+                key: key(k),
+                reason: why.to_owned(),
+            };
+            if p.name.trim().is_empty() {
+                return Err(invalid("name", "must not be empty"));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(invalid(
+                    "name",
+                    &format!("duplicate plugin name {:?}", p.name),
+                ));
+            }
+            if p.stream.is_empty() {
+                return Err(invalid("stream", "must not be empty"));
+            }
+            if p.batch == 0 || p.batch > 100_000 {
+                return Err(invalid("batch", "must be between 1 and 100000"));
+            }
+            if p.concurrency == 0 || p.concurrency > 1024 {
+                return Err(invalid("concurrency", "must be between 1 and 1024"));
+            }
+            if p.block_ms == 0 {
+                return Err(invalid("block_ms", "must be at least 1"));
+            }
+            if p.retry.max_attempts == 0 {
+                return Err(invalid("retry.max_attempts", "must be at least 1"));
+            }
+            if p.retry.initial_ms > p.retry.max_ms {
+                return Err(invalid("retry.initial_ms", "must not exceed retry.max_ms"));
+            }
+            if p.claim.interval_ms == 0 {
+                return Err(invalid("claim.interval_ms", "must be at least 1"));
+            }
+            if p.limits.timeout_ms == 0 || p.limits.fuel == 0 || p.limits.memory_mib == 0 {
+                return Err(invalid(
+                    "limits",
+                    "fuel, timeout_ms and memory_mib must be positive",
+                ));
+            }
+            if p.dlq_stream() == p.stream {
+                return Err(invalid("dlq.stream", "must differ from the source stream"));
+            }
+        }
+        for (i, r) in self.retention.iter().enumerate() {
+            if r.max_len.is_none() && r.max_age.is_none() {
+                return Err(ConfigError::Invalid {
+                    key: format!("retention[{i}]"),
+                    reason: "set max_len, max_age or both".to_owned(),
+                });
+            }
+            if let Some(age) = &r.max_age {
+                humantime::parse_duration(age).map_err(|e| ConfigError::Invalid {
+                    key: format!("retention[{i}].max_age"),
+                    reason: format!("{age:?} is not a duration like \"7d\" or \"12h\": {e}"),
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LimitsConfig {
+    /// The wall-clock budget as a [`Duration`].
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../streamhost.example.toml");
+
+    #[test]
+    fn example_config_round_trips() {
+        let config = Config::parse(EXAMPLE).expect("example config parses");
+        let text = toml::to_string(&config).expect("serializes");
+        let again = Config::parse(&text).expect("re-parses");
+        assert_eq!(config, again);
+        assert!(!config.plugins.is_empty());
+    }
+
+    #[test]
+    fn defaults_fill_every_optional_key() {
+        let c = Config::parse("[[plugin]]\nname = \"a\"\ncomponent = \"a.wasm\"\nstream = \"s\"\n")
+            .unwrap();
+        let p = &c.plugins[0];
+        assert_eq!(p.group(), "a");
+        assert_eq!(p.dlq_stream(), "dlq:s");
+        assert_eq!(p.batch, 256);
+        assert_eq!(p.retry.max_attempts, 5);
+        assert_eq!(c.redis.url, "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Config::parse("[redis]\nurl = \"redis://x\"\nbogus = 1\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("bogus"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let err = Config::parse(
+            "[[plugin]]\nname = \"a\"\ncomponent = \"a.wasm\"\nstream = \"s\"\nbatch = 0\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("plugin[0].batch"), "{err}");
+    }
+
+    #[test]
+    fn missing_required_key_is_named() {
+        let err = Config::parse("[[plugin]]\nname = \"a\"\nstream = \"s\"\n").unwrap_err();
+        assert!(err.to_string().contains("component"), "{err}");
+    }
+}

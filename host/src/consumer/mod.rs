@@ -1,0 +1,157 @@
+//! One plugin's consumption of its stream: the tasks that read, handle, ack,
+//! retry and claim, wired together with channels.
+//!
+//! ```text
+//! reader ──┐                       ┌─► acker (batched XACK)
+//! retry ───┼─► work queue ─► workers ┼─► retry scheduler (backoff, then re-claim)
+//! claimer ─┘                       └─► dead-letter script (ownership check, XADD, XACK)
+//! ```
+
+pub mod acker;
+pub mod claimer;
+pub mod reader;
+pub mod retry;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PluginConfig;
+use crate::metrics::PluginMetrics;
+use crate::plugin::LoadedPlugin;
+use crate::streams::{self, Entry};
+
+/// Margin over `BLOCK` for the reader's response timeout, so a blocking read
+/// is never mistaken for a dead connection.
+const READ_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
+/// Response timeout for ordinary commands and scripts.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every task of one plugin shares.
+pub struct PluginContext {
+    /// The loaded component.
+    pub plugin: Arc<LoadedPlugin>,
+    /// The plugin's config table.
+    pub config: PluginConfig,
+    /// This host's consumer name in the group.
+    pub consumer: String,
+    /// The dead-letter stream.
+    pub dlq_stream: String,
+    /// Metric handles.
+    pub metrics: PluginMetrics,
+}
+
+impl PluginContext {
+    /// The consumer group.
+    pub fn group(&self) -> &str {
+        self.config.group()
+    }
+    /// The source stream.
+    pub fn stream(&self) -> &str {
+        &self.config.stream
+    }
+}
+
+/// A batch of entries on its way to the workers.
+pub type Batch = Vec<Entry>;
+
+/// Runs one plugin until `shutdown`, then drains: entries already read are
+/// handled and acked before this returns.
+pub async fn run(
+    ctx: Arc<PluginContext>,
+    redis_url: &str,
+    shutdown: CancellationToken,
+) -> crate::Result<()> {
+    let read_timeout = Duration::from_millis(ctx.config.block_ms) + READ_TIMEOUT_MARGIN;
+    let Some(mut commands) = streams::connect(redis_url, COMMAND_TIMEOUT, &shutdown).await? else {
+        return Ok(());
+    };
+    let Some(reading) = streams::connect(redis_url, read_timeout, &shutdown).await? else {
+        return Ok(());
+    };
+    ensure_group_logged(&ctx, &mut commands, false).await;
+
+    let (work_tx, work_rx) = async_channel::bounded::<Batch>(ctx.config.concurrency * 2);
+    let (ack_tx, ack_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (retry_tx, retry_rx) = tokio::sync::mpsc::unbounded_channel();
+
+    let mut tasks = JoinSet::new();
+    for _ in 0..ctx.config.concurrency {
+        tasks.spawn(worker::run(
+            ctx.clone(),
+            work_rx.clone(),
+            ack_tx.clone(),
+            retry_tx.clone(),
+            commands.clone(),
+        ));
+    }
+    drop((work_rx, ack_tx, retry_tx));
+    let acker = tokio::spawn(acker::run(ctx.clone(), ack_rx, commands.clone()));
+    let mut feeders = JoinSet::new();
+    feeders.spawn(reader::run(
+        ctx.clone(),
+        reading,
+        commands.clone(),
+        work_tx.clone(),
+        shutdown.clone(),
+    ));
+    feeders.spawn(retry::run(
+        ctx.clone(),
+        retry_rx,
+        commands.clone(),
+        work_tx.clone(),
+        shutdown.clone(),
+    ));
+    feeders.spawn(claimer::run(
+        ctx.clone(),
+        commands.clone(),
+        work_tx,
+        shutdown.clone(),
+    ));
+
+    // Feeders stop on shutdown and drop their senders; workers then drain the
+    // queue and drop theirs; the acker flushes what is left and returns.
+    while feeders.join_next().await.is_some() {}
+    while tasks.join_next().await.is_some() {}
+    let _ = acker.await;
+    tracing::info!(plugin = %ctx.plugin.name, "stopped");
+    Ok(())
+}
+
+/// Creates the group when missing; `lost` says it existed before and vanished
+/// (stream deleted, FLUSHALL, Redis restarted without persistence).
+pub(crate) async fn ensure_group_logged(
+    ctx: &PluginContext,
+    conn: &mut ConnectionManager,
+    lost: bool,
+) {
+    match streams::ensure_group(conn, ctx.stream(), ctx.group()).await {
+        Ok(true) if lost => {
+            ctx.metrics.groups_recreated.inc();
+            tracing::error!(
+                plugin = %ctx.plugin.name, stream = ctx.stream(), group = ctx.group(),
+                "consumer group was missing (stream deleted, FLUSHALL, or Redis restarted without persistence); \
+                 recreated it from the start of what remains in the stream"
+            );
+        }
+        Ok(true) => {
+            tracing::info!(plugin = %ctx.plugin.name, stream = ctx.stream(), group = ctx.group(), "created consumer group")
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(plugin = %ctx.plugin.name, error = %e, "cannot create consumer group yet")
+        }
+    }
+}
+
+/// Sleeps for `delay` unless `shutdown` fires first; returns whether to go on.
+pub(crate) async fn pause(delay: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(delay) => true,
+    }
+}

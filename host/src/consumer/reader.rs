@@ -1,0 +1,134 @@
+//! The reader: `XREADGROUP` on a connection of its own (a blocking read would
+//! stall every command queued behind it), first this consumer's own pending
+//! entries, then new ones. The next read is issued while workers handle the
+//! previous batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::Value;
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+use super::{Batch, PluginContext, ensure_group_logged, pause};
+use crate::streams::{self, Entry, entry};
+
+/// Delay before reading again after an error.
+const ERROR_DELAY: Duration = Duration::from_millis(500);
+
+/// Reads until shutdown; returns when the work queue is closed or shutdown fires.
+pub async fn run(
+    ctx: Arc<PluginContext>,
+    mut reading: ConnectionManager,
+    mut commands: ConnectionManager,
+    work: async_channel::Sender<Batch>,
+    shutdown: CancellationToken,
+) {
+    let mut cursor = Some("0".to_owned()); // Some: still replaying our own pending entries.
+    while !shutdown.is_cancelled() {
+        let id = cursor.as_deref().unwrap_or(">");
+        let block = cursor.is_none().then_some(ctx.config.block_ms);
+        let read = read_batch(&ctx, &mut reading, id, block);
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = read => r,
+        };
+        let mut entries = match result {
+            Ok(entries) => entries,
+            Err(e) => {
+                if let Some(redis_err) = e.downcast_ref::<redis::RedisError>()
+                    && streams::is_nogroup(redis_err)
+                {
+                    ensure_group_logged(&ctx, &mut commands, true).await;
+                    continue;
+                }
+                tracing::warn!(plugin = %ctx.plugin.name, error = %e, "read failed; retrying");
+                if !pause(ERROR_DELAY, &shutdown).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        if let Some(from) = &cursor {
+            if entries.is_empty() {
+                tracing::debug!(plugin = %ctx.plugin.name, "own pending entries replayed; reading new entries");
+                cursor = None;
+                continue;
+            }
+            let last = entries.last().map(|e| e.id.clone());
+            if let Err(e) = fill_attempts(&ctx, &mut commands, &mut entries).await {
+                tracing::warn!(plugin = %ctx.plugin.name, error = %e, from, "cannot read delivery counts; assuming a redelivery");
+            }
+            cursor = last;
+        }
+        if entries.is_empty() {
+            continue;
+        }
+        if send_split(&ctx, &work, entries).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn read_batch(
+    ctx: &PluginContext,
+    conn: &mut ConnectionManager,
+    id: &str,
+    block_ms: Option<u64>,
+) -> Result<Vec<Entry>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP")
+        .arg(ctx.group())
+        .arg(&ctx.consumer)
+        .arg("COUNT")
+        .arg(ctx.config.batch);
+    if let Some(ms) = block_ms {
+        cmd.arg("BLOCK").arg(ms);
+    }
+    cmd.arg("STREAMS").arg(ctx.stream()).arg(id);
+    let reply: Value = cmd.query_async(conn).await?;
+    Ok(entry::parse_read_reply(reply, 1)?)
+}
+
+/// Replayed pending entries carry their delivery count in the PEL, not in the
+/// read reply: look them up in one `XPENDING` range query.
+async fn fill_attempts(
+    ctx: &PluginContext,
+    conn: &mut ConnectionManager,
+    entries: &mut [Entry],
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        return Ok(());
+    };
+    let rows: Vec<(String, String, u64, u32)> = redis::cmd("XPENDING")
+        .arg(ctx.stream())
+        .arg(ctx.group())
+        .arg(&first.id)
+        .arg(&last.id)
+        .arg(entries.len())
+        .arg(&ctx.consumer)
+        .query_async(conn)
+        .await?;
+    let counts: HashMap<String, u32> = rows.into_iter().map(|(id, _, _, n)| (id, n)).collect();
+    for e in entries.iter_mut() {
+        e.attempt = counts.get(&e.id).copied().unwrap_or(2).max(1);
+    }
+    Ok(())
+}
+
+/// Splits a batch so every worker gets a share, and queues the parts.
+pub(crate) async fn send_split(
+    ctx: &PluginContext,
+    work: &async_channel::Sender<Batch>,
+    mut entries: Vec<Entry>,
+) -> Result<(), async_channel::SendError<Batch>> {
+    let workers = ctx.config.concurrency.max(1);
+    let chunk = entries.len().div_ceil(workers).max(1);
+    while entries.len() > chunk {
+        let rest = entries.split_off(chunk);
+        work.send(entries).await?;
+        entries = rest;
+    }
+    work.send(entries).await
+}

@@ -1,0 +1,101 @@
+//! The retry scheduler: holds failed entries' due times (the entries stay
+//! pending in Redis, so nothing is lost if this host dies) and, when due,
+//! re-claims them for this consumer, which makes Redis count the delivery.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::Value;
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+
+use super::{Batch, PluginContext, reader::send_split};
+use crate::streams::{entry, scripts};
+
+/// An entry to deliver again no sooner than `due`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RetryRequest {
+    /// When it is due (first field: the heap orders by it).
+    pub due: Instant,
+    /// The entry id.
+    pub id: String,
+}
+
+/// Ids re-claimed in one script call.
+const MAX_PER_CLAIM: usize = 256;
+
+/// Runs until shutdown or until every worker is gone.
+pub async fn run(
+    ctx: Arc<PluginContext>,
+    mut requests: UnboundedReceiver<RetryRequest>,
+    mut conn: ConnectionManager,
+    work: async_channel::Sender<Batch>,
+    shutdown: CancellationToken,
+) {
+    let mut queue: BinaryHeap<Reverse<RetryRequest>> = BinaryHeap::new();
+    loop {
+        let next_due = queue.peek().map(|r| r.0.due);
+        let wait = next_due.map_or(Duration::from_secs(3600), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            request = requests.recv() => match request {
+                Some(r) => queue.push(Reverse(r)),
+                None => return,
+            },
+            _ = tokio::time::sleep(wait), if next_due.is_some() => {
+                let now = Instant::now();
+                let mut due = Vec::new();
+                while due.len() < MAX_PER_CLAIM && queue.peek().is_some_and(|r| r.0.due <= now) {
+                    if let Some(Reverse(r)) = queue.pop() {
+                        due.push(r.id);
+                    }
+                }
+                match reclaim(&ctx, &mut conn, &due).await {
+                    Ok(entries) if !entries.is_empty() => {
+                        if send_split(&ctx, &work, entries).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(plugin = %ctx.plugin.name, error = %e, "re-claim for retry failed; trying again shortly");
+                        let later = Instant::now() + Duration::from_millis(500);
+                        queue.extend(due.into_iter().map(|id| Reverse(RetryRequest { due: later, id })));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn reclaim(
+    ctx: &PluginContext,
+    conn: &mut ConnectionManager,
+    ids: &[String],
+) -> Result<Vec<entry::Entry>, Box<dyn std::error::Error + Send + Sync>> {
+    let reply: Value = scripts::RECLAIM
+        .key(ctx.stream())
+        .arg(ctx.group())
+        .arg(&ctx.consumer)
+        .arg(ids)
+        .invoke_async(conn)
+        .await?;
+    let Value::Array(mut parts) = reply else {
+        return Err("reclaim script returned an unexpected reply".into());
+    };
+    if parts.len() != 2 {
+        return Err("reclaim script returned an unexpected reply".into());
+    }
+    let gone = entry::parse_ids(parts.pop().unwrap_or(Value::Nil))?;
+    let claimed = entry::parse_claimed(parts.pop().unwrap_or(Value::Nil))?;
+    if !gone.is_empty() {
+        ctx.metrics.trimmed.inc_by(gone.len() as u64);
+        tracing::warn!(plugin = %ctx.plugin.name, count = gone.len(), "entries awaiting retry were deleted or trimmed; acked");
+    }
+    Ok(claimed)
+}

@@ -1,0 +1,162 @@
+//! A worker: owns one plugin instance, hands it entries one by one, and routes
+//! each result (ack, retry later, dead-letter).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::retry::RetryRequest;
+use super::{Batch, PluginContext};
+use crate::config::Isolation;
+use crate::dispatch::{Disposition, Outcome, decide};
+use crate::dlq;
+use crate::plugin::{Message, PluginInstance};
+use crate::streams::Entry;
+
+/// Handles batches until the work queue closes and is empty.
+pub async fn run(
+    ctx: Arc<PluginContext>,
+    work: async_channel::Receiver<Batch>,
+    acks: UnboundedSender<Vec<String>>,
+    retries: UnboundedSender<RetryRequest>,
+    mut conn: ConnectionManager,
+) {
+    let mut instance: Option<PluginInstance> = None;
+    while let Ok(batch) = work.recv().await {
+        let mut acked = Vec::with_capacity(batch.len());
+        for entry in batch {
+            let id = entry.id.clone();
+            match handle(&ctx, &mut instance, entry, &mut conn).await {
+                Routed::Ack => acked.push(id),
+                Routed::Retry(request) => {
+                    // A closed scheduler means shutdown: the entry stays pending.
+                    let _ = retries.send(request);
+                }
+                Routed::Done => {}
+            }
+        }
+        if !acked.is_empty() && acks.send(acked).is_err() {
+            tracing::error!(plugin = %ctx.plugin.name, "acker stopped early; handled entries stay pending and will be redelivered");
+        }
+    }
+}
+
+enum Routed {
+    Ack,
+    Retry(RetryRequest),
+    /// Dead-lettered (or left pending for redelivery when that failed).
+    Done,
+}
+
+async fn handle(
+    ctx: &PluginContext,
+    instance: &mut Option<PluginInstance>,
+    entry: Entry,
+    conn: &mut ConnectionManager,
+) -> Routed {
+    let Some(fields) = entry.fields else {
+        ctx.metrics.trimmed.inc();
+        tracing::warn!(plugin = %ctx.plugin.name, id = %entry.id, "pending entry was deleted or trimmed before it was handled; acking it");
+        return Routed::Ack;
+    };
+    ctx.metrics.received.inc();
+    let inst = match instance {
+        Some(inst) => inst,
+        None => match ctx.plugin.instantiate().await {
+            Ok(inst) => instance.insert(inst),
+            Err(e) => {
+                tracing::error!(plugin = %ctx.plugin.name, id = %entry.id, error = %e, "cannot instantiate; entry will be retried");
+                return retry_after(ctx, entry.id, entry.attempt, &Outcome::Retry(e.to_string()));
+            }
+        },
+    };
+    let msg = Message {
+        stream: ctx.config.stream.clone(),
+        id: entry.id,
+        fields,
+        attempt: entry.attempt,
+    };
+    let invocation = inst.invoke(&msg, &ctx.plugin.limits).await;
+    if inst.is_poisoned() || ctx.config.isolation == Isolation::PerMessage {
+        *instance = None;
+    }
+    ctx.metrics
+        .handler_seconds
+        .observe(invocation.elapsed.as_secs_f64());
+    ctx.metrics.fuel.observe(invocation.fuel as f64);
+    record_failure(ctx, &msg, &invocation.outcome);
+    route(ctx, msg, &invocation.outcome, conn).await
+}
+
+async fn route(
+    ctx: &PluginContext,
+    msg: Message,
+    outcome: &Outcome,
+    conn: &mut ConnectionManager,
+) -> Routed {
+    match decide(outcome, msg.attempt, &ctx.config.retry) {
+        Disposition::Ack => Routed::Ack,
+        Disposition::RetryAfter(delay) => {
+            ctx.metrics.retried.inc();
+            Routed::Retry(RetryRequest {
+                id: msg.id,
+                due: Instant::now() + delay,
+            })
+        }
+        Disposition::DeadLetter { reason, error } => {
+            dlq::dead_letter(ctx, conn, &msg, &reason, &error).await;
+            Routed::Done
+        }
+    }
+}
+
+fn retry_after(ctx: &PluginContext, id: String, attempt: u32, outcome: &Outcome) -> Routed {
+    match decide(outcome, attempt, &ctx.config.retry) {
+        Disposition::RetryAfter(delay) => Routed::Retry(RetryRequest {
+            id,
+            due: Instant::now() + delay,
+        }),
+        // Out of attempts but never handled: leave it pending for the claimer
+        // rather than dead-letter an entry no handler has seen.
+        _ => Routed::Retry(RetryRequest {
+            id,
+            due: Instant::now() + std::time::Duration::from_millis(ctx.config.retry.max_ms),
+        }),
+    }
+}
+
+fn record_failure(ctx: &PluginContext, msg: &Message, outcome: &Outcome) {
+    let (plugin, version, id, attempt) =
+        (&*ctx.plugin.name, &*ctx.plugin.digest, &msg.id, msg.attempt);
+    match outcome {
+        Outcome::Ok => {}
+        Outcome::Retry(reason) => {
+            ctx.metrics.retry.inc();
+            tracing::info!(
+                plugin,
+                version,
+                id,
+                attempt,
+                reason,
+                "handler asked for a retry"
+            );
+        }
+        Outcome::Reject(reason) => {
+            ctx.metrics.rejected.inc();
+            tracing::info!(
+                plugin,
+                version,
+                id,
+                attempt,
+                reason,
+                "handler rejected the entry"
+            );
+        }
+        Outcome::Trap(kind, text) => {
+            ctx.metrics.trap(*kind).inc();
+            tracing::warn!(plugin, version, id, attempt, kind = %kind, error = %text, "handler trapped; instance discarded");
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Turns a handler invocation into an [`Outcome`] (exactly once, here) and an
+//! outcome into what happens to the entry ([`Disposition`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::config::{Backoff, OnTrap, RetryConfig};
+use crate::plugin::bindings::HandlerError;
+
+/// Why an invocation trapped. The names appear in logs, DLQ metadata and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrapKind {
+    /// The per-invocation fuel budget ran out.
+    Fuel,
+    /// The wall-clock budget ran out.
+    Timeout,
+    /// The guest tried to grow memory or tables past its limit.
+    Memory,
+    /// Unbounded recursion hit the wasm stack limit.
+    StackOverflow,
+    /// A panic, `unreachable`, or any other trap.
+    Panic,
+}
+
+impl TrapKind {
+    /// Stable label for metrics and DLQ metadata.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrapKind::Fuel => "fuel",
+            TrapKind::Timeout => "timeout",
+            TrapKind::Memory => "memory",
+            TrapKind::StackOverflow => "stack-overflow",
+            TrapKind::Panic => "trap",
+        }
+    }
+}
+
+impl fmt::Display for TrapKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrapKind::Fuel => "fuel exhausted",
+            TrapKind::Timeout => "timeout",
+            TrapKind::Memory => "memory limit",
+            TrapKind::StackOverflow => "stack overflow",
+            TrapKind::Panic => "panic/trap",
+        })
+    }
+}
+
+/// What one invocation of `handle` came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler accepted the entry.
+    Ok,
+    /// The handler asked for another attempt.
+    Retry(String),
+    /// The handler refused the entry for good.
+    Reject(String),
+    /// The invocation trapped; the instance must not be used again.
+    Trap(TrapKind, String),
+}
+
+/// What the host observed besides the return value, needed to classify traps.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TrapSignals {
+    /// The epoch callback or the host's timer ended the call for its deadline.
+    pub timed_out: bool,
+    /// The resource limiter refused a memory or table grow.
+    pub memory_refused: bool,
+}
+
+/// Classifies a finished invocation. The one place a handler's result is interpreted.
+pub fn classify(
+    result: wasmtime::Result<Result<(), HandlerError>>,
+    signals: TrapSignals,
+) -> Outcome {
+    let err = match result {
+        Ok(Ok(())) => return Outcome::Ok,
+        Ok(Err(HandlerError::Retry(reason))) => return Outcome::Retry(reason),
+        Ok(Err(HandlerError::Reject(reason))) => return Outcome::Reject(reason),
+        Err(err) => err,
+    };
+    let trap = err.downcast_ref::<wasmtime::Trap>().copied();
+    let kind = if signals.timed_out || trap == Some(wasmtime::Trap::Interrupt) {
+        TrapKind::Timeout
+    } else if trap == Some(wasmtime::Trap::OutOfFuel) {
+        TrapKind::Fuel
+    } else if trap == Some(wasmtime::Trap::StackOverflow) {
+        TrapKind::StackOverflow
+    } else if signals.memory_refused {
+        TrapKind::Memory
+    } else {
+        TrapKind::Panic
+    };
+    Outcome::Trap(kind, first_line(&format!("{err:#}")))
+}
+
+fn first_line(text: &str) -> String {
+    const MAX: usize = 500;
+    let line = text.lines().next().unwrap_or_default();
+    let mut end = line.len().min(MAX);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line[..end].to_owned()
+}
+
+/// Why an entry went to the dead-letter stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadReason {
+    /// The handler returned `reject`.
+    Rejected,
+    /// `max_attempts` deliveries failed.
+    AttemptsExhausted,
+    /// A trap with `on_trap = "dead-letter"`.
+    Trapped(TrapKind),
+}
+
+impl DeadReason {
+    /// Stable label stored in DLQ metadata (`dlq.reason`) and used by `dlq replay --reason`.
+    pub fn label(&self) -> String {
+        match self {
+            DeadReason::Rejected => "rejected".to_owned(),
+            DeadReason::AttemptsExhausted => "attempts-exhausted".to_owned(),
+            DeadReason::Trapped(kind) => format!("trap:{}", kind.as_str()),
+        }
+    }
+}
+
+/// What happens to an entry after an invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Acknowledge it.
+    Ack,
+    /// Leave it pending and deliver it again after `delay`.
+    RetryAfter(Duration),
+    /// Move it to the dead-letter stream, atomically with the ack.
+    DeadLetter { reason: DeadReason, error: String },
+}
+
+/// Decides an entry's fate from its outcome and delivery attempt (1-based, from Redis).
+pub fn decide(outcome: &Outcome, attempt: u32, policy: &RetryConfig) -> Disposition {
+    let (error, trap) = match outcome {
+        Outcome::Ok => return Disposition::Ack,
+        Outcome::Reject(reason) => {
+            return Disposition::DeadLetter {
+                reason: DeadReason::Rejected,
+                error: reason.clone(),
+            };
+        }
+        Outcome::Retry(reason) => (reason.clone(), None),
+        Outcome::Trap(kind, text) => (format!("{kind}: {text}"), Some(*kind)),
+    };
+    if let (Some(kind), OnTrap::DeadLetter) = (trap, policy.on_trap) {
+        return Disposition::DeadLetter {
+            reason: DeadReason::Trapped(kind),
+            error,
+        };
+    }
+    if attempt >= policy.max_attempts {
+        return Disposition::DeadLetter {
+            reason: DeadReason::AttemptsExhausted,
+            error,
+        };
+    }
+    Disposition::RetryAfter(backoff(policy, attempt))
+}
+
+/// Delay before the attempt after `attempt`, with up to 20% jitter below the
+/// computed value so that a burst of failures does not retry in lockstep.
+pub fn backoff(policy: &RetryConfig, attempt: u32) -> Duration {
+    let base = match policy.backoff {
+        Backoff::Fixed => policy.initial_ms,
+        Backoff::Exponential => {
+            let shift = attempt.saturating_sub(1).min(32);
+            policy.initial_ms.saturating_mul(1u64 << shift)
+        }
+    }
+    .min(policy.max_ms);
+    let jitter = if base >= 5 {
+        rand::random_range(0..=base / 5)
+    } else {
+        0
+    };
+    Duration::from_millis(base - jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryConfig {
+        RetryConfig {
+            max_attempts: 3,
+            initial_ms: 100,
+            max_ms: 1000,
+            ..RetryConfig::default()
+        }
+    }
+
+    #[test]
+    fn retry_until_attempts_run_out() {
+        let p = policy();
+        let retry = Outcome::Retry("later".into());
+        assert!(matches!(decide(&retry, 1, &p), Disposition::RetryAfter(_)));
+        assert!(matches!(decide(&retry, 2, &p), Disposition::RetryAfter(_)));
+        assert_eq!(
+            decide(&retry, 3, &p),
+            Disposition::DeadLetter {
+                reason: DeadReason::AttemptsExhausted,
+                error: "later".into()
+            }
+        );
+    }
+
+    #[test]
+    fn reject_dead_letters_at_once() {
+        let d = decide(&Outcome::Reject("bad".into()), 1, &policy());
+        assert!(matches!(
+            d,
+            Disposition::DeadLetter {
+                reason: DeadReason::Rejected,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn trap_follows_on_trap() {
+        let mut p = policy();
+        let trap = Outcome::Trap(TrapKind::Fuel, "x".into());
+        assert!(matches!(decide(&trap, 1, &p), Disposition::RetryAfter(_)));
+        p.on_trap = OnTrap::DeadLetter;
+        assert!(matches!(
+            decide(&trap, 1, &p),
+            Disposition::DeadLetter {
+                reason: DeadReason::Trapped(TrapKind::Fuel),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = policy();
+        let d1 = backoff(&p, 1).as_millis();
+        let d3 = backoff(&p, 3).as_millis();
+        let d9 = backoff(&p, 9).as_millis();
+        assert!((80..=100).contains(&d1), "{d1}");
+        assert!((320..=400).contains(&d3), "{d3}");
+        assert!((800..=1000).contains(&d9), "{d9}");
+    }
+}

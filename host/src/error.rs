@@ -1,0 +1,106 @@
+//! Typed errors of the library. The binary adds context with `anyhow`.
+
+use std::path::PathBuf;
+
+/// A config file that cannot be used. Every variant names where the problem is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("line {line}, column {column}: {message}")]
+    Parse {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("invalid `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+    #[error("{}: {source}", path.display())]
+    InFile {
+        path: PathBuf,
+        source: Box<ConfigError>,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn parse(text: &str, err: &toml::de::Error) -> ConfigError {
+        let offset = err.span().map(|s| s.start).unwrap_or(0).min(text.len());
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = offset - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        ConfigError::Parse {
+            line,
+            column,
+            message: err.message().trim().to_owned(),
+        }
+    }
+
+    pub(crate) fn in_file(self, path: &std::path::Path) -> ConfigError {
+        ConfigError::InFile {
+            path: path.to_owned(),
+            source: Box::new(self),
+        }
+    }
+}
+
+/// A component that cannot be loaded as a handler.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("plugin {plugin:?}: cannot read component {path}: {source}")]
+    Read {
+        plugin: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "plugin {plugin:?}: component is {size} bytes, over the limit of {limit} bytes (limits.max_component_mib)"
+    )]
+    TooLarge {
+        plugin: String,
+        size: u64,
+        limit: u64,
+    },
+    #[error("plugin {plugin:?}: {what} is not a Wasm component{hint}")]
+    NotAComponent {
+        plugin: String,
+        what: String,
+        hint: &'static str,
+    },
+    #[error(
+        "plugin {plugin:?}: component does not implement the `streamhost:plugin/handler` world: {detail}"
+    )]
+    WrongWorld { plugin: String, detail: String },
+    #[error(
+        "plugin {plugin:?}: component imports `{import}`, which streamhost does not provide (allowed: {allowed})"
+    )]
+    ForbiddenImport {
+        plugin: String,
+        import: String,
+        allowed: &'static str,
+    },
+    #[error("plugin {plugin:?}: cannot compile component: {detail}")]
+    Compile { plugin: String, detail: String },
+    #[error("plugin {plugin:?}: instantiation failed: {detail}")]
+    Instantiate { plugin: String, detail: String },
+}
+
+/// The library's error for everything else.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("wasm engine: {0}")]
+    Engine(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Result with the library's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

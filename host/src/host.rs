@@ -1,0 +1,119 @@
+//! The host: loads every configured plugin, then runs each one's consumer
+//! until shutdown.
+
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::consumer::{self, PluginContext};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::plugin::{EngineOptions, LoadedPlugin, WasmEngine};
+
+/// A host with its plugins loaded and validated, ready to consume.
+pub struct Host {
+    config: Config,
+    plugins: Vec<Arc<LoadedPlugin>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Engine sizing for a config: enough pool slots for every worker plus room
+/// for validation and replacement instances.
+pub fn engine_options(config: &Config) -> EngineOptions {
+    let workers: usize = config.plugins.iter().map(|p| p.concurrency).sum();
+    let max_memory_mib = config
+        .plugins
+        .iter()
+        .map(|p| p.limits.memory_mib)
+        .max()
+        .unwrap_or(64);
+    EngineOptions {
+        max_instances: u32::try_from(workers * 2 + 16).unwrap_or(u32::MAX),
+        max_memory_bytes: usize::try_from(max_memory_mib.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
+        pooling: true,
+    }
+}
+
+/// Loads every plugin of a config: reads, checks, compiles and instantiates
+/// each once. The first failure is returned; nothing starts consuming with a
+/// broken plugin in the config.
+pub async fn load_plugins(
+    config: &Config,
+    engine: &Arc<WasmEngine>,
+) -> Result<Vec<Arc<LoadedPlugin>>> {
+    let mut loaded = Vec::with_capacity(config.plugins.len());
+    for p in &config.plugins {
+        let (engine, name, path, limits) = (
+            engine.clone(),
+            p.name.clone(),
+            p.component.clone(),
+            p.limits.clone(),
+        );
+        let plugin = tokio::task::spawn_blocking(move || {
+            LoadedPlugin::load_file(&engine, &name, &path, &limits)
+        })
+        .await
+        .map_err(|e| Error::Other(format!("loading plugin {:?} panicked: {e}", p.name)))??;
+        // Instantiating once catches components whose start function traps.
+        plugin.instantiate().await?;
+        tracing::info!(plugin = %plugin.name, version = %plugin.digest, component = %p.component.display(), "loaded");
+        loaded.push(Arc::new(plugin));
+    }
+    Ok(loaded)
+}
+
+impl Host {
+    /// Builds the engine and loads every plugin.
+    pub async fn load(config: Config) -> Result<Host> {
+        let engine = WasmEngine::new(&engine_options(&config))?;
+        let plugins = load_plugins(&config, &engine).await?;
+        Ok(Host {
+            config,
+            plugins,
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+
+    /// The host's metrics (shared with the admin endpoint and tests).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// The loaded plugins, in config order.
+    pub fn plugins(&self) -> &[Arc<LoadedPlugin>] {
+        &self.plugins
+    }
+
+    /// Consumes until `shutdown` fires, then drains and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let mut tasks = JoinSet::new();
+        for (plugin, pc) in self.plugins.iter().zip(&self.config.plugins) {
+            let ctx = Arc::new(PluginContext {
+                plugin: plugin.clone(),
+                config: pc.clone(),
+                consumer: pc.consumer(),
+                dlq_stream: pc.dlq_stream(),
+                metrics: self.metrics.plugin(&pc.name, &pc.stream),
+            });
+            tracing::info!(plugin = %pc.name, stream = %pc.stream, group = pc.group(), consumer = %ctx.consumer, "consuming");
+            let url = self.config.redis.url.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { consumer::run(ctx, &url, shutdown).await });
+        }
+        let mut first_error = None;
+        while let Some(done) = tasks.join_next().await {
+            let result = done
+                .map_err(|e| Error::Other(format!("plugin task failed: {e}")))
+                .and_then(|r| r);
+            if let Err(e) = result {
+                tracing::error!(error = %e, "plugin stopped with an error");
+                shutdown.cancel();
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

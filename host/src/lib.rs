@@ -1,0 +1,24 @@
+//! streamhost: runs message handlers as sandboxed WebAssembly components on
+//! Redis Streams consumer groups, with at-least-once delivery, retries and
+//! dead-lettering done once, correctly, in the host.
+//!
+//! The binary (`main.rs`) is a thin shell over this library; tests drive the
+//! host in-process through [`Host`].
+
+pub mod bundled;
+pub mod cli;
+pub mod config;
+pub mod consumer;
+pub mod dispatch;
+pub mod dlq;
+pub mod error;
+pub mod host;
+pub mod local_redis;
+pub mod metrics;
+pub mod plugin;
+pub mod shutdown;
+pub mod streams;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use host::Host;

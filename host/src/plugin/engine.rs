@@ -1,0 +1,123 @@
+//! The process-wide wasmtime `Engine`, its production settings and the epoch ticker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Strategy,
+};
+
+use crate::error::Error;
+
+/// How often the epoch advances: the granularity of wall-clock limits, and how
+/// often a long-running guest yields its thread to other tasks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Guest wasm stack; deep enough for real handlers, small enough that unbounded
+/// recursion traps quickly.
+pub const MAX_WASM_STACK: usize = 512 * 1024;
+
+/// Sizing of the engine, derived from the plugins it will run.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Instances alive at once across all plugins (pool slots).
+    pub max_instances: u32,
+    /// The largest `limits.memory_mib` of any plugin, in bytes.
+    pub max_memory_bytes: usize,
+    /// Use the pooling allocator (preallocated slots, copy-on-write images).
+    pub pooling: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_instances: 64,
+            max_memory_bytes: 64 << 20,
+            pooling: true,
+        }
+    }
+}
+
+/// The shared engine plus the thread that ticks its epoch; the thread stops
+/// and is joined when the last handle is dropped.
+pub struct WasmEngine {
+    engine: Engine,
+    ticker: Option<Ticker>,
+}
+
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WasmEngine {
+    /// Builds the engine: Cranelift, fuel, epochs, guard pages, bounded stack.
+    pub fn new(options: &EngineOptions) -> Result<Arc<WasmEngine>, Error> {
+        let mut config = Config::new();
+        config
+            .strategy(Strategy::Cranelift)
+            .cranelift_opt_level(OptLevel::Speed)
+            .wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(MAX_WASM_STACK)
+            .async_stack_size(MAX_WASM_STACK + 1024 * 1024)
+            .memory_init_cow(true);
+        if options.pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            let slots = options.max_instances.max(8);
+            pool.total_component_instances(slots)
+                .total_core_instances(slots * 4)
+                .total_memories(slots * 2)
+                .total_tables(slots * 4)
+                .total_stacks(slots)
+                .max_memories_per_component(4)
+                .max_memory_size(options.max_memory_bytes);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let ticker = Ticker::start(engine.clone())
+            .map_err(|e| Error::Engine(format!("cannot start the epoch ticker thread: {e}")))?;
+        Ok(Arc::new(WasmEngine {
+            engine,
+            ticker: Some(ticker),
+        }))
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl Drop for WasmEngine {
+    fn drop(&mut self) {
+        if let Some(mut ticker) = self.ticker.take() {
+            ticker.stop.store(true, Ordering::Relaxed);
+            if let Some(thread) = ticker.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> std::io::Result<Ticker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Ticker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}

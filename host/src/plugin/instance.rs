@@ -1,0 +1,149 @@
+//! One live instance of a plugin and the invocation of its `handle` export
+//! under the plugin's limits.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, UpdateDeadline};
+
+use super::bindings::{Handler, Message};
+use super::registry::LoadedPlugin;
+use super::state::HostState;
+use crate::dispatch::{Outcome, TrapSignals, classify};
+use crate::error::LoadError;
+
+/// Bytes a guest may pass to the host in one host call (bounds log lines and,
+/// later, effect payloads).
+const HOSTCALL_FUEL: usize = 1 << 20;
+
+/// Extra wall-clock time before the host's own timer abandons a call that is
+/// blocked in a host function, where epoch interruption cannot reach.
+const TIMER_GRACE: Duration = Duration::from_millis(50);
+
+/// The result of one invocation.
+#[derive(Debug)]
+pub struct Invocation {
+    /// What the handler came to, classified.
+    pub outcome: Outcome,
+    /// Fuel the invocation consumed.
+    pub fuel: u64,
+    /// Wall-clock time in the guest.
+    pub elapsed: Duration,
+    /// Log bytes the guest wrote over its budget, dropped.
+    pub log_dropped: usize,
+}
+
+/// A store plus an instantiated handler. Never used again after a trap.
+pub struct PluginInstance {
+    store: Store<HostState>,
+    handler: Handler,
+    poisoned: bool,
+}
+
+impl LoadedPlugin {
+    /// A fresh instance with the plugin's limits applied.
+    pub async fn instantiate(&self) -> Result<PluginInstance, LoadError> {
+        let memory =
+            usize::try_from(self.limits.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        let mut store = Store::new(
+            self.engine.engine(),
+            HostState::new(self.name.clone(), memory),
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.set_hostcall_fuel(HOSTCALL_FUEL);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            if Instant::now() >= state.deadline {
+                state.timed_out = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Yield so a long-running guest shares its thread with other tasks.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        // Instantiation runs guest code (start functions): bound it like a call.
+        let instantiate_err = |detail: String| LoadError::Instantiate {
+            plugin: self.name.to_string(),
+            detail,
+        };
+        store
+            .set_fuel(self.limits.fuel)
+            .map_err(|e| instantiate_err(format!("{e:#}")))?;
+        store.data_mut().deadline = Instant::now() + self.limits.timeout();
+        store.set_epoch_deadline(1);
+        let handler = tokio::time::timeout(
+            self.limits.timeout() + TIMER_GRACE,
+            self.pre.instantiate_async(&mut store),
+        )
+        .await
+        .map_err(|_| instantiate_err("timed out".to_owned()))?
+        .map_err(|e| instantiate_err(format!("{e:#}")))?;
+        Ok(PluginInstance {
+            store,
+            handler,
+            poisoned: false,
+        })
+    }
+}
+
+impl PluginInstance {
+    /// Whether a trap made this instance unusable.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Calls `handle` once under fuel, time, memory and log budgets.
+    pub async fn invoke(
+        &mut self,
+        msg: &Message,
+        limits: &crate::config::LimitsConfig,
+    ) -> Invocation {
+        debug_assert!(!self.poisoned, "a trapped instance must not be called");
+        let started = Instant::now();
+        {
+            let state = self.store.data_mut();
+            state.deadline = started + limits.timeout();
+            state.timed_out = false;
+            state.limiter.refused = false;
+            state.log_budget = limits.log_bytes;
+            state.log_dropped = 0;
+            state.entry_id.clone_from(&msg.id);
+        }
+        // Cannot fail: fuel is enabled on every store of this engine.
+        let _ = self.store.set_fuel(limits.fuel);
+        self.store.set_epoch_deadline(1);
+        let call = self.handler.call_handle(&mut self.store, msg);
+        let result = match tokio::time::timeout(limits.timeout() + TIMER_GRACE, call).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.store.data_mut().timed_out = true;
+                Err(wasmtime::Error::msg(
+                    "wall-clock limit reached while blocked in a host call",
+                ))
+            }
+        };
+        let elapsed = started.elapsed();
+        let fuel = limits
+            .fuel
+            .saturating_sub(self.store.get_fuel().unwrap_or(0));
+        let state = self.store.data();
+        let signals = TrapSignals {
+            timed_out: state.timed_out,
+            memory_refused: state.limiter.refused,
+        };
+        let log_dropped = state.log_dropped;
+        let outcome = classify(result, signals);
+        if matches!(outcome, Outcome::Trap(..)) {
+            self.poisoned = true;
+        }
+        if log_dropped > 0 {
+            tracing::warn!(plugin = %state.plugin, id = %msg.id, log_dropped, "plugin exceeded its log budget; output dropped");
+        }
+        self.store.data_mut().entry_id.clear();
+        Invocation {
+            outcome,
+            fuel,
+            elapsed,
+            log_dropped,
+        }
+    }
+}

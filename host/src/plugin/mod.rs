@@ -1,0 +1,13 @@
+//! Everything about running handler components: bindings, engine, limits,
+//! loading, instances.
+
+pub mod bindings;
+pub mod engine;
+pub mod instance;
+pub mod registry;
+pub mod state;
+
+pub use bindings::{Field, HandlerError, Message};
+pub use engine::{EngineOptions, WasmEngine};
+pub use instance::{Invocation, PluginInstance};
+pub use registry::{LoadedPlugin, digest};

@@ -1,0 +1,167 @@
+//! What a guest's store holds: a locked-down WASI context, resource limits,
+//! and the host side of the `log` import.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{Level, streamhost};
+
+/// Cap on live WASI resources (streams, pollables) per store.
+const MAX_RESOURCES: usize = 1_000;
+
+/// Per-store data. One per instance; reset per invocation where it matters.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    /// Who is logging, for attribution.
+    pub(crate) plugin: Arc<str>,
+    /// The entry being handled, for attribution; empty between invocations.
+    pub(crate) entry_id: String,
+    /// When the current invocation must end (wall clock).
+    pub(crate) deadline: Instant,
+    /// Set when the epoch callback ended an invocation for its deadline.
+    pub(crate) timed_out: bool,
+    /// Log bytes the current invocation may still write.
+    pub(crate) log_budget: usize,
+    /// Log bytes dropped in the current invocation.
+    pub(crate) log_dropped: usize,
+}
+
+impl HostState {
+    /// A store state with no ambient authority: no preopens, env, args, stdio or network.
+    pub fn new(plugin: Arc<str>, memory_bytes: usize) -> HostState {
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        HostState {
+            wasi,
+            table,
+            limiter: Limiter::new(memory_bytes),
+            plugin,
+            entry_id: String::new(),
+            deadline: Instant::now(),
+            timed_out: false,
+            log_budget: 0,
+            log_dropped: 0,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// [`StoreLimits`] that remembers whether it refused something, so a trap that
+/// follows can be classified as "memory limit" rather than a generic panic.
+pub struct Limiter {
+    inner: StoreLimits,
+    pub(crate) refused: bool,
+}
+
+impl Limiter {
+    fn new(memory_bytes: usize) -> Limiter {
+        Limiter {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(memory_bytes)
+                .memories(4)
+                .tables(16)
+                .instances(32)
+                .table_elements(100_000)
+                .trap_on_grow_failure(true)
+                .build(),
+            refused: false,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let r = self.inner.memory_growing(current, desired, maximum);
+        self.refused |= !matches!(r, Ok(true));
+        r
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let r = self.inner.table_growing(current, desired, maximum);
+        self.refused |= !matches!(r, Ok(true));
+        r
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+impl streamhost::plugin::types::Host for HostState {}
+
+impl streamhost::plugin::log::Host for HostState {
+    fn log(&mut self, level: Level, message: String) {
+        if message.len() > self.log_budget {
+            self.log_dropped += message.len();
+            self.log_budget = 0;
+            return;
+        }
+        self.log_budget -= message.len();
+        let message = sanitize(&message);
+        let (plugin, id) = (&*self.plugin, self.entry_id.as_str());
+        match level {
+            Level::Trace => tracing::trace!(target: "plugin", plugin, id, "{message}"),
+            Level::Debug => tracing::debug!(target: "plugin", plugin, id, "{message}"),
+            Level::Info => tracing::info!(target: "plugin", plugin, id, "{message}"),
+            Level::Warn => tracing::warn!(target: "plugin", plugin, id, "{message}"),
+            Level::Error => tracing::error!(target: "plugin", plugin, id, "{message}"),
+        }
+    }
+}
+
+/// Replaces control characters (terminal escape sequences included) so a guest
+/// cannot forge log lines or drive the operator's terminal.
+pub fn sanitize(message: &str) -> std::borrow::Cow<'_, str> {
+    if !message.chars().any(char::is_control) {
+        return message.into();
+    }
+    message
+        .chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect::<String>()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sanitize_removes_escapes_and_newlines() {
+        assert_eq!(super::sanitize("a\x1b[31mb\nc"), "a\u{FFFD}[31mb\u{FFFD}c");
+        assert_eq!(super::sanitize("plain"), "plain");
+    }
+}

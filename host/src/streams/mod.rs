@@ -1,0 +1,113 @@
+//! Redis plumbing for streams: connections, reply parsing, consumer-group
+//! setup, and the Lua scripts that make multi-step operations atomic.
+
+pub mod entry;
+pub mod scripts;
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio_util::sync::CancellationToken;
+
+pub use entry::Entry;
+
+/// Longest wait between reconnection attempts.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
+
+/// Opens a self-reconnecting connection, retrying with capped backoff until
+/// Redis answers or `shutdown` fires (then `None`). `response_timeout` must
+/// exceed any `BLOCK` used on this connection.
+pub async fn connect(
+    url: &str,
+    response_timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Result<Option<ConnectionManager>, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(response_timeout))
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_number_of_retries(2)
+        .set_max_delay(MAX_RECONNECT_DELAY);
+    let mut delay = Duration::from_millis(100);
+    let mut failures = 0u32;
+    loop {
+        match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
+            Ok(conn) => {
+                if failures > 0 {
+                    tracing::info!(url = %redact(url), "connected to Redis after {failures} failed attempts");
+                }
+                return Ok(Some(conn));
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(url = %redact(url), error = %e, retry_in = ?delay, "Redis unreachable");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+    }
+}
+
+/// A URL with its password replaced, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Creates the consumer group at the start of the stream (and the stream)
+/// when missing. Returns whether it had to be created.
+pub async fn ensure_group(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    group: &str,
+) -> Result<bool, redis::RedisError> {
+    let created: Result<(), _> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg(group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await;
+    match created {
+        Ok(()) => Ok(true),
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether an error says the consumer group (or its stream) is gone.
+pub fn is_nogroup(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOGROUP")
+}
+
+/// Whether an error is about the connection rather than the command.
+pub fn is_connection_error(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(super::redact("redis://:pw@h:1"), "redis://:***@h:1");
+        assert_eq!(super::redact("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(super::redact("redis://h:1"), "redis://h:1");
+    }
+}

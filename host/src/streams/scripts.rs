@@ -1,0 +1,21 @@
+//! The Lua scripts, loaded once and run with `EVALSHA` (redis-rs falls back to
+//! `EVAL` when the server has not seen a script, e.g. after a restart).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Dead-letter one entry and ack it, if this consumer still owns it.
+pub static DEAD_LETTER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/dead_letter.lua")));
+/// Re-claim own pending entries for a retry, with their delivery counts.
+pub static RECLAIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/reclaim.lua")));
+/// One XAUTOCLAIM step with delivery counts.
+pub static AUTOCLAIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/autoclaim.lua")));
+/// Remove idle consumers that own nothing.
+pub static DELETE_IDLE_CONSUMERS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/delete_idle_consumers.lua")));
+/// Move a DLQ entry back to its source stream.
+pub static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/replay.lua")));
