@@ -1,6 +1,267 @@
 //! End-to-end tests for streamhost: a real redis-server and real compiled components.
+//!
+//! One-line setup for a test: [`TestRedis::start`] for a private server,
+//! [`plugin`] for a test-friendly plugin table, [`InProcessHost::start`] to run
+//! a host inside the test, or [`HostProcess::spawn`] for a real process that
+//! can be killed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use streamhost::config::{ClaimConfig, Config, PluginConfig, RedisConfig, RetryConfig};
+use streamhost::metrics::{Metrics, PluginMetrics};
+use tokio_util::sync::CancellationToken;
+
+pub use streamhost::local_redis::LocalRedis as TestRedis;
 
 /// Paths of the plugin components, freshly built by `build.rs`.
 pub mod artifacts {
     include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
+}
+
+/// Starts a private `redis-server`, failing the test with install advice when it is missing.
+pub fn start_redis() -> TestRedis {
+    TestRedis::start().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A plugin table with short timings for tests: fast blocking reads, quick
+/// claims, short backoff.
+pub fn plugin(name: &str, component: &str, stream: &str) -> PluginConfig {
+    PluginConfig {
+        name: name.to_owned(),
+        component: PathBuf::from(component),
+        stream: stream.to_owned(),
+        group: None,
+        consumer: Some(format!("{name}-test")),
+        batch: 128,
+        concurrency: 2,
+        block_ms: 100,
+        retry: RetryConfig {
+            initial_ms: 20,
+            max_ms: 200,
+            ..RetryConfig::default()
+        },
+        claim: ClaimConfig {
+            min_idle_ms: 1_000,
+            interval_ms: 200,
+            ..ClaimConfig::default()
+        },
+        dlq: Default::default(),
+        limits: Default::default(),
+        isolation: Default::default(),
+    }
+}
+
+/// A config for one Redis and some plugins.
+pub fn config(url: &str, plugins: Vec<PluginConfig>) -> Config {
+    Config {
+        redis: RedisConfig {
+            url: url.to_owned(),
+        },
+        plugins,
+        ..Config::default()
+    }
+}
+
+/// A host running inside the test process.
+pub struct InProcessHost {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<streamhost::Result<()>>,
+    metrics: std::sync::Arc<Metrics>,
+}
+
+impl InProcessHost {
+    /// Loads the plugins and starts consuming.
+    pub async fn start(config: Config) -> InProcessHost {
+        let host = streamhost::Host::load(config).await.expect("host loads");
+        let metrics = host.metrics();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(host.run(shutdown.clone()));
+        InProcessHost {
+            shutdown,
+            task,
+            metrics,
+        }
+    }
+
+    /// Metric handles of one plugin.
+    pub fn metrics(&self, plugin: &str, stream: &str) -> PluginMetrics {
+        self.metrics.plugin(plugin, stream)
+    }
+
+    /// The whole registry (for the Prometheus text).
+    pub fn registry(&self) -> std::sync::Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Graceful shutdown: drain and wait.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("host task")
+            .expect("host ran cleanly");
+    }
+}
+
+/// A `streamhost run` process (the real binary), killed on drop.
+pub struct HostProcess {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl HostProcess {
+    /// Writes `config` to a file in `dir` and runs the binary on it.
+    pub fn spawn(dir: &Path, name: &str, config: &Config) -> HostProcess {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, toml::to_string(config).expect("config serializes"))
+            .expect("write config");
+        let log = dir.join(format!("{name}.log"));
+        let log_file = std::fs::File::create(&log).expect("create log");
+        let child = Command::new(streamhost_bin())
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .env_remove("REDIS_URL")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("dup log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn streamhost");
+        HostProcess { child, log }
+    }
+
+    /// Sends a signal (`"-KILL"`, `"-TERM"`, `"-STOP"`, `"-CONT"`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    /// Waits for exit, returning the exit code.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `streamhost` command line built for tests (`src/bin/streamhost-e2e.rs`).
+/// Cargo builds a package's binaries before its integration tests and puts
+/// them one level above the test executables (`target/<profile>/deps/..`).
+pub fn streamhost_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = dir.join("streamhost-e2e");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests through cargo test",
+        bin.display()
+    );
+    bin
+}
+
+/// An async connection to `url`.
+pub async fn connect(url: &str) -> MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to test redis")
+}
+
+/// Appends `n` entries made by `fields(i)`; returns their ids in order.
+pub async fn produce(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    n: usize,
+    fields: impl Fn(usize) -> Vec<(String, Vec<u8>)>,
+) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for start in (0..n).step_by(1000) {
+        let mut pipe = redis::pipe();
+        for i in start..(start + 1000).min(n) {
+            pipe.cmd("XADD").arg(stream).arg("*").arg(fields(i));
+        }
+        let batch: Vec<String> = pipe.query_async(conn).await.expect("XADD");
+        ids.extend(batch);
+    }
+    ids
+}
+
+/// A valid order for `order-validator`.
+pub fn order(i: usize) -> Vec<(String, Vec<u8>)> {
+    vec![(
+        "data".to_owned(),
+        format!(r#"{{"order_id":{i},"amount_cents":{}}}"#, 100 + i).into_bytes(),
+    )]
+}
+
+/// Pending entries in a group (XPENDING summary count).
+pub async fn pending(conn: &mut MultiplexedConnection, stream: &str, group: &str) -> u64 {
+    let summary: redis::Value = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query_async(conn)
+        .await
+        .expect("XPENDING");
+    match summary {
+        redis::Value::Array(items) => match items.first() {
+            Some(redis::Value::Int(n)) => *n as u64,
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+/// Length of a stream.
+pub async fn xlen(conn: &mut MultiplexedConnection, stream: &str) -> u64 {
+    redis::cmd("XLEN")
+        .arg(stream)
+        .query_async(conn)
+        .await
+        .expect("XLEN")
+}
+
+/// Polls `check` until it returns true or `timeout` passes; returns whether it did.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }

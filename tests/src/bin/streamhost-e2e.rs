@@ -1,0 +1,8 @@
+//! The `streamhost` command line, built inside the test crate so process-level
+//! tests (kill -9, SIGSTOP, exit codes) can find it via `CARGO_BIN_EXE_*`.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    streamhost::cli::main(streamhost::cli::Cli::parse())
+}
