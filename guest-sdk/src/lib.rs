@@ -67,3 +67,32 @@ pub mod __private {
         handler(Message::from(msg)).map_err(WitHandlerError::from)
     }
 }
+
+/// `#[handler]` rejects what cannot be a handler at compile time.
+///
+/// A wrong signature:
+/// ```compile_fail
+/// #[streamhost_sdk::handler]
+/// fn handle(msg: &streamhost_sdk::Message) -> Result<(), String> {
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// An async function:
+/// ```compile_fail
+/// #[streamhost_sdk::handler]
+/// async fn handle(msg: streamhost_sdk::Message) -> Result<(), streamhost_sdk::HandlerError> {
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// Not a function:
+/// ```compile_fail
+/// #[streamhost_sdk::handler]
+/// struct Handler;
+/// # fn main() {}
+/// ```
+#[cfg(doctest)]
+mod handler_compile_errors {}

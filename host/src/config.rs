@@ -37,12 +37,17 @@ pub struct RedisConfig {
     /// The `REDIS_URL` environment variable overrides it.
     #[serde(default = "default_redis_url")]
     pub url: String,
+    /// Validate keys for Redis Cluster: every key one plugin's commit touches
+    /// (source stream, DLQ, emit/schedule targets, state) must share a hash slot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster: bool,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: default_redis_url(),
+            cluster: false,
         }
     }
 }
@@ -95,6 +100,38 @@ pub struct PluginConfig {
     /// instance is always replaced.
     #[serde(default)]
     pub isolation: Isolation,
+    /// Where the plugin's effects may write.
+    #[serde(default)]
+    pub allow: AllowConfig,
+    /// The plugin's key-value state.
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+/// `[plugin.allow]`: capabilities for effects. Globs (`*`, `?`, `[...]`) allowed.
+/// Anything not listed is refused to the guest with `not-allowed`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AllowConfig {
+    /// Streams the plugin may `emit` to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emit: Vec<String>,
+    /// Pub/Sub channels the plugin may `publish` on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
+    /// Streams the plugin may `schedule` entries to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<String>,
+}
+
+/// `[plugin.state]`: where the plugin's key-value state lives.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Key prefix of the plugin's state; defaults to `state:<plugin name>:`.
+    /// With Redis Cluster use the source stream's hash tag, e.g. `{orders}:state:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 /// Instance reuse policy.
@@ -119,6 +156,27 @@ fn default_block_ms() -> u64 {
 }
 
 impl PluginConfig {
+    /// A plugin table with every optional key at its default.
+    pub fn new(name: &str, component: impl Into<PathBuf>, stream: &str) -> PluginConfig {
+        PluginConfig {
+            name: name.to_owned(),
+            component: component.into(),
+            stream: stream.to_owned(),
+            group: None,
+            consumer: None,
+            batch: default_batch(),
+            concurrency: default_concurrency(),
+            block_ms: default_block_ms(),
+            retry: RetryConfig::default(),
+            claim: ClaimConfig::default(),
+            dlq: DlqConfig::default(),
+            limits: LimitsConfig::default(),
+            isolation: Isolation::default(),
+            allow: AllowConfig::default(),
+            state: StateConfig::default(),
+        }
+    }
+
     /// The consumer group, defaulting to the plugin name.
     pub fn group(&self) -> &str {
         self.group.as_deref().unwrap_or(&self.name)
@@ -130,6 +188,14 @@ impl PluginConfig {
             .stream
             .clone()
             .unwrap_or_else(|| format!("dlq:{}", self.stream))
+    }
+
+    /// The state key prefix, defaulting to `state:<plugin name>:`.
+    pub fn state_prefix(&self) -> String {
+        self.state
+            .prefix
+            .clone()
+            .unwrap_or_else(|| format!("state:{}:", self.name))
     }
 
     /// The consumer name, defaulting to `<hostname>-<pid>`.
@@ -278,6 +344,12 @@ pub struct LimitsConfig {
     /// Bytes of log output a handler may write per invocation; the rest is dropped and counted.
     #[serde(default = "default_log_bytes")]
     pub log_bytes: usize,
+    /// Effects (emit, publish, schedule, kv writes) one invocation may buffer.
+    #[serde(default = "default_max_effects")]
+    pub max_effects: usize,
+    /// Bytes of effect payload (names, fields, values) one invocation may buffer.
+    #[serde(default = "default_max_effect_bytes")]
+    pub max_effect_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -288,6 +360,8 @@ impl Default for LimitsConfig {
             memory_mib: default_memory_mib(),
             max_component_mib: default_max_component_mib(),
             log_bytes: default_log_bytes(),
+            max_effects: default_max_effects(),
+            max_effect_bytes: default_max_effect_bytes(),
         }
     }
 }
@@ -307,13 +381,28 @@ fn default_max_component_mib() -> u64 {
 fn default_log_bytes() -> usize {
     16 * 1024
 }
+fn default_max_effects() -> usize {
+    1_000
+}
+fn default_max_effect_bytes() -> usize {
+    1 << 20
+}
 
 /// `[admin]`: the HTTP endpoint for metrics and health.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Address to listen on, e.g. `127.0.0.1:9464`.
+    /// Address to listen on, e.g. `127.0.0.1:9464` (port 0: any free port,
+    /// logged at start).
     pub listen: String,
+    /// How often each plugin's Redis-derived gauges (lag, oldest pending age,
+    /// DLQ length) are refreshed, in milliseconds. Scrapes never query Redis.
+    #[serde(default = "default_admin_refresh_ms")]
+    pub refresh_ms: u64,
+}
+
+fn default_admin_refresh_ms() -> u64 {
+    5_000
 }
 
 /// One `[[retention]]` rule.
@@ -328,6 +417,22 @@ pub struct RetentionConfig {
     /// Keep entries younger than this (by entry id time), e.g. `"7d"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<String>,
+    /// How often the rule is applied, in milliseconds.
+    #[serde(default = "default_retention_interval_ms")]
+    pub interval_ms: u64,
+}
+
+fn default_retention_interval_ms() -> u64 {
+    10_000
+}
+
+impl RetentionConfig {
+    /// `max_age` as a duration (validated at load, so `None` only when unset).
+    pub fn max_age(&self) -> Option<Duration> {
+        self.max_age
+            .as_deref()
+            .and_then(|a| humantime::parse_duration(a).ok())
+    }
 }
 
 impl Config {
@@ -412,8 +517,38 @@ impl Config {
             if p.dlq_stream() == p.stream {
                 return Err(invalid("dlq.stream", "must differ from the source stream"));
             }
+            for (kind, patterns) in [("emit", &p.allow.emit), ("publish", &p.allow.publish), ("schedule", &p.allow.schedule)] {
+                for pattern in patterns {
+                    glob::Pattern::new(pattern)
+                        .map_err(|e| invalid(&format!("allow.{kind}"), &format!("bad pattern {pattern:?}: {e}")))?;
+                }
+            }
+            if self.redis.cluster {
+                check_cluster_slots(p).map_err(|(k, why)| invalid(k, &why))?;
+            }
         }
+        if let Some(admin) = &self.admin
+            && admin.refresh_ms == 0
+        {
+            return Err(ConfigError::Invalid {
+                key: "admin.refresh_ms".to_owned(),
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        let mut retained = std::collections::HashSet::new();
         for (i, r) in self.retention.iter().enumerate() {
+            if r.stream.is_empty() || !retained.insert(r.stream.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: format!("retention[{i}].stream"),
+                    reason: format!("must be non-empty and appear in one rule only ({:?})", r.stream),
+                });
+            }
+            if r.interval_ms == 0 {
+                return Err(ConfigError::Invalid {
+                    key: format!("retention[{i}].interval_ms"),
+                    reason: "must be at least 1".to_owned(),
+                });
+            }
             if r.max_len.is_none() && r.max_age.is_none() {
                 return Err(ConfigError::Invalid {
                     key: format!("retention[{i}]"),
@@ -429,6 +564,40 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The hash tag of a key: what Redis Cluster hashes (`{tag}` when present and
+/// non-empty, else the whole key).
+pub fn hash_tag(key: &str) -> &str {
+    if let Some(open) = key.find('{')
+        && let Some(len) = key[open + 1..].find('}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
+}
+
+/// With cluster mode on, one commit (ack + effects) and one dead-lettering
+/// must touch one hash slot: every key must carry the source stream's hash tag.
+fn check_cluster_slots(p: &PluginConfig) -> Result<(), (&'static str, String)> {
+    let tag = hash_tag(&p.stream);
+    if tag == p.stream {
+        return Err(("stream", format!("{:?} has no hash tag; with redis.cluster = true name it like \"{{orders}}:events\"", p.stream)));
+    }
+    let same = |key: &str| hash_tag(key) == tag;
+    if !same(&p.dlq_stream()) {
+        return Err(("dlq.stream", format!("{:?} must carry the hash tag {{{tag}}} of the source stream", p.dlq_stream())));
+    }
+    if !same(&p.state_prefix()) {
+        return Err(("state.prefix", format!("{:?} must carry the hash tag {{{tag}}} of the source stream", p.state_prefix())));
+    }
+    for (key, patterns) in [("allow.emit", &p.allow.emit), ("allow.schedule", &p.allow.schedule)] {
+        if let Some(bad) = patterns.iter().find(|pat| !pat.starts_with(&format!("{{{tag}}}"))) {
+            return Err((key, format!("{bad:?} must start with the hash tag {{{tag}}} of the source stream")));
+        }
+    }
+    Ok(())
 }
 
 impl LimitsConfig {
@@ -480,6 +649,19 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("plugin[0].batch"), "{err}");
+    }
+
+    #[test]
+    fn cluster_mode_rejects_keys_in_other_slots() {
+        let base = "[redis]\ncluster = true\n[[plugin]]\nname = \"a\"\ncomponent = \"a.wasm\"\n";
+        let ok = format!("{base}stream = \"{{o}}:events\"\n[plugin.state]\nprefix = \"{{o}}:state:\"\n[plugin.allow]\nemit = [\"{{o}}:out*\"]\n");
+        Config::parse(&ok).expect("same slot");
+        let err = Config::parse(&format!("{base}stream = \"events\"\n")).unwrap_err();
+        assert!(err.to_string().contains("plugin[0].stream"), "{err}");
+        let err = Config::parse(&format!("{base}stream = \"{{o}}:events\"\n[plugin.state]\nprefix = \"{{o}}:s:\"\n[plugin.allow]\nemit = [\"other\"]\n")).unwrap_err();
+        assert!(err.to_string().contains("allow.emit"), "{err}");
+        assert_eq!(hash_tag("{a}b"), "a");
+        assert_eq!(hash_tag("{}b"), "{}b");
     }
 
     #[test]

@@ -8,8 +8,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::consumer::{self, PluginContext};
+use crate::effects::EffectPolicy;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::operations::Operations;
 use crate::plugin::{EngineOptions, LoadedPlugin, WasmEngine};
 
 /// A host with its plugins loaded and validated, ready to consume.
@@ -56,7 +58,8 @@ pub async fn load_plugins(
             LoadedPlugin::load_file(&engine, &name, &path, &limits)
         })
         .await
-        .map_err(|e| Error::Other(format!("loading plugin {:?} panicked: {e}", p.name)))??;
+        .map_err(|e| Error::Other(format!("loading plugin {:?} panicked: {e}", p.name)))??
+        .with_effects(EffectPolicy::from_config(p));
         // Instantiating once catches components whose start function traps.
         plugin.instantiate().await?;
         tracing::info!(plugin = %plugin.name, version = %plugin.digest, component = %p.component.display(), "loaded");
@@ -77,6 +80,24 @@ impl Host {
         })
     }
 
+    /// A host over plugins loaded by the caller (native handlers, taps: see
+    /// `plugin::native`), one per `config.plugins` entry, in the same order.
+    pub fn with_plugins(config: Config, plugins: Vec<Arc<LoadedPlugin>>) -> Result<Host> {
+        if plugins.len() != config.plugins.len() {
+            return Err(Error::Other(format!(
+                "{} loaded plugins for {} plugin tables",
+                plugins.len(),
+                config.plugins.len()
+            )));
+        }
+        config.validate()?;
+        Ok(Host {
+            config,
+            plugins,
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+
     /// The host's metrics (shared with the admin endpoint and tests).
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
@@ -87,8 +108,24 @@ impl Host {
         &self.plugins
     }
 
-    /// Consumes until `shutdown` fires, then drains and returns.
+    /// Consumes until `shutdown` fires, then drains and returns. Serves the
+    /// admin endpoint when `[admin]` is configured.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let admin = match &self.config.admin {
+            Some(a) => Some(crate::admin::Listener::bind(&a.listen).await?),
+            None => None,
+        };
+        self.run_with_admin(admin, shutdown).await
+    }
+
+    /// [`Host::run`] with the admin endpoint on a listener the caller bound
+    /// (to know its address first, e.g. port 0 in tests).
+    pub async fn run_with_admin(
+        self,
+        admin: Option<crate::admin::Listener>,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
+        let ops = Operations::start(&self.config, &self.plugins, &self.metrics, admin, &shutdown)?;
         let mut tasks = JoinSet::new();
         for (plugin, pc) in self.plugins.iter().zip(&self.config.plugins) {
             let ctx = Arc::new(PluginContext {
@@ -101,7 +138,11 @@ impl Host {
             tracing::info!(plugin = %pc.name, stream = %pc.stream, group = pc.group(), consumer = %ctx.consumer, "consuming");
             let url = self.config.redis.url.clone();
             let shutdown = shutdown.clone();
-            tasks.spawn(async move { consumer::run(ctx, &url, shutdown).await });
+            let consuming = ops.consuming(&pc.name);
+            tasks.spawn(async move {
+                let _consuming = consuming;
+                consumer::run(ctx, &url, shutdown).await
+            });
         }
         let mut first_error = None;
         while let Some(done) = tasks.join_next().await {
@@ -114,6 +155,7 @@ impl Host {
                 first_error.get_or_insert(e);
             }
         }
+        ops.stop().await;
         first_error.map_or(Ok(()), Err)
     }
 }

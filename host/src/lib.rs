@@ -5,17 +5,24 @@
 //! The binary (`main.rs`) is a thin shell over this library; tests drive the
 //! host in-process through [`Host`].
 
+pub mod bench;
+pub mod admin;
 pub mod bundled;
 pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod dispatch;
 pub mod dlq;
+pub mod effects;
 pub mod error;
+pub mod gauges;
 pub mod host;
+pub mod inspect;
 pub mod local_redis;
 pub mod metrics;
+pub mod operations;
 pub mod plugin;
+pub mod retention;
 pub mod shutdown;
 pub mod streams;
 

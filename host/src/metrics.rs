@@ -1,14 +1,16 @@
 //! Prometheus metrics: one registry per host, handles resolved once per plugin
 //! so the hot path only bumps atomics.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::dispatch::TrapKind;
 
@@ -52,6 +54,9 @@ pub struct Metrics {
     handler_seconds: Family<PluginLabels, Histogram, fn() -> Histogram>,
     fuel: Family<PluginLabels, Histogram, fn() -> Histogram>,
     pending: Family<PluginLabels, Gauge>,
+    /// Families refreshed from Redis and retention's (see [`OpsMetrics`]).
+    ops: OpsMetrics,
+    effect_conflicts: Family<PluginLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -76,6 +81,8 @@ impl Metrics {
             handler_seconds: Family::new_with_constructor(duration_histogram),
             fuel: Family::new_with_constructor(fuel_histogram),
             pending: Family::default(),
+            ops: OpsMetrics::default(),
+            effect_conflicts: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -129,6 +136,12 @@ impl Metrics {
             "Entries pending in the plugin's consumer group",
             m.pending.clone(),
         );
+        registry.register(
+            "effect_conflicts",
+            "Handler re-runs because state it read changed before its commit",
+            m.effect_conflicts.clone(),
+        );
+        m.ops.register(&mut registry);
         Metrics { registry, ..m }
     }
 
@@ -158,6 +171,7 @@ impl Metrics {
             handler_seconds: self.handler_seconds.get_or_create(&l).clone(),
             fuel: self.fuel.get_or_create(&l).clone(),
             pending: self.pending.get_or_create(&l).clone(),
+            effect_conflicts: self.effect_conflicts.get_or_create(&l).clone(),
             rejected: failed("rejected"),
             retry: failed("retry"),
             traps: [
@@ -192,6 +206,7 @@ pub struct PluginMetrics {
     pub handler_seconds: Histogram,
     pub fuel: Histogram,
     pub pending: Gauge,
+    pub effect_conflicts: Counter,
     pub rejected: Counter,
     pub retry: Counter,
     traps: [Counter; 5],
@@ -212,3 +227,154 @@ impl PluginMetrics {
 
 /// Shared metrics handle.
 pub type SharedMetrics = Arc<Metrics>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    plugin: String,
+    stream: String,
+    group: String,
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabels {
+    stream: String,
+}
+
+/// Gauges that mirror Redis's view of each group (refreshed by a periodic
+/// task, never on the scrape path), the running versions, and retention.
+#[derive(Default)]
+struct OpsMetrics {
+    plugin_info: Family<InfoLabels, Gauge>,
+    /// The info labels currently set per plugin, so a new version replaces
+    /// the old series instead of adding one.
+    versions: Mutex<HashMap<String, InfoLabels>>,
+    lag: Family<PluginLabels, Gauge>,
+    oldest_pending_age: Family<PluginLabels, Gauge<f64, AtomicU64>>,
+    dlq_entries: Family<PluginLabels, Gauge>,
+    retention_trimmed: Family<StreamLabels, Counter>,
+    retention_held_back: Family<StreamLabels, Gauge>,
+}
+
+impl OpsMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "plugin_info",
+            "Always 1; labels name the running component version (sha256 digest) of each plugin",
+            self.plugin_info.clone(),
+        );
+        registry.register(
+            "group_lag",
+            "Entries in the stream not yet delivered to the plugin's group (XINFO GROUPS lag; absent while Redis cannot tell)",
+            self.lag.clone(),
+        );
+        registry.register_with_unit(
+            "oldest_pending_age",
+            "Age by entry id time of the oldest entry pending in the plugin's group (0 when none)",
+            Unit::Seconds,
+            self.oldest_pending_age.clone(),
+        );
+        registry.register(
+            "dlq_entries",
+            "Entries in the plugin's dead-letter stream (XLEN)",
+            self.dlq_entries.clone(),
+        );
+        registry.register(
+            "retention_trimmed_entries",
+            "Entries deleted from the stream by a [[retention]] rule",
+            self.retention_trimmed.clone(),
+        );
+        registry.register(
+            "retention_held_back",
+            "1 while a [[retention]] rule trims less than configured because a group still needs older entries (pending or unread)",
+            self.retention_held_back.clone(),
+        );
+    }
+}
+
+impl Metrics {
+    /// Records the component version a plugin runs, replacing the previous one.
+    pub fn set_plugin_version(&self, plugin: &str, stream: &str, group: &str, version: &str) {
+        let labels = InfoLabels {
+            plugin: plugin.to_owned(),
+            stream: stream.to_owned(),
+            group: group.to_owned(),
+            version: version.to_owned(),
+        };
+        let mut versions = self
+            .ops
+            .versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(old) = versions.insert(plugin.to_owned(), labels.clone()) {
+            self.ops.plugin_info.remove(&old);
+        }
+        self.ops.plugin_info.get_or_create(&labels).set(1);
+    }
+
+    /// Gauges of one plugin's group, for the task that refreshes them from Redis.
+    pub fn group_gauges(&self, plugin: &str, stream: &str) -> GroupGauges {
+        let labels = PluginLabels {
+            plugin: plugin.to_owned(),
+            stream: stream.to_owned(),
+        };
+        GroupGauges {
+            oldest_pending_age_seconds: self
+                .ops
+                .oldest_pending_age
+                .get_or_create(&labels)
+                .clone(),
+            dlq_entries: self.ops.dlq_entries.get_or_create(&labels).clone(),
+            lag: self.ops.lag.clone(),
+            labels,
+        }
+    }
+
+    /// Handles of one retention rule.
+    pub fn retention(&self, stream: &str) -> RetentionMetrics {
+        let labels = StreamLabels {
+            stream: stream.to_owned(),
+        };
+        RetentionMetrics {
+            trimmed: self.ops.retention_trimmed.get_or_create(&labels).clone(),
+            held_back: self.ops.retention_held_back.get_or_create(&labels).clone(),
+        }
+    }
+}
+
+/// One plugin's Redis-derived gauges.
+#[derive(Clone)]
+pub struct GroupGauges {
+    /// Seconds since the oldest pending entry was added (by its id time).
+    pub oldest_pending_age_seconds: Gauge<f64, AtomicU64>,
+    /// Length of the dead-letter stream.
+    pub dlq_entries: Gauge,
+    lag: Family<PluginLabels, Gauge>,
+    labels: PluginLabels,
+}
+
+impl GroupGauges {
+    /// Sets the group's lag, or removes the series when Redis cannot tell
+    /// (it reports nil after deletions or trims it cannot account for).
+    pub fn set_lag(&self, lag: Option<u64>) {
+        match lag {
+            Some(n) => {
+                self.lag
+                    .get_or_create(&self.labels)
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            None => {
+                self.lag.remove(&self.labels);
+            }
+        }
+    }
+}
+
+/// One retention rule's handles.
+#[derive(Clone)]
+pub struct RetentionMetrics {
+    /// Entries deleted by the rule.
+    pub trimmed: Counter,
+    /// 1 while a group holds the rule back.
+    pub held_back: Gauge,
+}

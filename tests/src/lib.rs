@@ -30,13 +30,8 @@ pub fn start_redis() -> TestRedis {
 /// claims, short backoff.
 pub fn plugin(name: &str, component: &str, stream: &str) -> PluginConfig {
     PluginConfig {
-        name: name.to_owned(),
-        component: PathBuf::from(component),
-        stream: stream.to_owned(),
-        group: None,
         consumer: Some(format!("{name}-test")),
         batch: 128,
-        concurrency: 2,
         block_ms: 100,
         retry: RetryConfig {
             initial_ms: 20,
@@ -48,9 +43,7 @@ pub fn plugin(name: &str, component: &str, stream: &str) -> PluginConfig {
             interval_ms: 200,
             ..ClaimConfig::default()
         },
-        dlq: Default::default(),
-        limits: Default::default(),
-        isolation: Default::default(),
+        ..PluginConfig::new(name, component, stream)
     }
 }
 

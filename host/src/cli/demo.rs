@@ -130,23 +130,15 @@ fn demo_config(
     echo: &std::path::Path,
 ) -> anyhow::Result<Config> {
     let plugin = |name: &str, component: &std::path::Path| PluginConfig {
-        name: name.to_owned(),
-        component: component.to_owned(),
-        stream: stream.to_owned(),
-        group: None,
         consumer: Some("demo".to_owned()),
         batch: 512,
-        concurrency: 2,
         block_ms: 200,
-        retry: Default::default(),
-        claim: Default::default(),
-        dlq: Default::default(),
-        limits: Default::default(),
-        isolation: Default::default(),
+        ..PluginConfig::new(name, component, stream)
     };
     let config = Config {
         redis: RedisConfig {
             url: url.to_owned(),
+            ..RedisConfig::default()
         },
         plugins: vec![plugin("order-validator", validator), plugin("echo", echo)],
         ..Config::default()

@@ -1,10 +1,12 @@
 //! The command line: argument definitions and one module per subcommand.
 //! This is the binary's edge, so errors here carry `anyhow` context.
 
+pub mod bench;
 pub mod check;
 pub mod demo;
 pub mod dlq;
 pub mod run;
+pub mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +51,10 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Inspect and replay dead-letter streams.
     Dlq(dlq::DlqArgs),
+    /// Show each plugin's group as Redis sees it: consumers, pending, lag, DLQ.
+    Status(status::StatusArgs),
+    /// Measure throughput and latency against a native handler and a hand-written consumer.
+    Bench(bench::BenchArgs),
 }
 
 /// Exit code for bad input (config, components, arguments).
@@ -56,8 +62,8 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 
 /// Runs a parsed command line.
 pub fn main(cli: Cli) -> ExitCode {
-    // The demo prints its own summary; per-entry logs would drown it.
-    let default_level = if matches!(cli.command, Command::Demo(_)) {
+    // The demo and the bench print their own summaries; per-entry logs would drown them.
+    let default_level = if matches!(cli.command, Command::Demo(_) | Command::Bench(_)) {
         "warn"
     } else {
         "info"
@@ -79,6 +85,8 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Check { config } => check::check(&config).await,
             Command::Demo(args) => demo::demo(args).await,
             Command::Dlq(args) => dlq::dlq(args).await,
+            Command::Status(args) => status::status(args).await,
+            Command::Bench(args) => bench::bench(args).await,
         }
     });
     match result {

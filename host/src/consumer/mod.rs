@@ -9,6 +9,7 @@
 
 pub mod acker;
 pub mod claimer;
+pub mod promoter;
 pub mod reader;
 pub mod retry;
 pub mod worker;

@@ -12,6 +12,7 @@ use super::{Batch, PluginContext};
 use crate::config::Isolation;
 use crate::dispatch::{Disposition, Outcome, decide};
 use crate::dlq;
+use crate::effects::{self, Commit, CommitTarget};
 use crate::plugin::{Message, PluginInstance};
 use crate::streams::Entry;
 
@@ -62,37 +63,96 @@ async fn handle(
         return Routed::Ack;
     };
     ctx.metrics.received.inc();
-    let inst = match instance {
-        Some(inst) => inst,
-        None => match ctx.plugin.instantiate().await {
-            Ok(inst) => instance.insert(inst),
-            Err(e) => {
-                tracing::error!(plugin = %ctx.plugin.name, id = %entry.id, error = %e, "cannot instantiate; entry will be retried");
-                return retry_after(ctx, entry.id, entry.attempt, &Outcome::Retry(e.to_string()));
-            }
-        },
-    };
     let msg = Message {
         stream: ctx.config.stream.clone(),
         id: entry.id,
         fields,
         attempt: entry.attempt,
     };
-    let invocation = inst.invoke(&msg, &ctx.plugin.limits).await;
-    if inst.is_poisoned() || ctx.config.isolation == Isolation::PerMessage {
-        *instance = None;
+    let mut conflicts = 0;
+    loop {
+        let inst = match instance {
+            Some(inst) => inst,
+            None => match ctx.plugin.instantiate().await {
+                Ok(mut inst) => {
+                    inst.attach_redis(conn.clone());
+                    instance.insert(inst)
+                }
+                Err(e) => {
+                    tracing::error!(plugin = %ctx.plugin.name, id = %msg.id, error = %e, "cannot instantiate; entry will be retried");
+                    return retry_after(ctx, msg.id, msg.attempt, &Outcome::Retry(e.to_string()));
+                }
+            },
+        };
+        let invocation = inst.invoke(&msg, &ctx.plugin.limits).await;
+        ctx.metrics.handler_seconds.observe(invocation.elapsed.as_secs_f64());
+        ctx.metrics.fuel.observe(invocation.fuel as f64);
+        record_failure(ctx, &msg, &invocation.outcome);
+        let outcome = if invocation.outcome == Outcome::Ok && !inst.effects().is_empty() {
+            match commit_effects(ctx, conn, inst, &msg).await {
+                Commit::Committed | Commit::NotOwner => Some(Routed::Done),
+                Commit::Conflict if conflicts < MAX_CONFLICT_RERUNS => {
+                    conflicts += 1;
+                    None
+                }
+                Commit::Conflict => Some(route(ctx, &msg, &Outcome::Retry("state kept changing under the handler".into()), conn).await),
+            }
+        } else {
+            Some(route(ctx, &msg, &invocation.outcome, conn).await)
+        };
+        if instance.as_ref().is_some_and(PluginInstance::is_poisoned) || ctx.config.isolation == Isolation::PerMessage {
+            *instance = None;
+        }
+        if let Some(routed) = outcome {
+            return routed;
+        }
+        ctx.metrics.effect_conflicts.inc();
     }
-    ctx.metrics
-        .handler_seconds
-        .observe(invocation.elapsed.as_secs_f64());
-    ctx.metrics.fuel.observe(invocation.fuel as f64);
-    record_failure(ctx, &msg, &invocation.outcome);
-    route(ctx, msg, &invocation.outcome, conn).await
+}
+
+/// Re-runs of a handler whose commit found its state changed, before the
+/// entry is retried with backoff instead.
+const MAX_CONFLICT_RERUNS: u32 = 16;
+
+/// Commits the invocation's effects with the ack. Connection failures are
+/// retried for a while; after that nothing was written and the entry stays
+/// pending, so its redelivery starts clean.
+async fn commit_effects(ctx: &PluginContext, conn: &mut ConnectionManager, inst: &mut PluginInstance, msg: &Message) -> Commit {
+    let target = CommitTarget {
+        stream: ctx.stream(),
+        group: ctx.group(),
+        consumer: &ctx.consumer,
+    };
+    let mut delay = std::time::Duration::from_millis(50);
+    for _ in 0..10 {
+        match effects::commit(conn, &target, &msg.id, inst.effects(), &ctx.plugin.effects).await {
+            Ok(Commit::Committed) => {
+                ctx.metrics.acked.inc();
+                return Commit::Committed;
+            }
+            Ok(Commit::NotOwner) => {
+                tracing::info!(plugin = %ctx.plugin.name, id = %msg.id, "entry was claimed by another consumer meanwhile; its effects were not committed");
+                return Commit::NotOwner;
+            }
+            Ok(Commit::Conflict) => return Commit::Conflict,
+            Err(e) if crate::streams::is_connection_error(&e) => {
+                tracing::warn!(plugin = %ctx.plugin.name, id = %msg.id, error = %e, "commit failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::error!(plugin = %ctx.plugin.name, id = %msg.id, error = %e, "commit refused; nothing written, the entry stays pending");
+                return Commit::NotOwner;
+            }
+        }
+    }
+    tracing::error!(plugin = %ctx.plugin.name, id = %msg.id, "cannot commit; nothing written, the entry stays pending and will be redelivered");
+    Commit::NotOwner
 }
 
 async fn route(
     ctx: &PluginContext,
-    msg: Message,
+    msg: &Message,
     outcome: &Outcome,
     conn: &mut ConnectionManager,
 ) -> Routed {
@@ -101,12 +161,12 @@ async fn route(
         Disposition::RetryAfter(delay) => {
             ctx.metrics.retried.inc();
             Routed::Retry(RetryRequest {
-                id: msg.id,
+                id: msg.id.clone(),
                 due: Instant::now() + delay,
             })
         }
         Disposition::DeadLetter { reason, error } => {
-            dlq::dead_letter(ctx, conn, &msg, &reason, &error).await;
+            dlq::dead_letter(ctx, conn, msg, &reason, &error).await;
             Routed::Done
         }
     }

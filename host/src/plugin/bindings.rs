@@ -3,9 +3,12 @@
 wasmtime::component::bindgen!({
     world: "handler",
     path: "../wit",
+    // kv-get reads Redis during the call; everything else is buffered in memory.
+    imports: { "streamhost:plugin/effects.kv-get": async },
     exports: { default: async },
     additional_derives: [PartialEq],
 });
 
 pub use streamhost::plugin::log::Level;
+pub use streamhost::plugin::effects::EffectError;
 pub use streamhost::plugin::types::Field;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::{Handler, Message};
+use super::native::{Code, InvocationTap, NativeHandler};
 use super::registry::LoadedPlugin;
 use super::state::HostState;
 use crate::dispatch::{Outcome, TrapSignals, classify};
@@ -35,8 +36,15 @@ pub struct Invocation {
 /// A store plus an instantiated handler. Never used again after a trap.
 pub struct PluginInstance {
     store: Store<HostState>,
-    handler: Handler,
+    guest: Guest,
+    tap: Option<InvocationTap>,
     poisoned: bool,
+}
+
+/// The code an instance runs.
+enum Guest {
+    Wasm(Handler),
+    Native(NativeHandler),
 }
 
 impl LoadedPlugin {
@@ -46,7 +54,7 @@ impl LoadedPlugin {
             usize::try_from(self.limits.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         let mut store = Store::new(
             self.engine.engine(),
-            HostState::new(self.name.clone(), memory),
+            HostState::new(self.name.clone(), memory, self.effects.clone()),
         );
         store.limiter(|s| &mut s.limiter);
         store.set_hostcall_fuel(HOSTCALL_FUEL);
@@ -70,22 +78,38 @@ impl LoadedPlugin {
             .map_err(|e| instantiate_err(format!("{e:#}")))?;
         store.data_mut().deadline = Instant::now() + self.limits.timeout();
         store.set_epoch_deadline(1);
-        let handler = tokio::time::timeout(
-            self.limits.timeout() + TIMER_GRACE,
-            self.pre.instantiate_async(&mut store),
-        )
-        .await
-        .map_err(|_| instantiate_err("timed out".to_owned()))?
-        .map_err(|e| instantiate_err(format!("{e:#}")))?;
+        let guest = match &self.code {
+            Code::Wasm(pre) => Guest::Wasm(
+                tokio::time::timeout(
+                    self.limits.timeout() + TIMER_GRACE,
+                    pre.instantiate_async(&mut store),
+                )
+                .await
+                .map_err(|_| instantiate_err("timed out".to_owned()))?
+                .map_err(|e| instantiate_err(format!("{e:#}")))?,
+            ),
+            Code::Native(handler) => Guest::Native(*handler),
+        };
         Ok(PluginInstance {
             store,
-            handler,
+            guest,
+            tap: self.tap.clone(),
             poisoned: false,
         })
     }
 }
 
 impl PluginInstance {
+    /// Gives the instance a connection for state reads (`kv-get`).
+    pub fn attach_redis(&mut self, conn: redis::aio::ConnectionManager) {
+        self.store.data_mut().redis = Some(conn);
+    }
+
+    /// The effects the last invocation buffered (empty after a failure).
+    pub fn effects(&self) -> &crate::effects::EffectBuffer {
+        &self.store.data().effects
+    }
+
     /// Whether a trap made this instance unusable.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
@@ -107,19 +131,25 @@ impl PluginInstance {
             state.log_budget = limits.log_bytes;
             state.log_dropped = 0;
             state.entry_id.clone_from(&msg.id);
+            state.effects.clear();
         }
         // Cannot fail: fuel is enabled on every store of this engine.
         let _ = self.store.set_fuel(limits.fuel);
         self.store.set_epoch_deadline(1);
-        let call = self.handler.call_handle(&mut self.store, msg);
-        let result = match tokio::time::timeout(limits.timeout() + TIMER_GRACE, call).await {
-            Ok(result) => result,
-            Err(_) => {
-                self.store.data_mut().timed_out = true;
-                Err(wasmtime::Error::msg(
-                    "wall-clock limit reached while blocked in a host call",
-                ))
+        let result = match &self.guest {
+            Guest::Wasm(handler) => {
+                let call = handler.call_handle(&mut self.store, msg);
+                match tokio::time::timeout(limits.timeout() + TIMER_GRACE, call).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        self.store.data_mut().timed_out = true;
+                        Err(wasmtime::Error::msg(
+                            "wall-clock limit reached while blocked in a host call",
+                        ))
+                    }
+                }
             }
+            Guest::Native(handler) => Ok(handler(msg)),
         };
         let elapsed = started.elapsed();
         let fuel = limits
@@ -132,11 +162,18 @@ impl PluginInstance {
         };
         let log_dropped = state.log_dropped;
         let outcome = classify(result, signals);
+        if let Some(tap) = &self.tap {
+            tap(msg, &outcome);
+        }
         if matches!(outcome, Outcome::Trap(..)) {
             self.poisoned = true;
         }
         if log_dropped > 0 {
             tracing::warn!(plugin = %state.plugin, id = %msg.id, log_dropped, "plugin exceeded its log budget; output dropped");
+        }
+        if outcome != Outcome::Ok {
+            // Effects of a failed attempt never happen.
+            self.store.data_mut().effects.clear();
         }
         self.store.data_mut().entry_id.clear();
         Invocation {

@@ -4,10 +4,12 @@
 pub mod bindings;
 pub mod engine;
 pub mod instance;
+pub mod native;
 pub mod registry;
 pub mod state;
 
 pub use bindings::{Field, HandlerError, Message};
 pub use engine::{EngineOptions, WasmEngine};
 pub use instance::{Invocation, PluginInstance};
+pub use native::{InvocationTap, NativeHandler};
 pub use registry::{LoadedPlugin, digest};

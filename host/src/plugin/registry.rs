@@ -9,9 +9,11 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, Linker};
 
 use super::bindings::{Handler, HandlerPre};
+use super::native::{Code, InvocationTap};
 use super::engine::WasmEngine;
 use super::state::HostState;
 use crate::config::LimitsConfig;
+use crate::effects::EffectPolicy;
 use crate::error::LoadError;
 
 /// Import prefixes a handler may use. WASI is linked because every
@@ -41,8 +43,13 @@ pub struct LoadedPlugin {
     pub digest: Arc<str>,
     /// Per-invocation limits.
     pub limits: LimitsConfig,
-    pub(crate) pre: HandlerPre<HostState>,
+    /// What the plugin's effects may touch (default: nothing).
+    pub effects: Arc<EffectPolicy>,
+    /// The component, or a native function (see `native.rs`).
+    pub(crate) code: Code,
     pub(crate) engine: Arc<WasmEngine>,
+    /// Sees every invocation as it returns (the benchmark's latency probe).
+    pub(crate) tap: Option<InvocationTap>,
 }
 
 impl LoadedPlugin {
@@ -99,9 +106,19 @@ impl LoadedPlugin {
             name: name.into(),
             digest: digest(bytes).into(),
             limits: limits.clone(),
-            pre,
+            effects: Arc::new(EffectPolicy::deny_all(name)),
+            code: Code::Wasm(pre),
             engine: engine.clone(),
+            tap: None,
         })
+    }
+}
+
+impl LoadedPlugin {
+    /// Grants the effect capabilities of a plugin's config.
+    pub fn with_effects(mut self, policy: EffectPolicy) -> LoadedPlugin {
+        self.effects = Arc::new(policy);
+        self
     }
 }
 

@@ -9,6 +9,7 @@ use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{Level, streamhost};
+use crate::effects::{EffectBuffer, EffectPolicy};
 
 /// Cap on live WASI resources (streams, pollables) per store.
 const MAX_RESOURCES: usize = 1_000;
@@ -30,11 +31,17 @@ pub struct HostState {
     pub(crate) log_budget: usize,
     /// Log bytes dropped in the current invocation.
     pub(crate) log_dropped: usize,
+    /// What the plugin's effects may touch.
+    pub(crate) effect_policy: Arc<EffectPolicy>,
+    /// Effects buffered by the current invocation, committed with its ack.
+    pub(crate) effects: EffectBuffer,
+    /// Connection for state reads (`kv-get`); set by the worker that owns the instance.
+    pub(crate) redis: Option<redis::aio::ConnectionManager>,
 }
 
 impl HostState {
     /// A store state with no ambient authority: no preopens, env, args, stdio or network.
-    pub fn new(plugin: Arc<str>, memory_bytes: usize) -> HostState {
+    pub fn new(plugin: Arc<str>, memory_bytes: usize, effect_policy: Arc<EffectPolicy>) -> HostState {
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
             .allow_udp(false)
@@ -52,6 +59,9 @@ impl HostState {
             timed_out: false,
             log_budget: 0,
             log_dropped: 0,
+            effect_policy,
+            effects: EffectBuffer::default(),
+            redis: None,
         }
     }
 }

@@ -19,3 +19,10 @@ pub static DELETE_IDLE_CONSUMERS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/delete_idle_consumers.lua")));
 /// Move a DLQ entry back to its source stream.
 pub static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/replay.lua")));
+/// Commit an entry's effects with its ack.
+pub static COMMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/commit.lua")));
+/// Promote due scheduled entries to their streams.
+pub static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
+/// One round of a retention rule, never past what a group still needs.
+pub static RETENTION_TRIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/retention_trim.lua")));

@@ -1,0 +1,256 @@
+//! The admin HTTP endpoint (`[admin] listen`): `GET /metrics` (Prometheus),
+//! `GET /healthz` (the process is alive) and `GET /readyz` (Redis answers,
+//! every plugin is loaded and consuming).
+//!
+//! `/metrics` is served in the OpenMetrics text format, the one
+//! prometheus-client encodes (`# EOF`, `_total` counters) and the first one
+//! Prometheus asks for in its `Accept` header; labelling that text as the
+//! classic `text/plain; version=0.0.4` would misdescribe it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ConfigError, Error, Result};
+use crate::metrics::Metrics;
+
+/// The content type of `/metrics`.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// How long `/readyz` waits for Redis to answer `PING`.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// A client that does not send its request headers within this is dropped.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The bound admin socket. Bound when the host loads, so a busy port fails the
+/// start and port 0 resolves to a real port before anything runs.
+pub struct Listener {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl Listener {
+    /// Binds `listen` (`host:port`).
+    pub async fn bind(listen: &str) -> Result<Listener> {
+        let cannot = |e: std::io::Error| {
+            Error::Config(ConfigError::Invalid {
+                key: "admin.listen".to_owned(),
+                reason: format!("cannot listen on {listen:?}: {e}"),
+            })
+        };
+        let listener = TcpListener::bind(listen).await.map_err(cannot)?;
+        let addr = listener.local_addr().map_err(cannot)?;
+        Ok(Listener { listener, addr })
+    }
+
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// What `/readyz` knows about the consumers: one flag per plugin, set while
+/// its consumer task runs, and whether the host is shutting down.
+pub struct Readiness {
+    plugins: Vec<(String, AtomicBool)>,
+    stopping: AtomicBool,
+}
+
+impl Readiness {
+    /// Readiness for these plugins, none consuming yet.
+    pub fn new(plugins: impl IntoIterator<Item = String>) -> Arc<Readiness> {
+        Arc::new(Readiness {
+            plugins: plugins
+                .into_iter()
+                .map(|name| (name, AtomicBool::new(false)))
+                .collect(),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    /// Marks plugin `index` consuming until the guard is dropped (when its
+    /// consumer task ends, however it ends).
+    pub fn consuming(self: &Arc<Self>, index: usize) -> Consuming {
+        if let Some((_, flag)) = self.plugins.get(index) {
+            flag.store(true, Ordering::Release);
+        }
+        Consuming {
+            readiness: self.clone(),
+            index,
+        }
+    }
+
+    /// Marks the host as draining: no longer ready for new work.
+    pub fn stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Why the host is not ready, judged without Redis.
+    fn local_reason(&self) -> Option<String> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Some("shutting down".to_owned());
+        }
+        self.plugins
+            .iter()
+            .find(|(_, consuming)| !consuming.load(Ordering::Acquire))
+            .map(|(name, _)| format!("plugin {name:?} is not consuming"))
+    }
+}
+
+/// Clears a plugin's consuming flag on drop.
+pub struct Consuming {
+    readiness: Arc<Readiness>,
+    index: usize,
+}
+
+impl Drop for Consuming {
+    fn drop(&mut self) {
+        if let Some((_, flag)) = self.readiness.plugins.get(self.index) {
+            flag.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Pings Redis for `/readyz` over one cached connection, replaced after any
+/// failure so a restarted Redis is found again.
+struct RedisProbe {
+    client: redis::Client,
+    conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+}
+
+impl RedisProbe {
+    async fn ping(&self) -> std::result::Result<(), String> {
+        let mut cached = self.conn.lock().await;
+        let attempt = async {
+            let conn = match cached.as_mut() {
+                Some(conn) => conn,
+                None => cached.insert(self.client.get_multiplexed_async_connection().await?),
+            };
+            redis::cmd("PING").query_async::<String>(conn).await
+        };
+        let result = match tokio::time::timeout(PING_TIMEOUT, attempt).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => format!("Redis unreachable: {e}"),
+            Err(_) => format!("Redis did not answer PING within {PING_TIMEOUT:?}"),
+        };
+        *cached = None;
+        Err(result)
+    }
+}
+
+/// Everything the endpoint serves from.
+pub struct AdminState {
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    redis: RedisProbe,
+}
+
+impl AdminState {
+    /// State for a host's metrics, readiness and Redis.
+    pub fn new(
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+        redis_url: &str,
+    ) -> Result<Arc<AdminState>> {
+        Ok(Arc::new(AdminState {
+            metrics,
+            readiness,
+            redis: RedisProbe {
+                client: redis::Client::open(redis_url)?,
+                conn: tokio::sync::Mutex::new(None),
+            },
+        }))
+    }
+
+    /// `Ok` when ready, else the reason.
+    pub async fn ready(&self) -> std::result::Result<(), String> {
+        if let Some(reason) = self.readiness.local_reason() {
+            return Err(reason);
+        }
+        self.redis.ping().await
+    }
+}
+
+/// Serves until `stop`, then drops open connections.
+pub async fn serve(listener: Listener, state: Arc<AdminState>, stop: CancellationToken) {
+    tracing::info!(addr = %listener.addr, "admin endpoint listening (/metrics, /healthz, /readyz)");
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve_connection(stream, state.clone()));
+                }
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %e, "admin endpoint cannot accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, state: Arc<AdminState>) {
+    let service = hyper::service::service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(respond(&state, &request).await) }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(error = %e, "admin connection ended with an error");
+    }
+}
+
+async fn respond(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".to_owned());
+    }
+    match request.uri().path() {
+        "/metrics" => {
+            let mut response = text(StatusCode::OK, state.metrics.encode());
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+            response
+        }
+        "/healthz" => text(StatusCode::OK, "ok\n".to_owned()),
+        "/readyz" => match state.ready().await {
+            Ok(()) => text(StatusCode::OK, "ready\n".to_owned()),
+            Err(reason) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {reason}\n"),
+            ),
+        },
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics, /healthz or /readyz\n".to_owned(),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

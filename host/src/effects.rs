@@ -1,0 +1,374 @@
+//! Transactional effects: what a handler asks the host to write to Redis
+//! (emit, publish, schedule, key-value state) is buffered during the
+//! invocation and committed by one script together with the ack — only if the
+//! handler returned ok, this consumer still owns the entry, and the state the
+//! handler read is unchanged (optimistic concurrency between workers and hosts).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use glob::Pattern;
+use redis::aio::ConnectionManager;
+
+use crate::config::PluginConfig;
+use crate::plugin::bindings::streamhost::plugin::effects::Host;
+use crate::plugin::bindings::{EffectError, Field};
+use crate::plugin::state::HostState;
+use crate::streams::scripts;
+
+/// What a plugin's effects may touch, from `[plugin.allow]`, `[plugin.state]`
+/// and `[plugin.limits]`.
+#[derive(Debug)]
+pub struct EffectPolicy {
+    emit: Vec<Pattern>,
+    publish: Vec<Pattern>,
+    schedule: Vec<Pattern>,
+    /// Prefix that namespaces the plugin's state keys.
+    pub state_prefix: String,
+    /// The sorted set holding this plugin's scheduled entries until due.
+    pub schedule_key: String,
+    max_effects: usize,
+    max_bytes: usize,
+}
+
+impl EffectPolicy {
+    /// Builds the policy; patterns were validated with the config.
+    pub fn from_config(p: &PluginConfig) -> EffectPolicy {
+        let patterns = |list: &[String]| list.iter().filter_map(|s| Pattern::new(s).ok()).collect();
+        EffectPolicy {
+            emit: patterns(&p.allow.emit),
+            publish: patterns(&p.allow.publish),
+            schedule: patterns(&p.allow.schedule),
+            state_prefix: p.state_prefix(),
+            schedule_key: schedule_key(p),
+            max_effects: p.limits.max_effects,
+            max_bytes: p.limits.max_effect_bytes,
+        }
+    }
+
+    /// A policy that allows nothing (for hosts without effects config, and tests).
+    pub fn deny_all(plugin: &str) -> EffectPolicy {
+        EffectPolicy {
+            emit: Vec::new(),
+            publish: Vec::new(),
+            schedule: Vec::new(),
+            state_prefix: format!("state:{plugin}:"),
+            schedule_key: format!("scheduled:{plugin}"),
+            max_effects: 0,
+            max_bytes: 0,
+        }
+    }
+}
+
+/// The sorted set of a plugin's scheduled entries: named after its source
+/// stream so it shares the stream's hash slot.
+pub fn schedule_key(p: &PluginConfig) -> String {
+    format!("{}:scheduled:{}", p.stream, p.name)
+}
+
+/// One buffered write.
+#[derive(Debug, Clone, PartialEq)]
+enum Effect {
+    Emit {
+        stream: String,
+        fields: Vec<Field>,
+        max_len: Option<u64>,
+    },
+    Publish {
+        channel: String,
+        payload: Vec<u8>,
+    },
+    Schedule {
+        stream: String,
+        fields: Vec<Field>,
+        due_ms: u64,
+    },
+    Set {
+        key: String,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: String,
+    },
+}
+
+/// The effects of the invocation in progress.
+#[derive(Debug, Default)]
+pub struct EffectBuffer {
+    effects: Vec<Effect>,
+    bytes: usize,
+    /// State values read from Redis (full key → value seen), checked at commit.
+    reads: Vec<(String, Option<Vec<u8>>)>,
+    /// This invocation's own state writes, so reads see them.
+    overlay: HashMap<String, Option<Vec<u8>>>,
+}
+
+impl EffectBuffer {
+    /// Whether nothing needs committing besides the ack.
+    pub fn is_empty(&self) -> bool {
+        self.effects.is_empty()
+    }
+
+    /// Forgets everything (failed invocation, or a new one starting).
+    pub fn clear(&mut self) {
+        self.effects.clear();
+        self.bytes = 0;
+        self.reads.clear();
+        self.overlay.clear();
+    }
+
+    fn push(&mut self, policy: &EffectPolicy, effect: Effect, bytes: usize) -> Result<(), EffectError> {
+        if self.effects.len() >= policy.max_effects {
+            return Err(EffectError::LimitExceeded(format!(
+                "at most {} effects per invocation (limits.max_effects)",
+                policy.max_effects
+            )));
+        }
+        if self.bytes + bytes > policy.max_bytes {
+            return Err(EffectError::LimitExceeded(format!(
+                "at most {} bytes of effects per invocation (limits.max_effect_bytes)",
+                policy.max_bytes
+            )));
+        }
+        self.bytes += bytes;
+        self.effects.push(effect);
+        Ok(())
+    }
+}
+
+fn fields_bytes(fields: &[Field]) -> usize {
+    fields.iter().map(|f| f.name.len() + f.value.len()).sum()
+}
+
+fn allowed(patterns: &[Pattern], what: &str, name: &str, plugin: &str) -> Result<(), EffectError> {
+    if name.is_empty() {
+        return Err(EffectError::Invalid(format!("empty {what} name")));
+    }
+    if patterns.iter().any(|p| p.matches(name)) {
+        return Ok(());
+    }
+    tracing::warn!(plugin, what, name, "effect refused: not in the plugin's [plugin.allow] list");
+    Err(EffectError::NotAllowed(format!("plugin {plugin:?} may not {what} {name:?} (see [plugin.allow])")))
+}
+
+fn check_fields(fields: &[Field]) -> Result<(), EffectError> {
+    if fields.is_empty() {
+        return Err(EffectError::Invalid("an entry needs at least one field".into()));
+    }
+    Ok(())
+}
+
+fn state_key(policy: &EffectPolicy, key: &str) -> Result<String, EffectError> {
+    if key.is_empty() || key.len() > 1024 {
+        return Err(EffectError::Invalid("state keys are 1 to 1024 bytes".into()));
+    }
+    Ok(format!("{}{key}", policy.state_prefix))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Host for HostState {
+    fn emit(&mut self, stream: String, fields: Vec<Field>, max_len: Option<u64>) -> Result<(), EffectError> {
+        allowed(&self.effect_policy.emit, "emit to", &stream, &self.plugin)?;
+        check_fields(&fields)?;
+        let bytes = stream.len() + fields_bytes(&fields);
+        let policy = self.effect_policy.clone();
+        self.effects.push(&policy, Effect::Emit { stream, fields, max_len }, bytes)
+    }
+
+    fn publish(&mut self, channel: String, payload: Vec<u8>) -> Result<(), EffectError> {
+        allowed(&self.effect_policy.publish, "publish on", &channel, &self.plugin)?;
+        let bytes = channel.len() + payload.len();
+        let policy = self.effect_policy.clone();
+        self.effects.push(&policy, Effect::Publish { channel, payload }, bytes)
+    }
+
+    fn schedule(&mut self, stream: String, fields: Vec<Field>, delay_ms: u64) -> Result<(), EffectError> {
+        allowed(&self.effect_policy.schedule, "schedule to", &stream, &self.plugin)?;
+        check_fields(&fields)?;
+        let bytes = stream.len() + fields_bytes(&fields);
+        let due_ms = now_ms().saturating_add(delay_ms);
+        let policy = self.effect_policy.clone();
+        self.effects.push(&policy, Effect::Schedule { stream, fields, due_ms }, bytes)
+    }
+
+    async fn kv_get(&mut self, key: String) -> Result<Option<Vec<u8>>, EffectError> {
+        let full = state_key(&self.effect_policy, &key)?;
+        if let Some(value) = self.effects.overlay.get(&full) {
+            return Ok(value.clone());
+        }
+        if let Some((_, value)) = self.effects.reads.iter().find(|(k, _)| *k == full) {
+            return Ok(value.clone());
+        }
+        let Some(conn) = self.redis.as_mut() else {
+            return Err(EffectError::Unavailable("no Redis connection for state reads".into()));
+        };
+        let value: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&full)
+            .query_async(conn)
+            .await
+            .map_err(|e| EffectError::Unavailable(format!("reading state {key:?}: {e}")))?;
+        self.effects.reads.push((full, value.clone()));
+        Ok(value)
+    }
+
+    fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), EffectError> {
+        let full = state_key(&self.effect_policy, &key)?;
+        let bytes = full.len() + value.len();
+        let policy = self.effect_policy.clone();
+        self.effects.push(&policy, Effect::Set { key: full.clone(), value: value.clone() }, bytes)?;
+        self.effects.overlay.insert(full, Some(value));
+        Ok(())
+    }
+
+    fn kv_delete(&mut self, key: String) -> Result<(), EffectError> {
+        let full = state_key(&self.effect_policy, &key)?;
+        let bytes = full.len();
+        let policy = self.effect_policy.clone();
+        self.effects.push(&policy, Effect::Delete { key: full.clone() }, bytes)?;
+        self.effects.overlay.insert(full, None);
+        Ok(())
+    }
+}
+
+/// How a commit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Effects applied and the entry acked.
+    Committed,
+    /// Another consumer owns the entry now; nothing was written.
+    NotOwner,
+    /// State the handler read has changed; nothing was written — run the handler again.
+    Conflict,
+}
+
+/// Applies `buffer` and acks `id` in one script.
+pub async fn commit(
+    conn: &mut ConnectionManager,
+    target: &CommitTarget<'_>,
+    id: &str,
+    buffer: &EffectBuffer,
+    policy: &Arc<EffectPolicy>,
+) -> Result<Commit, redis::RedisError> {
+    // KEYS[1] is the source stream; every other key gets an index at its first use.
+    let mut keys: Vec<&str> = vec![target.stream];
+    fn index<'k>(keys: &mut Vec<&'k str>, key: &'k str) -> Vec<u8> {
+        let i = match keys.iter().position(|k| *k == key) {
+            Some(i) => i + 1,
+            None => {
+                keys.push(key);
+                keys.len()
+            }
+        };
+        i.to_string().into_bytes()
+    }
+    let mut args: Vec<Vec<u8>> = vec![target.group.into(), target.consumer.into(), id.into()];
+    for (key, seen) in &buffer.reads {
+        match seen {
+            Some(value) => args.extend([b"R".to_vec(), index(&mut keys, key), value.clone()]),
+            None => args.extend([b"N".to_vec(), index(&mut keys, key)]),
+        }
+    }
+    for effect in &buffer.effects {
+        let key = match effect {
+            Effect::Emit { stream, .. } => Some(stream.as_str()),
+            Effect::Schedule { .. } => Some(policy.schedule_key.as_str()),
+            Effect::Set { key, .. } | Effect::Delete { key } => Some(key.as_str()),
+            Effect::Publish { .. } => None,
+        };
+        let idx = key.map(|k| index(&mut keys, k)).unwrap_or_default();
+        encode_effect(&mut args, effect, idx);
+    }
+    let mut invocation = scripts::COMMIT.prepare_invoke();
+    for k in &keys {
+        invocation.key(*k);
+    }
+    for a in &args {
+        invocation.arg(a.as_slice());
+    }
+    let result: i64 = invocation.invoke_async(conn).await?;
+    Ok(match result {
+        1 => Commit::Committed,
+        -1 => Commit::Conflict,
+        _ => Commit::NotOwner,
+    })
+}
+
+fn encode_effect(args: &mut Vec<Vec<u8>>, effect: &Effect, idx: Vec<u8>) {
+    let push_fields = |args: &mut Vec<Vec<u8>>, fields: &[Field]| {
+        args.push((fields.len() * 2).to_string().into_bytes());
+        for f in fields {
+            args.push(f.name.clone().into_bytes());
+            args.push(f.value.clone());
+        }
+    };
+    match effect {
+        Effect::Emit { fields, max_len, .. } => {
+            args.push(b"E".to_vec());
+            args.push(idx);
+            args.push(max_len.map(|n| n.to_string()).unwrap_or_default().into_bytes());
+            push_fields(args, fields);
+        }
+        Effect::Schedule { stream, fields, due_ms } => {
+            args.push(b"S".to_vec());
+            args.push(idx);
+            args.push(stream.clone().into_bytes());
+            args.push(due_ms.to_string().into_bytes());
+            push_fields(args, fields);
+        }
+        Effect::Publish { channel, payload } => {
+            args.push(b"P".to_vec());
+            args.push(channel.clone().into_bytes());
+            args.push(payload.clone());
+        }
+        Effect::Set { value, .. } => {
+            args.push(b"K".to_vec());
+            args.push(idx);
+            args.push(value.clone());
+        }
+        Effect::Delete { .. } => {
+            args.push(b"D".to_vec());
+            args.push(idx);
+        }
+    }
+}
+
+/// Whose entry a commit acks.
+pub struct CommitTarget<'a> {
+    /// The source stream.
+    pub stream: &'a str,
+    /// The consumer group.
+    pub group: &'a str,
+    /// This consumer.
+    pub consumer: &'a str,
+}
+
+/// Moves due scheduled entries of one set to their streams; returns how many moved.
+pub async fn promote_due(conn: &mut ConnectionManager, schedule_key: &str) -> Result<u64, redis::RedisError> {
+    const PER_CALL: u64 = 500;
+    let mut total = 0;
+    loop {
+        let (moved, stuck): (u64, u64) = scripts::PROMOTE
+            .key(schedule_key)
+            .arg(now_ms())
+            .arg(PER_CALL)
+            .invoke_async(conn)
+            .await?;
+        total += moved;
+        if stuck > 0 {
+            tracing::error!(key = schedule_key, stuck, "scheduled entries cannot be delivered: their target key is not a stream");
+        }
+        if moved + stuck < PER_CALL {
+            return Ok(total);
+        }
+    }
+}
+
+/// How often due scheduled entries are promoted.
+pub const PROMOTE_INTERVAL: Duration = Duration::from_millis(100);

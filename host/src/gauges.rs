@@ -1,0 +1,79 @@
+//! The gauge refresher: one task per plugin that periodically copies Redis's
+//! view of the plugin's group (lag, oldest pending age, DLQ length) into the
+//! metrics, so a scrape only reads atomics and never waits on Redis.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PluginConfig;
+use crate::consumer::pause;
+use crate::inspect;
+use crate::metrics::GroupGauges;
+use crate::streams;
+
+/// Response timeout for the refresher's queries: a slow Redis delays the
+/// gauges, never the consumers (they have connections of their own).
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Refreshes `gauges` every `interval` until `shutdown`.
+pub async fn run(
+    plugin: PluginConfig,
+    gauges: GroupGauges,
+    redis_url: String,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let conn = match streams::connect(&redis_url, QUERY_TIMEOUT, &shutdown).await {
+        Ok(Some(conn)) => conn,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(plugin = %plugin.name, error = %e, "gauge refresher cannot connect; group gauges stay empty");
+            return;
+        }
+    };
+    let mut conn = conn;
+    loop {
+        if let Err(e) = refresh(&plugin, &gauges, &mut conn).await {
+            tracing::debug!(plugin = %plugin.name, error = %e, "cannot refresh group gauges");
+        }
+        if !pause(interval, &shutdown).await {
+            return;
+        }
+    }
+}
+
+/// One refresh: `XINFO GROUPS`, the `XPENDING` summary, `XLEN` of the DLQ and
+/// Redis's clock.
+pub async fn refresh(
+    plugin: &PluginConfig,
+    gauges: &GroupGauges,
+    conn: &mut ConnectionManager,
+) -> crate::Result<()> {
+    let group = inspect::group(conn, &plugin.stream, plugin.group()).await?;
+    gauges.set_lag(group.as_ref().and_then(|g| g.lag));
+    let oldest = match &group {
+        Some(g) if g.pending > 0 => {
+            inspect::pending_summary(conn, &plugin.stream, plugin.group())
+                .await?
+                .smallest_id
+        }
+        _ => None,
+    };
+    let age_ms = match oldest {
+        Some(id) => {
+            let now = inspect::server_time_ms(conn).await?;
+            inspect::age_ms(&id, now).unwrap_or(0)
+        }
+        None => 0,
+    };
+    gauges
+        .oldest_pending_age_seconds
+        .set(age_ms as f64 / 1000.0);
+    let dlq = inspect::stream_len(conn, &plugin.dlq_stream()).await?;
+    gauges
+        .dlq_entries
+        .set(i64::try_from(dlq).unwrap_or(i64::MAX));
+    Ok(())
+}

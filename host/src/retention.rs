@@ -1,0 +1,255 @@
+//! Retention: applies each `[[retention]]` rule periodically with
+//! `XTRIM MINID ~`, never past an entry that any consumer group of the stream
+//! still needs (pending, or not read yet), and reports when a group holds the
+//! rule back.
+//!
+//! The bound is computed inside one Lua script together with the trim
+//! (`streams/lua/retention_trim.lua`), because Redis 7.0 has no trim mode that
+//! respects pending entries and a bound computed in a separate round trip could
+//! be stale by the time `XTRIM` runs (a group created meanwhile at `0`).
+
+use std::time::Duration;
+
+use redis::Value;
+use redis::aio::ConnectionLike;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RetentionConfig;
+use crate::consumer::pause;
+use crate::error::{Error, Result};
+use crate::inspect::{number, text};
+use crate::metrics::RetentionMetrics;
+use crate::streams::{self, scripts};
+
+/// Entries one round may look past to find the length bound, and about what
+/// one approximate `XTRIM` deletes by default (100 × stream-node-max-entries):
+/// keeps each script short so Redis is never blocked for long.
+const ROUND_ENTRIES: u64 = 10_000;
+/// Rounds per application; a stream far over its limit catches up over a few
+/// intervals rather than in one long burst.
+const MAX_ROUNDS: usize = 100;
+/// Response timeout for retention's own connection.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a group holds retention back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The group that needs older entries.
+    pub group: String,
+    /// `pending` (its oldest pending entry) or `unread` (its last-delivered id).
+    pub reason: String,
+    /// The first id retention must keep for that group.
+    pub id: String,
+    /// The first id the rule alone would keep.
+    pub wanted: String,
+}
+
+/// What one application of a rule did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Entries deleted.
+    pub trimmed: u64,
+    /// Set when a group kept the rule from trimming as far as configured.
+    pub held_back: Option<Hold>,
+}
+
+/// Applies `rule` every `rule.interval_ms` until `shutdown`.
+pub async fn run(
+    rule: RetentionConfig,
+    redis_url: String,
+    metrics: RetentionMetrics,
+    shutdown: CancellationToken,
+) {
+    let mut conn = match streams::connect(&redis_url, COMMAND_TIMEOUT, &shutdown).await {
+        Ok(Some(conn)) => conn,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(stream = %rule.stream, error = %e, "retention cannot connect; not trimming");
+            return;
+        }
+    };
+    let interval = Duration::from_millis(rule.interval_ms);
+    let mut held: Option<Hold> = None;
+    loop {
+        match apply(&rule, &mut conn, &shutdown).await {
+            Ok(applied) => {
+                metrics.trimmed.inc_by(applied.trimmed);
+                metrics
+                    .held_back
+                    .set(i64::from(applied.held_back.is_some()));
+                report(&rule.stream, &applied, &mut held);
+            }
+            Err(e) => {
+                tracing::warn!(stream = %rule.stream, error = %e, "retention round failed; trying again next interval")
+            }
+        }
+        if !pause(interval, &shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Applies a rule once: rounds of the trim script until one deletes nothing
+/// (or [`MAX_ROUNDS`]).
+pub async fn apply<C: ConnectionLike + Send>(
+    rule: &RetentionConfig,
+    conn: &mut C,
+    shutdown: &CancellationToken,
+) -> Result<Applied> {
+    let mut applied = Applied::default();
+    for _ in 0..MAX_ROUNDS {
+        let round = trim_round(rule, conn).await?;
+        applied.trimmed += round.trimmed;
+        applied.held_back = round.held_back;
+        if round.trimmed == 0 || shutdown.is_cancelled() {
+            break;
+        }
+    }
+    Ok(applied)
+}
+
+async fn trim_round<C: ConnectionLike + Send>(
+    rule: &RetentionConfig,
+    conn: &mut C,
+) -> Result<Applied> {
+    let max_len = rule.max_len.map(|n| n.to_string()).unwrap_or_default();
+    let max_age = rule
+        .max_age()
+        .map(|d| d.as_millis().to_string())
+        .unwrap_or_default();
+    let reply: Value = scripts::RETENTION_TRIM
+        .key(&rule.stream)
+        .arg(max_len)
+        .arg(max_age)
+        .arg(ROUND_ENTRIES)
+        .invoke_async(conn)
+        .await?;
+    parse_round(reply)
+}
+
+fn parse_round(reply: Value) -> Result<Applied> {
+    let Value::Array(parts) = reply else {
+        return Err(Error::Other(format!(
+            "unexpected reply from the retention script: {reply:?}"
+        )));
+    };
+    let mut parts = parts.into_iter();
+    let trimmed = number(parts.next()).unwrap_or(0);
+    let (policy, safe, group, reason) = (
+        text(parts.next()),
+        text(parts.next()),
+        text(parts.next()),
+        text(parts.next()),
+    );
+    let held_back = match (policy, safe, group, reason) {
+        (Some(wanted), Some(id), Some(group), Some(reason)) if id_less(&id, &wanted) => {
+            Some(Hold {
+                group,
+                reason,
+                id,
+                wanted,
+            })
+        }
+        _ => None,
+    };
+    Ok(Applied { trimmed, held_back })
+}
+
+/// Logs trims at debug, and a hold when it starts, changes or ends.
+fn report(stream: &str, applied: &Applied, held: &mut Option<Hold>) {
+    if applied.trimmed > 0 {
+        tracing::debug!(
+            stream,
+            trimmed = applied.trimmed,
+            "retention trimmed entries"
+        );
+    }
+    let same_holder = |a: &Hold, b: &Hold| a.group == b.group && a.reason == b.reason;
+    match (&applied.held_back, held.as_ref()) {
+        (Some(now), Some(before)) if same_holder(now, before) => {}
+        (Some(now), _) => {
+            let what = if now.reason == "pending" {
+                "its oldest pending entry"
+            } else {
+                "entries it has not read yet (it is behind)"
+            };
+            tracing::warn!(
+                stream, group = %now.group, reason = %now.reason, keep_from = %now.id, rule_keeps_from = %now.wanted,
+                "retention held back: group {} still needs {what} from {}; trimming no further until it moves on",
+                now.group, now.id
+            );
+        }
+        (None, Some(before)) => {
+            tracing::info!(stream, group = %before.group, "retention no longer held back");
+        }
+        (None, None) => {}
+    }
+    held.clone_from(&applied.held_back);
+}
+
+/// Entry id order (`<ms>-<seq>`, both 64-bit).
+fn id_less(a: &str, b: &str) -> bool {
+    let parse = |id: &str| {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        (
+            ms.parse::<u64>().unwrap_or(0),
+            seq.parse::<u64>().unwrap_or(0),
+        )
+    };
+    parse(a) < parse(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn ids_order_numerically() {
+        assert!(id_less("9-0", "10-0"));
+        assert!(id_less("10-2", "10-10"));
+        assert!(!id_less("10-0", "10-0"));
+        assert!(id_less("18446744073709551614-0", "18446744073709551615-0"));
+    }
+
+    #[test]
+    fn a_safe_bound_below_the_policy_is_a_hold() {
+        let reply = Value::Array(vec![
+            Value::Int(40),
+            bulk("100-0"),
+            bulk("50-3"),
+            bulk("stuck"),
+            bulk("pending"),
+            bulk("1-0"),
+        ]);
+        let applied = parse_round(reply).unwrap();
+        assert_eq!(applied.trimmed, 40);
+        let hold = applied.held_back.expect("held back");
+        assert_eq!((hold.group.as_str(), hold.id.as_str()), ("stuck", "50-3"));
+    }
+
+    #[test]
+    fn nothing_to_trim_is_no_hold() {
+        let reply = Value::Array(vec![
+            Value::Int(0),
+            bulk("100-0"),
+            Value::Nil,
+            Value::Nil,
+            Value::Nil,
+            bulk("200-0"),
+        ]);
+        assert_eq!(parse_round(reply).unwrap(), Applied::default());
+        let ahead = Value::Array(vec![
+            Value::Int(5),
+            bulk("100-0"),
+            bulk("300-0"),
+            bulk("g"),
+            bulk("unread"),
+            bulk("1-0"),
+        ]);
+        assert!(parse_round(ahead).unwrap().held_back.is_none());
+    }
+}

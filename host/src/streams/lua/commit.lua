@@ -1,0 +1,90 @@
+-- Commits one entry's effects together with its ack, atomically, and only if
+-- this consumer still owns the entry and the state it read is unchanged.
+-- A script that fails midway does not roll back, so every check (ownership,
+-- optimistic reads, key types) runs before the first write.
+--
+-- KEYS[1] source stream, KEYS[2..] every key an effect touches
+-- ARGV[1] group, ARGV[2] consumer, ARGV[3] entry id, then ops:
+--   R <key#> <value>        state read during the invocation: must still equal <value>
+--   N <key#>                state read as absent: must still be absent
+--   E <key#> <maxlen|""> <n> <n field names and values...>   XADD
+--   P <channel> <payload>                                    PUBLISH
+--   S <key#> <target stream> <due ms> <n> <n names and values...>  ZADD (scheduled)
+--   K <key#> <value>        SET state
+--   D <key#>                DEL state
+-- Returns 1 committed, 0 not ours any more, -1 state changed (re-run the handler),
+-- or an error naming a key of the wrong type.
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if #pending == 0 or pending[1][2] ~= ARGV[2] then
+  return 0
+end
+
+local want = { E = 'stream', S = 'zset', K = 'string', D = 'string' }
+local width = { R = 3, N = 2, P = 3, K = 3, D = 2 }
+
+-- Pass 1: checks only.
+local i = 4
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'R' or op == 'N' then
+    local current = redis.call('GET', KEYS[tonumber(ARGV[i + 1])])
+    if op == 'R' and current ~= ARGV[i + 2] then return -1 end
+    if op == 'N' and current ~= false then return -1 end
+  end
+  if want[op] then
+    local key = KEYS[tonumber(ARGV[i + 1])]
+    local t = redis.call('TYPE', key)['ok']
+    if t ~= 'none' and t ~= want[op] then
+      return redis.error_reply('WRONGTYPE ' .. key .. ' is a ' .. t .. ', not a ' .. want[op])
+    end
+  end
+  if op == 'E' then
+    i = i + 4 + tonumber(ARGV[i + 3])
+  elseif op == 'S' then
+    i = i + 5 + tonumber(ARGV[i + 4])
+  elseif width[op] then
+    i = i + width[op]
+  else
+    return redis.error_reply('unknown effect op ' .. tostring(op))
+  end
+end
+
+-- Pass 2: writes.
+i = 4
+local n = 0
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'E' then
+    local count = tonumber(ARGV[i + 3])
+    local args = { KEYS[tonumber(ARGV[i + 1])] }
+    if ARGV[i + 2] ~= '' then
+      table.insert(args, 'MAXLEN'); table.insert(args, '~'); table.insert(args, ARGV[i + 2])
+    end
+    table.insert(args, '*')
+    for j = 1, count do table.insert(args, ARGV[i + 3 + j]) end
+    redis.call('XADD', unpack(args))
+    i = i + 4 + count
+  elseif op == 'S' then
+    local count = tonumber(ARGV[i + 4])
+    local fields = {}
+    for j = 1, count do fields[j] = ARGV[i + 4 + j] end
+    -- The member names its origin, so it is unique and a replayed commit cannot add it twice.
+    local member = cmsgpack.pack({ ARGV[3] .. '/' .. n, ARGV[i + 2], fields })
+    redis.call('ZADD', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 3], member)
+    i = i + 5 + count
+  elseif op == 'P' then
+    redis.call('PUBLISH', ARGV[i + 1], ARGV[i + 2])
+    i = i + 3
+  elseif op == 'K' then
+    redis.call('SET', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2])
+    i = i + 3
+  elseif op == 'D' then
+    redis.call('DEL', KEYS[tonumber(ARGV[i + 1])])
+    i = i + 2
+  else
+    i = i + width[op]
+  end
+  n = n + 1
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+return 1
