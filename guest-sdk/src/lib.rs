@@ -22,10 +22,12 @@
 //! Returning `Ok(())` acks the entry, [`HandlerError::retry`] delivers it
 //! again after the plugin's backoff, [`HandlerError::reject`] dead-letters it.
 
+pub mod effects;
 mod error;
 pub mod log;
 mod message;
 
+pub use effects::EffectError;
 pub use error::{FieldError, HandlerError};
 pub use message::Message;
 pub use streamhost_sdk_macros::handler;

@@ -52,6 +52,7 @@ pub fn config(url: &str, plugins: Vec<PluginConfig>) -> Config {
     Config {
         redis: RedisConfig {
             url: url.to_owned(),
+            ..RedisConfig::default()
         },
         plugins,
         ..Config::default()

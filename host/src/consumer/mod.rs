@@ -113,6 +113,9 @@ pub async fn run(
         work_tx,
         shutdown.clone(),
     ));
+    if !ctx.config.allow.schedule.is_empty() {
+        feeders.spawn(promoter::run(ctx.clone(), commands.clone(), shutdown.clone()));
+    }
 
     // Feeders stop on shutdown and drop their senders; workers then drain the
     // queue and drop theirs; the acker flushes what is left and returns.

@@ -1,0 +1,103 @@
+//! Transactional effects: buffered during the invocation, committed with the
+//! ack, never on failure, only where `[plugin.allow]` permits.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use streamhost::config::AllowConfig;
+use streamhost::dlq;
+use streamhost_tests::*;
+
+fn probe(stream: &str) -> streamhost::config::PluginConfig {
+    let mut p = plugin("probe", artifacts::EFFECTS_PROBE, stream);
+    p.allow = AllowConfig {
+        emit: vec!["out:*".into()],
+        publish: vec!["news".into()],
+        schedule: vec!["later:*".into()],
+    };
+    p
+}
+
+fn fields(op: &str, target: &str) -> Vec<(String, Vec<u8>)> {
+    vec![("op".into(), op.into()), ("target".into(), target.into())]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_commits_with_the_ack_and_never_on_failure_or_outside_the_allow_list() {
+    let redis = start_redis();
+    let mut conn = connect(&redis.url()).await;
+    let stream = "in";
+    produce(&mut conn, stream, 1, |_| fields("emit", "out:a")).await;
+    produce(&mut conn, stream, 1, |_| fields("emit-then-fail", "out:b")).await;
+    produce(&mut conn, stream, 1, |_| fields("emit", "forbidden")).await;
+    let host = InProcessHost::start(config(&redis.url(), vec![probe(stream)])).await;
+    let m = host.metrics("probe", stream);
+    assert!(wait_until(Duration::from_secs(20), || async { m.acked.get() + m.dead_lettered.get() >= 3 }).await);
+    host.stop().await;
+
+    assert_eq!(xlen(&mut conn, "out:a").await, 1, "allowed emit committed once");
+    assert_eq!(xlen(&mut conn, "out:b").await, 0, "emit of a failed invocation never happens");
+    assert_eq!(xlen(&mut conn, "forbidden").await, 0, "refused emit writes nothing");
+    assert_eq!(pending(&mut conn, stream, "probe").await, 0);
+    let letters = dlq::list(&mut conn, "dlq:in", "-", 10).await.unwrap();
+    assert_eq!(letters.len(), 2);
+    let errors: Vec<&str> = letters.iter().filter_map(|d| d.meta(dlq::meta::ERROR)).collect();
+    assert!(errors.iter().any(|e| e.contains("failing after emit")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("not allowed") && e.contains("forbidden")), "{errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_reaches_subscribers_after_commit() {
+    let redis = start_redis();
+    let mut conn = connect(&redis.url()).await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe("news").await.unwrap();
+    let ids = produce(&mut conn, "in", 1, |_| fields("publish", "news")).await;
+    let host = InProcessHost::start(config(&redis.url(), vec![probe("in")])).await;
+    let msg = tokio::time::timeout(Duration::from_secs(20), pubsub.on_message().next())
+        .await
+        .expect("a message on the channel")
+        .expect("the subscription is open");
+    host.stop().await;
+    assert_eq!(msg.get_payload_bytes(), ids[0].as_bytes());
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_entries_arrive_once_and_not_early_across_a_restart() {
+    let redis = start_redis();
+    let mut conn = connect(&redis.url()).await;
+    let produced_at = now_ms();
+    produce(&mut conn, "in", 20, |i| {
+        let mut f = fields("schedule", "later:x");
+        f.push(("delay_ms".into(), (1500 + 50 * i).to_string().into_bytes()));
+        f
+    })
+    .await;
+    let host = InProcessHost::start(config(&redis.url(), vec![probe("in")])).await;
+    let m = host.metrics("probe", "in");
+    assert!(wait_until(Duration::from_secs(20), || async { m.acked.get() >= 20 }).await);
+    host.stop().await;
+    assert_eq!(xlen(&mut conn, "later:x").await, 0, "nothing arrives before its due time");
+
+    let host = InProcessHost::start(config(&redis.url(), vec![probe("in")])).await;
+    let started = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(20), || async { xlen(&mut connect(&redis.url()).await, "later:x").await >= 20 }).await,
+        "all scheduled entries arrive after a restart"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    host.stop().await;
+    let arrived: Vec<(String, HashMap<String, String>)> =
+        redis::cmd("XRANGE").arg("later:x").arg("-").arg("+").query_async(&mut conn).await.unwrap();
+    assert_eq!(arrived.len(), 20, "each exactly once (waited {:?})", started.elapsed());
+    for (id, _) in &arrived {
+        let ms: u64 = id.split('-').next().unwrap().parse().unwrap();
+        assert!(ms >= produced_at + 1500, "entry {id} arrived before its due time");
+    }
+}
