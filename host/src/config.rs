@@ -540,7 +540,10 @@ impl Config {
             if r.stream.is_empty() || !retained.insert(r.stream.as_str()) {
                 return Err(ConfigError::Invalid {
                     key: format!("retention[{i}].stream"),
-                    reason: format!("must be non-empty and appear in one rule only ({:?})", r.stream),
+                    reason: format!(
+                        "must be non-empty and appear in one rule only ({:?})",
+                        r.stream
+                    ),
                 });
             }
             if r.interval_ms == 0 {

@@ -319,11 +319,7 @@ impl Metrics {
             stream: stream.to_owned(),
         };
         GroupGauges {
-            oldest_pending_age_seconds: self
-                .ops
-                .oldest_pending_age
-                .get_or_create(&labels)
-                .clone(),
+            oldest_pending_age_seconds: self.ops.oldest_pending_age.get_or_create(&labels).clone(),
             dlq_entries: self.ops.dlq_entries.get_or_create(&labels).clone(),
             lag: self.ops.lag.clone(),
             labels,

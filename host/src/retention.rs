@@ -69,7 +69,7 @@ pub async fn run(
         }
     };
     let interval = Duration::from_millis(rule.interval_ms);
-    let mut held: Option<Hold> = None;
+    let mut holding = Holding::default();
     loop {
         match apply(&rule, &mut conn, &shutdown).await {
             Ok(applied) => {
@@ -77,7 +77,7 @@ pub async fn run(
                 metrics
                     .held_back
                     .set(i64::from(applied.held_back.is_some()));
-                report(&rule.stream, &applied, &mut held);
+                report(&rule.stream, &applied, &mut holding);
             }
             Err(e) => {
                 tracing::warn!(stream = %rule.stream, error = %e, "retention round failed; trying again next interval")
@@ -155,8 +155,19 @@ fn parse_round(reply: Value) -> Result<Applied> {
     Ok(Applied { trimmed, held_back })
 }
 
-/// Logs trims at debug, and a hold when it starts, changes or ends.
-fn report(stream: &str, applied: &Applied, held: &mut Option<Hold>) {
+/// What the log has said about holds so far.
+#[derive(Debug, Default)]
+struct Holding {
+    /// The hold seen in the last application.
+    last: Option<Hold>,
+    /// Whether it has been warned about.
+    warned: bool,
+}
+
+/// Logs trims at debug, and a hold when the same group holds the rule in two
+/// applications in a row: a group created a moment ago, or a burst being
+/// read, holds it briefly and is no news.
+fn report(stream: &str, applied: &Applied, holding: &mut Holding) {
     if applied.trimmed > 0 {
         tracing::debug!(
             stream,
@@ -164,27 +175,41 @@ fn report(stream: &str, applied: &Applied, held: &mut Option<Hold>) {
             "retention trimmed entries"
         );
     }
-    let same_holder = |a: &Hold, b: &Hold| a.group == b.group && a.reason == b.reason;
-    match (&applied.held_back, held.as_ref()) {
-        (Some(now), Some(before)) if same_holder(now, before) => {}
-        (Some(now), _) => {
-            let what = if now.reason == "pending" {
-                "its oldest pending entry"
-            } else {
-                "entries it has not read yet (it is behind)"
-            };
-            tracing::warn!(
-                stream, group = %now.group, reason = %now.reason, keep_from = %now.id, rule_keeps_from = %now.wanted,
-                "retention held back: group {} still needs {what} from {}; trimming no further until it moves on",
-                now.group, now.id
-            );
-        }
-        (None, Some(before)) => {
+    let Some(now) = &applied.held_back else {
+        if holding.warned
+            && let Some(before) = &holding.last
+        {
             tracing::info!(stream, group = %before.group, "retention no longer held back");
         }
-        (None, None) => {}
+        *holding = Holding::default();
+        return;
+    };
+    let same = holding
+        .last
+        .as_ref()
+        .is_some_and(|b| b.group == now.group && b.reason == now.reason);
+    if !same {
+        tracing::debug!(stream, group = %now.group, reason = %now.reason, keep_from = %now.id, "retention held back");
+        *holding = Holding {
+            last: Some(now.clone()),
+            warned: false,
+        };
+        return;
     }
-    held.clone_from(&applied.held_back);
+    if !holding.warned {
+        let what = if now.reason == "pending" {
+            "its oldest pending entry"
+        } else {
+            "entries it has not read yet (it is behind)"
+        };
+        tracing::warn!(
+            stream, group = %now.group, reason = %now.reason, keep_from = %now.id, rule_keeps_from = %now.wanted,
+            "retention held back: group {} still needs {what} from {}; trimming no further until it moves on",
+            now.group, now.id
+        );
+        holding.warned = true;
+    }
+    holding.last = Some(now.clone());
 }
 
 /// Entry id order (`<ms>-<seq>`, both 64-bit).

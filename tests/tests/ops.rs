@@ -118,19 +118,18 @@ async fn metrics_move_through_failures_retries_and_dead_letters() {
     };
     let host = AdminHost::start(config(&redis.url(), vec![p])).await;
     let labels = [("plugin", "flaky"), ("stream", stream)];
-    let mut text = String::new();
-    let settled = wait_until(Duration::from_secs(30), || {
-        let addr = host.addr;
-        let text = &mut text;
-        async move {
-            *text = get(addr, "/metrics").await.body;
-            sample(text, "streamhost_entries_acked_total", &labels) == Some(30.0)
-                && sample(text, "streamhost_dlq_entries", &labels) == Some(5.0)
-                && sample(text, "streamhost_group_lag", &labels) == Some(0.0)
-        }
+    let settled = wait_until(Duration::from_secs(30), || async {
+        let text = host.get("/metrics").await.body;
+        sample(&text, "streamhost_entries_acked_total", &labels) == Some(30.0)
+            && sample(&text, "streamhost_dlq_entries", &labels) == Some(5.0)
+            && sample(&text, "streamhost_group_lag", &labels) == Some(0.0)
     })
     .await;
-    assert!(settled, "metrics did not settle:\n{text}");
+    assert!(
+        settled,
+        "metrics did not settle:\n{}",
+        host.get("/metrics").await.body
+    );
 
     let metrics = host.get("/metrics").await;
     assert_eq!(metrics.status, 200);
