@@ -24,9 +24,54 @@ pub struct Config {
     /// The admin HTTP endpoint (metrics, health); off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminConfig>,
+    /// The compiled-code cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
     /// Stream retention rules, applied periodically and never past pending entries.
     #[serde(default, rename = "retention", skip_serializing_if = "Vec::is_empty")]
     pub retention: Vec<RetentionConfig>,
+}
+
+/// `[cache]`: compiled native code kept on disk, so restarts and swaps to a
+/// known version do not recompile. Keyed by the component's bytes and the
+/// engine's settings; only code this host compiled is ever loaded from it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Whether to cache at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Where; defaults to `$XDG_CACHE_HOME/streamhost` or `~/.cache/streamhost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            dir: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl CacheConfig {
+    /// The cache directory in use, if caching is on and a directory can be found.
+    pub fn directory(&self) -> Option<PathBuf> {
+        if !self.enabled {
+            return None;
+        }
+        self.dir.clone().or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+            Some(base.join("streamhost"))
+        })
+    }
 }
 
 /// The `[redis]` table.
@@ -517,10 +562,18 @@ impl Config {
             if p.dlq_stream() == p.stream {
                 return Err(invalid("dlq.stream", "must differ from the source stream"));
             }
-            for (kind, patterns) in [("emit", &p.allow.emit), ("publish", &p.allow.publish), ("schedule", &p.allow.schedule)] {
+            for (kind, patterns) in [
+                ("emit", &p.allow.emit),
+                ("publish", &p.allow.publish),
+                ("schedule", &p.allow.schedule),
+            ] {
                 for pattern in patterns {
-                    glob::Pattern::new(pattern)
-                        .map_err(|e| invalid(&format!("allow.{kind}"), &format!("bad pattern {pattern:?}: {e}")))?;
+                    glob::Pattern::new(pattern).map_err(|e| {
+                        invalid(
+                            &format!("allow.{kind}"),
+                            &format!("bad pattern {pattern:?}: {e}"),
+                        )
+                    })?;
                 }
             }
             if self.redis.cluster {
@@ -586,18 +639,45 @@ pub fn hash_tag(key: &str) -> &str {
 fn check_cluster_slots(p: &PluginConfig) -> Result<(), (&'static str, String)> {
     let tag = hash_tag(&p.stream);
     if tag == p.stream {
-        return Err(("stream", format!("{:?} has no hash tag; with redis.cluster = true name it like \"{{orders}}:events\"", p.stream)));
+        return Err((
+            "stream",
+            format!(
+                "{:?} has no hash tag; with redis.cluster = true name it like \"{{orders}}:events\"",
+                p.stream
+            ),
+        ));
     }
     let same = |key: &str| hash_tag(key) == tag;
     if !same(&p.dlq_stream()) {
-        return Err(("dlq.stream", format!("{:?} must carry the hash tag {{{tag}}} of the source stream", p.dlq_stream())));
+        return Err((
+            "dlq.stream",
+            format!(
+                "{:?} must carry the hash tag {{{tag}}} of the source stream",
+                p.dlq_stream()
+            ),
+        ));
     }
     if !same(&p.state_prefix()) {
-        return Err(("state.prefix", format!("{:?} must carry the hash tag {{{tag}}} of the source stream", p.state_prefix())));
+        return Err((
+            "state.prefix",
+            format!(
+                "{:?} must carry the hash tag {{{tag}}} of the source stream",
+                p.state_prefix()
+            ),
+        ));
     }
-    for (key, patterns) in [("allow.emit", &p.allow.emit), ("allow.schedule", &p.allow.schedule)] {
-        if let Some(bad) = patterns.iter().find(|pat| !pat.starts_with(&format!("{{{tag}}}"))) {
-            return Err((key, format!("{bad:?} must start with the hash tag {{{tag}}} of the source stream")));
+    for (key, patterns) in [
+        ("allow.emit", &p.allow.emit),
+        ("allow.schedule", &p.allow.schedule),
+    ] {
+        if let Some(bad) = patterns
+            .iter()
+            .find(|pat| !pat.starts_with(&format!("{{{tag}}}")))
+        {
+            return Err((
+                key,
+                format!("{bad:?} must start with the hash tag {{{tag}}} of the source stream"),
+            ));
         }
     }
     Ok(())
@@ -657,7 +737,9 @@ mod tests {
     #[test]
     fn cluster_mode_rejects_keys_in_other_slots() {
         let base = "[redis]\ncluster = true\n[[plugin]]\nname = \"a\"\ncomponent = \"a.wasm\"\n";
-        let ok = format!("{base}stream = \"{{o}}:events\"\n[plugin.state]\nprefix = \"{{o}}:state:\"\n[plugin.allow]\nemit = [\"{{o}}:out*\"]\n");
+        let ok = format!(
+            "{base}stream = \"{{o}}:events\"\n[plugin.state]\nprefix = \"{{o}}:state:\"\n[plugin.allow]\nemit = [\"{{o}}:out*\"]\n"
+        );
         Config::parse(&ok).expect("same slot");
         let err = Config::parse(&format!("{base}stream = \"events\"\n")).unwrap_err();
         assert!(err.to_string().contains("plugin[0].stream"), "{err}");

@@ -53,6 +53,7 @@ pub async fn dead_letter<C: ConnectionLike + Send>(
     msg: &Message,
     reason: &DeadReason,
     error: &str,
+    digest: &str,
 ) {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -71,7 +72,7 @@ pub async fn dead_letter<C: ConnectionLike + Send>(
         (meta::GROUP, ctx.group().to_owned()),
         (meta::CONSUMER, ctx.consumer.clone()),
         (meta::PLUGIN, ctx.plugin.name.to_string()),
-        (meta::DIGEST, ctx.plugin.digest.to_string()),
+        (meta::DIGEST, digest.to_owned()),
         (meta::REASON, reason.label()),
         (meta::ERROR, error.to_owned()),
         (meta::ATTEMPTS, msg.attempt.to_string()),

@@ -19,6 +19,7 @@ pub struct Host {
     config: Config,
     plugins: Vec<Arc<LoadedPlugin>>,
     metrics: Arc<Metrics>,
+    watch: bool,
 }
 
 /// Engine sizing for a config: enough pool slots for every worker plus room
@@ -36,6 +37,7 @@ pub fn engine_options(config: &Config) -> EngineOptions {
         max_memory_bytes: usize::try_from(max_memory_mib.saturating_mul(1 << 20))
             .unwrap_or(usize::MAX),
         pooling: true,
+        cache_dir: config.cache.directory(),
     }
 }
 
@@ -77,6 +79,7 @@ impl Host {
             config,
             plugins,
             metrics: Arc::new(Metrics::new()),
+            watch: false,
         })
     }
 
@@ -95,7 +98,14 @@ impl Host {
             config,
             plugins,
             metrics: Arc::new(Metrics::new()),
+            watch: false,
         })
+    }
+
+    /// Also swap a plugin when its component file changes on disk (`run --watch`).
+    pub fn watch_files(mut self, watch: bool) -> Host {
+        self.watch = watch;
+        self
     }
 
     /// The host's metrics (shared with the admin endpoint and tests).
@@ -128,13 +138,14 @@ impl Host {
         let ops = Operations::start(&self.config, &self.plugins, &self.metrics, admin, &shutdown)?;
         let mut tasks = JoinSet::new();
         for (plugin, pc) in self.plugins.iter().zip(&self.config.plugins) {
-            let ctx = Arc::new(PluginContext {
-                plugin: plugin.clone(),
-                config: pc.clone(),
-                consumer: pc.consumer(),
-                dlq_stream: pc.dlq_stream(),
-                metrics: self.metrics.plugin(&pc.name, &pc.stream),
-            });
+            let mut ctx = PluginContext::new(
+                plugin.clone(),
+                pc.clone(),
+                self.metrics.plugin(&pc.name, &pc.stream),
+            );
+            ctx.watch = self.watch;
+            ctx.registry = Some(self.metrics.clone());
+            let ctx = Arc::new(ctx);
             tracing::info!(plugin = %pc.name, stream = %pc.stream, group = pc.group(), consumer = %ctx.consumer, "consuming");
             let url = self.config.redis.url.clone();
             let shutdown = shutdown.clone();

@@ -5,12 +5,13 @@
 //! The binary (`main.rs`) is a thin shell over this library; tests drive the
 //! host in-process through [`Host`].
 
-pub mod bench;
 pub mod admin;
+pub mod bench;
 pub mod bundled;
 pub mod cli;
 pub mod config;
 pub mod consumer;
+pub mod deploy;
 pub mod dispatch;
 pub mod dlq;
 pub mod effects;

@@ -57,6 +57,8 @@ pub struct Metrics {
     /// Families refreshed from Redis and retention's (see [`OpsMetrics`]).
     ops: OpsMetrics,
     effect_conflicts: Family<PluginLabels, Counter>,
+    swaps: Family<PluginLabels, Counter>,
+    swap_refusals: Family<PluginLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -83,6 +85,8 @@ impl Metrics {
             pending: Family::default(),
             ops: OpsMetrics::default(),
             effect_conflicts: Family::default(),
+            swaps: Family::default(),
+            swap_refusals: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -142,6 +146,16 @@ impl Metrics {
             m.effect_conflicts.clone(),
         );
         m.ops.register(&mut registry);
+        registry.register(
+            "hot_swaps",
+            "Versions swapped in without a restart (deploy, rollback, --watch)",
+            m.swaps.clone(),
+        );
+        registry.register(
+            "hot_swap_refusals",
+            "Candidate versions refused (do not compile, wrong world, trap at instantiation, too large)",
+            m.swap_refusals.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -172,6 +186,8 @@ impl Metrics {
             fuel: self.fuel.get_or_create(&l).clone(),
             pending: self.pending.get_or_create(&l).clone(),
             effect_conflicts: self.effect_conflicts.get_or_create(&l).clone(),
+            swaps: self.swaps.get_or_create(&l).clone(),
+            swap_refusals: self.swap_refusals.get_or_create(&l).clone(),
             rejected: failed("rejected"),
             retry: failed("retry"),
             traps: [
@@ -207,6 +223,8 @@ pub struct PluginMetrics {
     pub fuel: Histogram,
     pub pending: Gauge,
     pub effect_conflicts: Counter,
+    pub swaps: Counter,
+    pub swap_refusals: Counter,
     pub rejected: Counter,
     pub retry: Counter,
     traps: [Counter; 5],

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod check;
 pub mod demo;
+pub mod deploy;
 pub mod dlq;
 pub mod run;
 pub mod status;
@@ -40,6 +41,40 @@ pub enum Command {
         /// The config file.
         #[arg(short, long, default_value = "streamhost.toml")]
         config: PathBuf,
+        /// Swap a plugin whenever its component file changes on disk (development loop).
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Validate a component and make it the plugin's version on every host, without restarts.
+    Deploy {
+        /// The plugin name.
+        plugin: String,
+        /// The component file.
+        file: PathBuf,
+        /// Who deploys (recorded; default: <hostname>-<pid>).
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        target: deploy::Target,
+    },
+    /// List a plugin's deployed versions and refusals.
+    Versions {
+        /// The plugin name.
+        plugin: String,
+        #[command(flatten)]
+        target: deploy::Target,
+    },
+    /// Make an earlier version current again (default: the one before the current).
+    Rollback {
+        /// The plugin name.
+        plugin: String,
+        /// The version number to return to.
+        version: Option<u64>,
+        /// Who rolls back (recorded).
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        target: deploy::Target,
     },
     /// Validate a config and every component without consuming.
     Check {
@@ -81,7 +116,20 @@ pub fn main(cli: Cli) -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config } => run::run(&config).await,
+            Command::Run { config, watch } => run::run(&config, watch).await,
+            Command::Deploy {
+                plugin,
+                file,
+                by,
+                target,
+            } => deploy::deploy_cmd(&target, &plugin, &file, by).await,
+            Command::Versions { plugin, target } => deploy::versions_cmd(&target, &plugin).await,
+            Command::Rollback {
+                plugin,
+                version,
+                by,
+                target,
+            } => deploy::rollback_cmd(&target, &plugin, version, by).await,
             Command::Check { config } => check::check(&config).await,
             Command::Demo(args) => demo::demo(args).await,
             Command::Dlq(args) => dlq::dlq(args).await,

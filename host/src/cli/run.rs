@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 use crate::Host;
 
 /// Loads the config and every plugin, then consumes until SIGINT/SIGTERM.
-pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+/// With `watch`, a plugin swaps whenever its component file changes.
+pub async fn run(config_path: &Path, watch: bool) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
     if config.plugins.is_empty() {
         anyhow::bail!(crate::error::ConfigError::Invalid {
@@ -20,7 +21,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             ),
         });
     }
-    let host = Host::load(config).await.context("cannot start")?;
+    let host = Host::load(config)
+        .await
+        .context("cannot start")?
+        .watch_files(watch);
     let shutdown = CancellationToken::new();
     crate::shutdown::cancel_on_signal(shutdown.clone());
     host.run(shutdown).await?;

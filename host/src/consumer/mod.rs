@@ -12,9 +12,12 @@ pub mod claimer;
 pub mod promoter;
 pub mod reader;
 pub mod retry;
+pub mod swapper;
 pub mod worker;
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -34,8 +37,17 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every task of one plugin shares.
 pub struct PluginContext {
-    /// The loaded component.
+    /// The component loaded at start (its name, engine and limits stay valid
+    /// across hot swaps; use [`PluginContext::running`] for the version to invoke).
     pub plugin: Arc<LoadedPlugin>,
+    /// The version new entries go to; replaced by hot swaps.
+    pub current: ArcSwap<LoadedPlugin>,
+    /// The last candidate digest this host refused, so it is not retried in a loop.
+    pub refused: std::sync::Mutex<Option<String>>,
+    /// Swap when the component file changes on disk (`run --watch`).
+    pub watch: bool,
+    /// The host's registry, to relabel the running version after a swap.
+    pub registry: Option<Arc<crate::metrics::Metrics>>,
     /// The plugin's config table.
     pub config: PluginConfig,
     /// This host's consumer name in the group.
@@ -47,6 +59,30 @@ pub struct PluginContext {
 }
 
 impl PluginContext {
+    /// A context whose running version is `plugin`.
+    pub fn new(
+        plugin: Arc<LoadedPlugin>,
+        config: PluginConfig,
+        metrics: PluginMetrics,
+    ) -> PluginContext {
+        PluginContext {
+            current: ArcSwap::new(plugin.clone()),
+            refused: std::sync::Mutex::new(None),
+            watch: false,
+            registry: None,
+            consumer: config.consumer(),
+            dlq_stream: config.dlq_stream(),
+            plugin,
+            config,
+            metrics,
+        }
+    }
+
+    /// The version new entries go to.
+    pub fn running(&self) -> Arc<LoadedPlugin> {
+        self.current.load_full()
+    }
+
     /// The consumer group.
     pub fn group(&self) -> &str {
         self.config.group()
@@ -75,6 +111,7 @@ pub async fn run(
         return Ok(());
     };
     ensure_group_logged(&ctx, &mut commands, false).await;
+    swapper::initial_sync(&ctx, &mut commands).await;
 
     let (work_tx, work_rx) = async_channel::bounded::<Batch>(ctx.config.concurrency * 2);
     let (ack_tx, ack_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -114,7 +151,24 @@ pub async fn run(
         shutdown.clone(),
     ));
     if !ctx.config.allow.schedule.is_empty() {
-        feeders.spawn(promoter::run(ctx.clone(), commands.clone(), shutdown.clone()));
+        feeders.spawn(promoter::run(
+            ctx.clone(),
+            commands.clone(),
+            shutdown.clone(),
+        ));
+    }
+    feeders.spawn(swapper::run(
+        ctx.clone(),
+        redis_url.to_owned(),
+        commands.clone(),
+        shutdown.clone(),
+    ));
+    if ctx.watch {
+        feeders.spawn(swapper::watch_file(
+            ctx.clone(),
+            ctx.config.component.clone(),
+            shutdown.clone(),
+        ));
     }
 
     // Feeders stop on shutdown and drop their senders; workers then drain the

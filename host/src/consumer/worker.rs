@@ -71,9 +71,18 @@ async fn handle(
     };
     let mut conflicts = 0;
     loop {
+        // A hot swap takes effect here, between entries: the old instance
+        // finished its last entry and is dropped.
+        let running = ctx.running();
+        if instance
+            .as_ref()
+            .is_some_and(|i| *i.digest() != running.digest)
+        {
+            *instance = None;
+        }
         let inst = match instance {
             Some(inst) => inst,
-            None => match ctx.plugin.instantiate().await {
+            None => match running.instantiate().await {
                 Ok(mut inst) => {
                     inst.attach_redis(conn.clone());
                     instance.insert(inst)
@@ -85,9 +94,11 @@ async fn handle(
             },
         };
         let invocation = inst.invoke(&msg, &ctx.plugin.limits).await;
-        ctx.metrics.handler_seconds.observe(invocation.elapsed.as_secs_f64());
+        ctx.metrics
+            .handler_seconds
+            .observe(invocation.elapsed.as_secs_f64());
         ctx.metrics.fuel.observe(invocation.fuel as f64);
-        record_failure(ctx, &msg, &invocation.outcome);
+        record_failure(ctx, &msg, &invocation.outcome, &running.digest);
         let outcome = if invocation.outcome == Outcome::Ok && !inst.effects().is_empty() {
             match commit_effects(ctx, conn, inst, &msg).await {
                 Commit::Committed | Commit::NotOwner => Some(Routed::Done),
@@ -95,12 +106,23 @@ async fn handle(
                     conflicts += 1;
                     None
                 }
-                Commit::Conflict => Some(route(ctx, &msg, &Outcome::Retry("state kept changing under the handler".into()), conn).await),
+                Commit::Conflict => Some(
+                    route(
+                        ctx,
+                        &msg,
+                        &Outcome::Retry("state kept changing under the handler".into()),
+                        conn,
+                        &running.digest,
+                    )
+                    .await,
+                ),
             }
         } else {
-            Some(route(ctx, &msg, &invocation.outcome, conn).await)
+            Some(route(ctx, &msg, &invocation.outcome, conn, &running.digest).await)
         };
-        if instance.as_ref().is_some_and(PluginInstance::is_poisoned) || ctx.config.isolation == Isolation::PerMessage {
+        if instance.as_ref().is_some_and(PluginInstance::is_poisoned)
+            || ctx.config.isolation == Isolation::PerMessage
+        {
             *instance = None;
         }
         if let Some(routed) = outcome {
@@ -117,7 +139,12 @@ const MAX_CONFLICT_RERUNS: u32 = 16;
 /// Commits the invocation's effects with the ack. Connection failures are
 /// retried for a while; after that nothing was written and the entry stays
 /// pending, so its redelivery starts clean.
-async fn commit_effects(ctx: &PluginContext, conn: &mut ConnectionManager, inst: &mut PluginInstance, msg: &Message) -> Commit {
+async fn commit_effects(
+    ctx: &PluginContext,
+    conn: &mut ConnectionManager,
+    inst: &mut PluginInstance,
+    msg: &Message,
+) -> Commit {
     let target = CommitTarget {
         stream: ctx.stream(),
         group: ctx.group(),
@@ -155,6 +182,7 @@ async fn route(
     msg: &Message,
     outcome: &Outcome,
     conn: &mut ConnectionManager,
+    digest: &str,
 ) -> Routed {
     match decide(outcome, msg.attempt, &ctx.config.retry) {
         Disposition::Ack => Routed::Ack,
@@ -166,7 +194,7 @@ async fn route(
             })
         }
         Disposition::DeadLetter { reason, error } => {
-            dlq::dead_letter(ctx, conn, msg, &reason, &error).await;
+            dlq::dead_letter(ctx, conn, msg, &reason, &error, digest).await;
             Routed::Done
         }
     }
@@ -187,9 +215,8 @@ fn retry_after(ctx: &PluginContext, id: String, attempt: u32, outcome: &Outcome)
     }
 }
 
-fn record_failure(ctx: &PluginContext, msg: &Message, outcome: &Outcome) {
-    let (plugin, version, id, attempt) =
-        (&*ctx.plugin.name, &*ctx.plugin.digest, &msg.id, msg.attempt);
+fn record_failure(ctx: &PluginContext, msg: &Message, outcome: &Outcome, version: &str) {
+    let (plugin, version, id, attempt) = (&*ctx.plugin.name, version, &msg.id, msg.attempt);
     match outcome {
         Outcome::Ok => {}
         Outcome::Retry(reason) => {

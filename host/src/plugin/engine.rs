@@ -28,6 +28,9 @@ pub struct EngineOptions {
     pub max_memory_bytes: usize,
     /// Use the pooling allocator (preallocated slots, copy-on-write images).
     pub pooling: bool,
+    /// Directory of the compiled-code cache (keyed by component bytes and
+    /// engine settings; holds only code this host compiled). `None`: no cache.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -36,6 +39,7 @@ impl Default for EngineOptions {
             max_instances: 64,
             max_memory_bytes: 64 << 20,
             pooling: true,
+            cache_dir: None,
         }
     }
 }
@@ -76,6 +80,13 @@ impl WasmEngine {
                 .max_memories_per_component(4)
                 .max_memory_size(options.max_memory_bytes);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        if let Some(dir) = &options.cache_dir {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(dir);
+            let cache = wasmtime::Cache::new(cache)
+                .map_err(|e| Error::Engine(format!("compile cache at {}: {e:#}", dir.display())))?;
+            config.cache(Some(cache));
         }
         let engine = Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))?;
         let ticker = Ticker::start(engine.clone())

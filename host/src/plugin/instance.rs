@@ -1,6 +1,7 @@
 //! One live instance of a plugin and the invocation of its `handle` export
 //! under the plugin's limits.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
@@ -39,6 +40,8 @@ pub struct PluginInstance {
     guest: Guest,
     tap: Option<InvocationTap>,
     poisoned: bool,
+    /// The version this instance runs (`sha256:<hex>` of its component).
+    digest: Arc<str>,
 }
 
 /// The code an instance runs.
@@ -95,6 +98,7 @@ impl LoadedPlugin {
             guest,
             tap: self.tap.clone(),
             poisoned: false,
+            digest: self.digest.clone(),
         })
     }
 }
@@ -108,6 +112,11 @@ impl PluginInstance {
     /// The effects the last invocation buffered (empty after a failure).
     pub fn effects(&self) -> &crate::effects::EffectBuffer {
         &self.store.data().effects
+    }
+
+    /// The version this instance runs.
+    pub fn digest(&self) -> &Arc<str> {
+        &self.digest
     }
 
     /// Whether a trap made this instance unusable.

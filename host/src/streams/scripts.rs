@@ -22,7 +22,11 @@ pub static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!(
 /// Commit an entry's effects with its ack.
 pub static COMMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/commit.lua")));
 /// Promote due scheduled entries to their streams.
-pub static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
+pub static PROMOTE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
 /// One round of a retention rule, never past what a group still needs.
 pub static RETENTION_TRIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/retention_trim.lua")));
+/// Make a stored component a plugin's current version and announce it.
+pub static ACTIVATE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/activate.lua")));

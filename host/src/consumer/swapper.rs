@@ -1,0 +1,195 @@
+//! The swapper: keeps the version a plugin runs equal to its deployed version
+//! (`streamhost deploy`/`rollback`), or to its component file with `--watch`.
+//! A candidate is loaded, compiled (or taken from the compile cache) and
+//! instantiated once before it replaces the running version; a candidate that
+//! fails is refused, reported, and the running version keeps serving.
+//!
+//! Workers pick the new version up at their next entry: an invocation already
+//! running finishes (and is acked) on the version it started with.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+use super::{PluginContext, pause};
+use crate::deploy::{self, DeployKeys};
+use crate::effects::EffectPolicy;
+use crate::plugin::LoadedPlugin;
+
+/// How often the deployed version is polled besides the announcements
+/// (Pub/Sub messages are lost while a subscriber reconnects).
+const POLL: Duration = Duration::from_secs(2);
+/// How often `--watch` looks at the component file.
+const WATCH: Duration = Duration::from_millis(250);
+
+/// Before consuming: switch to the deployed version if there is one, so a host
+/// that starts later runs what was deployed, not its config file.
+pub async fn initial_sync(ctx: &PluginContext, conn: &mut ConnectionManager) {
+    match deploy::current(conn, &ctx.plugin.name).await {
+        Ok(Some((version, digest))) if digest != *ctx.running().digest => {
+            tracing::info!(plugin = %ctx.plugin.name, version, %digest, "a deployed version exists; running it instead of the config file's component");
+            sync_to(ctx, conn, version, &digest).await;
+        }
+        Ok(Some((version, digest))) => {
+            tracing::info!(plugin = %ctx.plugin.name, version, %digest, "running the deployed version")
+        }
+        Ok(None) => {
+            tracing::info!(plugin = %ctx.plugin.name, digest = %ctx.running().digest, "no deployed version; running the config file's component")
+        }
+        Err(e) => {
+            tracing::warn!(plugin = %ctx.plugin.name, error = %e, "cannot read the deployed version; running the config file's component")
+        }
+    }
+}
+
+/// Follows deployments until shutdown.
+pub async fn run(
+    ctx: Arc<PluginContext>,
+    redis_url: String,
+    mut conn: ConnectionManager,
+    shutdown: CancellationToken,
+) {
+    let channel = DeployKeys::new(&ctx.plugin.name).channel;
+    while !shutdown.is_cancelled() {
+        let mut pubsub = match subscribe(&redis_url, &channel).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::debug!(plugin = %ctx.plugin.name, error = %e, "cannot subscribe to deploy announcements; polling");
+                None
+            }
+        };
+        loop {
+            let announced = async {
+                match pubsub.as_mut() {
+                    Some(p) => p.on_message().next().await.is_some(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                alive = announced => if !alive { break },
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            if let Ok(Some((version, digest))) = deploy::current(&mut conn, &ctx.plugin.name).await
+                && digest != *ctx.running().digest
+            {
+                sync_to(&ctx, &mut conn, version, &digest).await;
+            }
+        }
+        if !pause(Duration::from_millis(500), &shutdown).await {
+            return;
+        }
+    }
+}
+
+async fn subscribe(url: &str, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
+    let mut pubsub = redis::Client::open(url)?.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub)
+}
+
+/// Loads the deployed `digest` and swaps to it, or refuses it visibly.
+async fn sync_to(ctx: &PluginContext, conn: &mut ConnectionManager, version: u64, digest: &str) {
+    if ctx
+        .refused
+        .lock()
+        .is_ok_and(|r| r.as_deref() == Some(digest))
+    {
+        return;
+    }
+    let bytes = match deploy::fetch_component(conn, digest).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            return refuse(
+                ctx,
+                conn,
+                digest,
+                "the component is not stored in Redis".into(),
+            )
+            .await;
+        }
+        Err(e) => {
+            tracing::warn!(plugin = %ctx.plugin.name, error = %e, "cannot fetch the deployed component; will retry");
+            return;
+        }
+    };
+    match load(ctx, bytes, format!("deployed version {version}")).await {
+        Ok(candidate) => swap(ctx, candidate, &format!("version {version}")),
+        Err(e) => refuse(ctx, conn, digest, e).await,
+    }
+}
+
+/// Compiles and instantiates a candidate once, off the async threads.
+async fn load(ctx: &PluginContext, bytes: Vec<u8>, what: String) -> Result<LoadedPlugin, String> {
+    let (engine, name, limits) = (
+        ctx.plugin.engine.clone(),
+        ctx.plugin.name.to_string(),
+        ctx.config.limits.clone(),
+    );
+    let loaded = tokio::task::spawn_blocking(move || {
+        LoadedPlugin::load_bytes(&engine, &name, &bytes, &what, &limits)
+    })
+    .await
+    .map_err(|e| format!("loading panicked: {e}"))?
+    .map_err(|e| e.to_string())?
+    .with_effects(EffectPolicy::from_config(&ctx.config));
+    loaded.instantiate().await.map_err(|e| e.to_string())?;
+    Ok(loaded)
+}
+
+fn swap(ctx: &PluginContext, candidate: LoadedPlugin, what: &str) {
+    let old = ctx.running().digest.clone();
+    let new = candidate.digest.clone();
+    ctx.current.store(Arc::new(candidate));
+    ctx.metrics.swaps.inc();
+    if let Some(registry) = &ctx.registry {
+        registry.set_plugin_version(&ctx.plugin.name, ctx.stream(), ctx.group(), &new);
+    }
+    tracing::info!(plugin = %ctx.plugin.name, from = %old, to = %new, "swapped to {what}; new entries go to it");
+}
+
+async fn refuse(ctx: &PluginContext, conn: &mut ConnectionManager, digest: &str, error: String) {
+    ctx.metrics.swap_refusals.inc();
+    tracing::error!(plugin = %ctx.plugin.name, %digest, %error, "refused candidate version; the running version keeps serving");
+    if let Ok(mut refused) = ctx.refused.lock() {
+        *refused = Some(digest.to_owned());
+    }
+    if let Err(e) =
+        deploy::record_refusal(conn, &ctx.plugin.name, &ctx.consumer, digest, &error).await
+    {
+        tracing::warn!(plugin = %ctx.plugin.name, error = %e, "cannot record the refusal in Redis");
+    }
+}
+
+/// `run --watch`: swaps whenever the component file changes on disk.
+pub async fn watch_file(ctx: Arc<PluginContext>, path: PathBuf, shutdown: CancellationToken) {
+    let mut seen = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    while pause(WATCH, &shutdown).await {
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        if modified == seen {
+            continue;
+        }
+        seen = modified;
+        let Ok(bytes) = tokio::fs::read(&path).await else {
+            continue;
+        };
+        if crate::plugin::digest(&bytes) == *ctx.running().digest {
+            continue;
+        }
+        match load(&ctx, bytes, path.display().to_string()).await {
+            Ok(candidate) => swap(
+                &ctx,
+                candidate,
+                &format!("{} (changed on disk)", path.display()),
+            ),
+            Err(error) => {
+                ctx.metrics.swap_refusals.inc();
+                tracing::error!(plugin = %ctx.plugin.name, %error, "refused the changed component file; the running version keeps serving");
+            }
+        }
+    }
+}
