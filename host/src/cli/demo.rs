@@ -183,7 +183,7 @@ async fn produce_orders(
             pipe.clear();
         }
     }
-    if count % 1000 != 0 {
+    if !count.is_multiple_of(1000) {
         pipe.query_async::<()>(conn).await?;
     }
     Ok(invalid)

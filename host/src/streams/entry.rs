@@ -102,7 +102,7 @@ pub fn parse_entry(v: Value, attempt: u32) -> Result<Entry, ReplyError> {
 }
 
 fn parse_fields(flat: Vec<Value>) -> Result<Vec<Field>, ReplyError> {
-    if flat.len() % 2 != 0 {
+    if !flat.len().is_multiple_of(2) {
         return Err(ReplyError("odd number of field names and values".into()));
     }
     let mut fields = Vec::with_capacity(flat.len() / 2);
