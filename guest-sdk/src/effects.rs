@@ -71,7 +71,9 @@ impl From<EffectError> for HandlerError {
     }
 }
 
-fn to_fields<K: Into<String>, V: Into<Vec<u8>>>(fields: impl IntoIterator<Item = (K, V)>) -> Vec<Field> {
+fn to_fields<K: Into<String>, V: Into<Vec<u8>>>(
+    fields: impl IntoIterator<Item = (K, V)>,
+) -> Vec<Field> {
     fields
         .into_iter()
         .map(|(name, value)| Field {

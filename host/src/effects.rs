@@ -118,7 +118,12 @@ impl EffectBuffer {
         self.overlay.clear();
     }
 
-    fn push(&mut self, policy: &EffectPolicy, effect: Effect, bytes: usize) -> Result<(), EffectError> {
+    fn push(
+        &mut self,
+        policy: &EffectPolicy,
+        effect: Effect,
+        bytes: usize,
+    ) -> Result<(), EffectError> {
         if self.effects.len() >= policy.max_effects {
             return Err(EffectError::LimitExceeded(format!(
                 "at most {} effects per invocation (limits.max_effects)",
@@ -148,20 +153,31 @@ fn allowed(patterns: &[Pattern], what: &str, name: &str, plugin: &str) -> Result
     if patterns.iter().any(|p| p.matches(name)) {
         return Ok(());
     }
-    tracing::warn!(plugin, what, name, "effect refused: not in the plugin's [plugin.allow] list");
-    Err(EffectError::NotAllowed(format!("plugin {plugin:?} may not {what} {name:?} (see [plugin.allow])")))
+    tracing::warn!(
+        plugin,
+        what,
+        name,
+        "effect refused: not in the plugin's [plugin.allow] list"
+    );
+    Err(EffectError::NotAllowed(format!(
+        "plugin {plugin:?} may not {what} {name:?} (see [plugin.allow])"
+    )))
 }
 
 fn check_fields(fields: &[Field]) -> Result<(), EffectError> {
     if fields.is_empty() {
-        return Err(EffectError::Invalid("an entry needs at least one field".into()));
+        return Err(EffectError::Invalid(
+            "an entry needs at least one field".into(),
+        ));
     }
     Ok(())
 }
 
 fn state_key(policy: &EffectPolicy, key: &str) -> Result<String, EffectError> {
     if key.is_empty() || key.len() > 1024 {
-        return Err(EffectError::Invalid("state keys are 1 to 1024 bytes".into()));
+        return Err(EffectError::Invalid(
+            "state keys are 1 to 1024 bytes".into(),
+        ));
     }
     Ok(format!("{}{key}", policy.state_prefix))
 }
@@ -174,28 +190,65 @@ fn now_ms() -> u64 {
 }
 
 impl Host for HostState {
-    fn emit(&mut self, stream: String, fields: Vec<Field>, max_len: Option<u64>) -> Result<(), EffectError> {
+    fn emit(
+        &mut self,
+        stream: String,
+        fields: Vec<Field>,
+        max_len: Option<u64>,
+    ) -> Result<(), EffectError> {
         allowed(&self.effect_policy.emit, "emit to", &stream, &self.plugin)?;
         check_fields(&fields)?;
         let bytes = stream.len() + fields_bytes(&fields);
         let policy = self.effect_policy.clone();
-        self.effects.push(&policy, Effect::Emit { stream, fields, max_len }, bytes)
+        self.effects.push(
+            &policy,
+            Effect::Emit {
+                stream,
+                fields,
+                max_len,
+            },
+            bytes,
+        )
     }
 
     fn publish(&mut self, channel: String, payload: Vec<u8>) -> Result<(), EffectError> {
-        allowed(&self.effect_policy.publish, "publish on", &channel, &self.plugin)?;
+        allowed(
+            &self.effect_policy.publish,
+            "publish on",
+            &channel,
+            &self.plugin,
+        )?;
         let bytes = channel.len() + payload.len();
         let policy = self.effect_policy.clone();
-        self.effects.push(&policy, Effect::Publish { channel, payload }, bytes)
+        self.effects
+            .push(&policy, Effect::Publish { channel, payload }, bytes)
     }
 
-    fn schedule(&mut self, stream: String, fields: Vec<Field>, delay_ms: u64) -> Result<(), EffectError> {
-        allowed(&self.effect_policy.schedule, "schedule to", &stream, &self.plugin)?;
+    fn schedule(
+        &mut self,
+        stream: String,
+        fields: Vec<Field>,
+        delay_ms: u64,
+    ) -> Result<(), EffectError> {
+        allowed(
+            &self.effect_policy.schedule,
+            "schedule to",
+            &stream,
+            &self.plugin,
+        )?;
         check_fields(&fields)?;
         let bytes = stream.len() + fields_bytes(&fields);
         let due_ms = now_ms().saturating_add(delay_ms);
         let policy = self.effect_policy.clone();
-        self.effects.push(&policy, Effect::Schedule { stream, fields, due_ms }, bytes)
+        self.effects.push(
+            &policy,
+            Effect::Schedule {
+                stream,
+                fields,
+                due_ms,
+            },
+            bytes,
+        )
     }
 
     async fn kv_get(&mut self, key: String) -> Result<Option<Vec<u8>>, EffectError> {
@@ -207,7 +260,9 @@ impl Host for HostState {
             return Ok(value.clone());
         }
         let Some(conn) = self.redis.as_mut() else {
-            return Err(EffectError::Unavailable("no Redis connection for state reads".into()));
+            return Err(EffectError::Unavailable(
+                "no Redis connection for state reads".into(),
+            ));
         };
         let value: Option<Vec<u8>> = redis::cmd("GET")
             .arg(&full)
@@ -222,7 +277,14 @@ impl Host for HostState {
         let full = state_key(&self.effect_policy, &key)?;
         let bytes = full.len() + value.len();
         let policy = self.effect_policy.clone();
-        self.effects.push(&policy, Effect::Set { key: full.clone(), value: value.clone() }, bytes)?;
+        self.effects.push(
+            &policy,
+            Effect::Set {
+                key: full.clone(),
+                value: value.clone(),
+            },
+            bytes,
+        )?;
         self.effects.overlay.insert(full, Some(value));
         Ok(())
     }
@@ -231,7 +293,8 @@ impl Host for HostState {
         let full = state_key(&self.effect_policy, &key)?;
         let bytes = full.len();
         let policy = self.effect_policy.clone();
-        self.effects.push(&policy, Effect::Delete { key: full.clone() }, bytes)?;
+        self.effects
+            .push(&policy, Effect::Delete { key: full.clone() }, bytes)?;
         self.effects.overlay.insert(full, None);
         Ok(())
     }
@@ -309,13 +372,24 @@ fn encode_effect(args: &mut Vec<Vec<u8>>, effect: &Effect, idx: Vec<u8>) {
         }
     };
     match effect {
-        Effect::Emit { fields, max_len, .. } => {
+        Effect::Emit {
+            fields, max_len, ..
+        } => {
             args.push(b"E".to_vec());
             args.push(idx);
-            args.push(max_len.map(|n| n.to_string()).unwrap_or_default().into_bytes());
+            args.push(
+                max_len
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+                    .into_bytes(),
+            );
             push_fields(args, fields);
         }
-        Effect::Schedule { stream, fields, due_ms } => {
+        Effect::Schedule {
+            stream,
+            fields,
+            due_ms,
+        } => {
             args.push(b"S".to_vec());
             args.push(idx);
             args.push(stream.clone().into_bytes());
@@ -350,7 +424,10 @@ pub struct CommitTarget<'a> {
 }
 
 /// Moves due scheduled entries of one set to their streams; returns how many moved.
-pub async fn promote_due(conn: &mut ConnectionManager, schedule_key: &str) -> Result<u64, redis::RedisError> {
+pub async fn promote_due(
+    conn: &mut ConnectionManager,
+    schedule_key: &str,
+) -> Result<u64, redis::RedisError> {
     const PER_CALL: u64 = 500;
     let mut total = 0;
     loop {
@@ -362,7 +439,11 @@ pub async fn promote_due(conn: &mut ConnectionManager, schedule_key: &str) -> Re
             .await?;
         total += moved;
         if stuck > 0 {
-            tracing::error!(key = schedule_key, stuck, "scheduled entries cannot be delivered: their target key is not a stream");
+            tracing::error!(
+                key = schedule_key,
+                stuck,
+                "scheduled entries cannot be delivered: their target key is not a stream"
+            );
         }
         if moved + stuck < PER_CALL {
             return Ok(total);

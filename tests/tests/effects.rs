@@ -33,18 +33,46 @@ async fn emit_commits_with_the_ack_and_never_on_failure_or_outside_the_allow_lis
     produce(&mut conn, stream, 1, |_| fields("emit", "forbidden")).await;
     let host = InProcessHost::start(config(&redis.url(), vec![probe(stream)])).await;
     let m = host.metrics("probe", stream);
-    assert!(wait_until(Duration::from_secs(20), || async { m.acked.get() + m.dead_lettered.get() >= 3 }).await);
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            m.acked.get() + m.dead_lettered.get() >= 3
+        })
+        .await
+    );
     host.stop().await;
 
-    assert_eq!(xlen(&mut conn, "out:a").await, 1, "allowed emit committed once");
-    assert_eq!(xlen(&mut conn, "out:b").await, 0, "emit of a failed invocation never happens");
-    assert_eq!(xlen(&mut conn, "forbidden").await, 0, "refused emit writes nothing");
+    assert_eq!(
+        xlen(&mut conn, "out:a").await,
+        1,
+        "allowed emit committed once"
+    );
+    assert_eq!(
+        xlen(&mut conn, "out:b").await,
+        0,
+        "emit of a failed invocation never happens"
+    );
+    assert_eq!(
+        xlen(&mut conn, "forbidden").await,
+        0,
+        "refused emit writes nothing"
+    );
     assert_eq!(pending(&mut conn, stream, "probe").await, 0);
     let letters = dlq::list(&mut conn, "dlq:in", "-", 10).await.unwrap();
     assert_eq!(letters.len(), 2);
-    let errors: Vec<&str> = letters.iter().filter_map(|d| d.meta(dlq::meta::ERROR)).collect();
-    assert!(errors.iter().any(|e| e.contains("failing after emit")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("not allowed") && e.contains("forbidden")), "{errors:?}");
+    let errors: Vec<&str> = letters
+        .iter()
+        .filter_map(|d| d.meta(dlq::meta::ERROR))
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.contains("failing after emit")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("not allowed") && e.contains("forbidden")),
+        "{errors:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +93,10 @@ async fn publish_reaches_subscribers_after_commit() {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,21 +114,41 @@ async fn scheduled_entries_arrive_once_and_not_early_across_a_restart() {
     let m = host.metrics("probe", "in");
     assert!(wait_until(Duration::from_secs(20), || async { m.acked.get() >= 20 }).await);
     host.stop().await;
-    assert_eq!(xlen(&mut conn, "later:x").await, 0, "nothing arrives before its due time");
+    assert_eq!(
+        xlen(&mut conn, "later:x").await,
+        0,
+        "nothing arrives before its due time"
+    );
 
     let host = InProcessHost::start(config(&redis.url(), vec![probe("in")])).await;
     let started = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(20), || async { xlen(&mut connect(&redis.url()).await, "later:x").await >= 20 }).await,
+        wait_until(Duration::from_secs(20), || async {
+            xlen(&mut connect(&redis.url()).await, "later:x").await >= 20
+        })
+        .await,
         "all scheduled entries arrive after a restart"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     host.stop().await;
-    let arrived: Vec<(String, HashMap<String, String>)> =
-        redis::cmd("XRANGE").arg("later:x").arg("-").arg("+").query_async(&mut conn).await.unwrap();
-    assert_eq!(arrived.len(), 20, "each exactly once (waited {:?})", started.elapsed());
+    let arrived: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg("later:x")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        arrived.len(),
+        20,
+        "each exactly once (waited {:?})",
+        started.elapsed()
+    );
     for (id, _) in &arrived {
         let ms: u64 = id.split('-').next().unwrap().parse().unwrap();
-        assert!(ms >= produced_at + 1500, "entry {id} arrived before its due time");
+        assert!(
+            ms >= produced_at + 1500,
+            "entry {id} arrived before its due time"
+        );
     }
 }

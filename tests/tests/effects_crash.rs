@@ -15,7 +15,11 @@ const STREAM: &str = "events:orders";
 const ACCEPTED: &str = "events:orders:accepted";
 
 fn order_fields(i: usize) -> Vec<(String, Vec<u8>)> {
-    let data = format!(r#"{{"order_id":{i},"customer":"c-{}","amount_cents":{}}}"#, i % CUSTOMERS, 100 + i % 900);
+    let data = format!(
+        r#"{{"order_id":{i},"customer":"c-{}","amount_cents":{}}}"#,
+        i % CUSTOMERS,
+        100 + i % 900
+    );
     vec![("data".to_owned(), data.into_bytes())]
 }
 
@@ -36,8 +40,12 @@ fn host_config(url: &str, consumer: &str) -> Config {
 }
 
 async fn group_done(conn: &mut redis::aio::MultiplexedConnection, last_id: &str) -> bool {
-    let groups: Vec<HashMap<String, redis::Value>> =
-        redis::cmd("XINFO").arg("GROUPS").arg(STREAM).query_async(conn).await.unwrap_or_default();
+    let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(STREAM)
+        .query_async(conn)
+        .await
+        .unwrap_or_default();
     groups.len() == 2
         && groups.iter().all(|g| {
             let pending = matches!(g.get("pending"), Some(redis::Value::Int(0)));
@@ -60,7 +68,10 @@ async fn effects_are_applied_exactly_once_through_repeated_kills() {
     let dir = tempfile::tempdir().unwrap();
 
     let names = ["host-a", "host-b"];
-    let mut hosts: Vec<HostProcess> = names.iter().map(|n| HostProcess::spawn(dir.path(), n, &host_config(&url, n))).collect();
+    let mut hosts: Vec<HostProcess> = names
+        .iter()
+        .map(|n| HostProcess::spawn(dir.path(), n, &host_config(&url, n)))
+        .collect();
     let started = Instant::now();
     let mut kills = 0;
     while kills < 8 && !group_done(&mut conn, &last_id).await {
@@ -69,14 +80,24 @@ async fn effects_are_applied_exactly_once_through_repeated_kills() {
         hosts[victim].signal("-KILL");
         hosts[victim].wait(Duration::from_secs(5));
         kills += 1;
-        hosts[victim] = HostProcess::spawn(dir.path(), &format!("{}-{kills}", names[victim]), &host_config(&url, names[victim]));
+        hosts[victim] = HostProcess::spawn(
+            dir.path(),
+            &format!("{}-{kills}", names[victim]),
+            &host_config(&url, names[victim]),
+        );
     }
-    let finished = wait_until(Duration::from_secs(180), || async { group_done(&mut connect(&url).await, &last_id).await }).await;
+    let finished = wait_until(Duration::from_secs(180), || async {
+        group_done(&mut connect(&url).await, &last_id).await
+    })
+    .await;
     for h in &mut hosts {
         h.signal("-TERM");
         h.wait(Duration::from_secs(10));
     }
-    assert!(finished, "both groups consumed everything within the time limit");
+    assert!(
+        finished,
+        "both groups consumed everything within the time limit"
+    );
 
     // The exact fold of the input.
     let mut expected: HashMap<String, (u64, i64)> = HashMap::new();
@@ -92,7 +113,8 @@ async fn effects_are_applied_exactly_once_through_repeated_kills() {
             .query_async(&mut conn)
             .await
             .unwrap();
-        let state: serde_json::Value = serde_json::from_str(&raw.unwrap_or_default()).unwrap_or_default();
+        let state: serde_json::Value =
+            serde_json::from_str(&raw.unwrap_or_default()).unwrap_or_default();
         if state["count"] != *count || state["total_cents"] != *total {
             mismatches += 1;
             eprintln!("{customer}: expected count {count} total {total}, got {state}");
@@ -101,13 +123,23 @@ async fn effects_are_applied_exactly_once_through_repeated_kills() {
     let mut accepted: Vec<(String, HashMap<String, String>)> = Vec::new();
     let mut from = "-".to_owned();
     loop {
-        let page: Vec<(String, HashMap<String, String>)> =
-            redis::cmd("XRANGE").arg(ACCEPTED).arg(&from).arg("+").arg("COUNT").arg(5000).query_async(&mut conn).await.unwrap();
+        let page: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg(ACCEPTED)
+            .arg(&from)
+            .arg("+")
+            .arg("COUNT")
+            .arg(5000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         let Some((last, _)) = page.last() else { break };
         from = format!("({last}");
         accepted.extend(page);
     }
-    let unique: HashSet<&str> = accepted.iter().filter_map(|(_, f)| f.get("order_id").map(String::as_str)).collect();
+    let unique: HashSet<&str> = accepted
+        .iter()
+        .filter_map(|(_, f)| f.get("order_id").map(String::as_str))
+        .collect();
     let duplicates = accepted.len() - unique.len();
     eprintln!(
         "effects crash test: {ORDERS} orders, {kills} SIGKILLs, {:.1} s; customers wrong: {mismatches}; \
@@ -117,8 +149,14 @@ async fn effects_are_applied_exactly_once_through_repeated_kills() {
         unique.len(),
         ORDERS - unique.len()
     );
-    assert!(kills >= 2, "the hosts were killed at least twice while working");
-    assert_eq!(mismatches, 0, "every customer's totals equal the fold of the input");
+    assert!(
+        kills >= 2,
+        "the hosts were killed at least twice while working"
+    );
+    assert_eq!(
+        mismatches, 0,
+        "every customer's totals equal the fold of the input"
+    );
     assert_eq!(duplicates, 0, "no order accepted twice");
     assert_eq!(unique.len(), ORDERS, "every order accepted");
 }

@@ -50,6 +50,10 @@ impl Built {
     }
 
     /// The path as a Rust string literal, for generated code.
+    ///
+    /// # Panics
+    ///
+    /// When the path is not UTF-8, which a string literal cannot hold.
     pub fn path_literal(&self) -> String {
         let path = self
             .path
@@ -64,6 +68,10 @@ impl Built {
 /// Uses profile `plugin` and its own target dir, `<workspace>/target/wasm-plugins`,
 /// because the outer build holds the lock on the normal one: sharing it would
 /// deadlock. Adds the `wasm32-wasip2` target with rustup when it is missing.
+///
+/// # Panics
+///
+/// When the target cannot be added, or the build fails (with cargo's output).
 pub fn build_plugins(workspace_root: &Path, names: &[&str]) -> Vec<Built> {
     rerun_if_changed(workspace_root);
     ensure_target_installed(workspace_root);
@@ -76,6 +84,10 @@ pub fn build_plugins(workspace_root: &Path, names: &[&str]) -> Vec<Built> {
 }
 
 /// All plugin crate names (directories under `plugins/` with a `Cargo.toml`), sorted.
+///
+/// # Panics
+///
+/// When `plugins/` cannot be listed or holds a name that is not UTF-8.
 pub fn all_plugins(workspace_root: &Path) -> Vec<String> {
     let dir = workspace_root.join("plugins");
     let entries = std::fs::read_dir(&dir)
@@ -189,14 +201,13 @@ fn command_stdout(cmd: &mut Command) -> String {
         .output()
         .unwrap_or_else(|e| panic!("cannot run `{}`: {e}", describe(cmd)));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        panic!(
-            "`{}` failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
-            describe(cmd),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    assert!(
+        output.status.success(),
+        "`{}` failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+        describe(cmd),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     stdout
 }
 

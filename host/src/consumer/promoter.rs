@@ -11,13 +11,21 @@ use crate::effects::{PROMOTE_INTERVAL, promote_due};
 
 /// Runs until shutdown. Several hosts may promote the same set: each move is
 /// one atomic script, so an entry is delivered once whoever moves it.
-pub async fn run(ctx: Arc<PluginContext>, mut conn: ConnectionManager, shutdown: CancellationToken) {
+pub async fn run(
+    ctx: Arc<PluginContext>,
+    mut conn: ConnectionManager,
+    shutdown: CancellationToken,
+) {
     let key = ctx.plugin.effects.schedule_key.clone();
     while pause(PROMOTE_INTERVAL, &shutdown).await {
         match promote_due(&mut conn, &key).await {
             Ok(0) => {}
-            Ok(n) => tracing::debug!(plugin = %ctx.plugin.name, moved = n, "scheduled entries delivered"),
-            Err(e) => tracing::warn!(plugin = %ctx.plugin.name, error = %e, "promoting scheduled entries failed"),
+            Ok(n) => {
+                tracing::debug!(plugin = %ctx.plugin.name, moved = n, "scheduled entries delivered")
+            }
+            Err(e) => {
+                tracing::warn!(plugin = %ctx.plugin.name, error = %e, "promoting scheduled entries failed")
+            }
         }
     }
 }

@@ -15,12 +15,15 @@ fn handle(msg: Message) -> Result<(), HandlerError> {
         "emit" => effects::emit(target, payload).map_err(HandlerError::reject),
         "emit-then-fail" => {
             effects::emit(target, payload).map_err(HandlerError::reject)?;
-            Err(HandlerError::reject("failing after emit: the emit must not happen"))
+            Err(HandlerError::reject(
+                "failing after emit: the emit must not happen",
+            ))
         }
         "publish" => effects::publish(target, msg.id()).map_err(HandlerError::reject),
         "schedule" => {
             let delay: u64 = msg.field_parse("delay_ms")?;
-            effects::schedule(target, payload, Duration::from_millis(delay)).map_err(HandlerError::reject)
+            effects::schedule(target, payload, Duration::from_millis(delay))
+                .map_err(HandlerError::reject)
         }
         other => Err(HandlerError::reject(format!("unknown op {other:?}"))),
     }

@@ -15,7 +15,10 @@ const VAT_PERCENT: i64 = 20;
 
 #[handler]
 fn handle(msg: Message) -> Result<(), HandlerError> {
-    let data = msg.field("data").ok_or(order::Invalid::Missing("data")).map_err(HandlerError::reject)?;
+    let data = msg
+        .field("data")
+        .ok_or(order::Invalid::Missing("data"))
+        .map_err(HandlerError::reject)?;
     let order = order::validate(data).map_err(HandlerError::reject)?;
     let vat_cents = order.amount_cents * VAT_PERCENT / (100 + VAT_PERCENT);
     effects::emit(

@@ -1,4 +1,4 @@
-//! The order rules, independent of the SDK (only serde and serde_json).
+//! The order rules, independent of the SDK (only `serde` and `serde_json`).
 //!
 //! Kept SDK-free so the host can compile this very file natively, e.g.
 //! `#[path = "../../plugins/order-validator/src/order.rs"] mod order;`,
@@ -164,7 +164,7 @@ impl<'de> Visitor<'de> for IntFieldVisitor {
         Ok(i64::try_from(n).map_or(IntField::Other("an integer out of range"), IntField::Int))
     }
 
-    /// serde_json also lands here for integers beyond `u64`/`i64` range.
+    /// `serde_json` also lands here for integers beyond `u64`/`i64` range.
     fn visit_f64<E>(self, _: f64) -> Result<IntField, E> {
         Ok(IntField::Other("a float"))
     }
