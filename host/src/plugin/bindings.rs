@@ -9,6 +9,6 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
-pub use streamhost::plugin::effects::EffectError;
-pub use streamhost::plugin::log::Level;
-pub use streamhost::plugin::types::Field;
+pub use self::streamhost::plugin::effects::EffectError;
+pub use self::streamhost::plugin::log::Level;
+pub use self::streamhost::plugin::types::Field;
