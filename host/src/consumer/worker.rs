@@ -35,7 +35,8 @@ pub async fn run(
                     // A closed scheduler means shutdown: the entry stays pending.
                     let _ = retries.send(request);
                 }
-                Routed::Done => {}
+                // Dead-lettered, committed, or left to its new owner.
+                Routed::Done => ctx.inflight.release([id.as_str()]),
             }
         }
         if !acked.is_empty() && acks.send(acked).is_err() {
@@ -216,13 +217,14 @@ fn retry_after(ctx: &PluginContext, id: String, attempt: u32, outcome: &Outcome)
 }
 
 fn record_failure(ctx: &PluginContext, msg: &Message, outcome: &Outcome, version: &str) {
-    let (plugin, version, id, attempt) = (&*ctx.plugin.name, version, &msg.id, msg.attempt);
+    let (plugin, stream, version, id, attempt) = (&*ctx.plugin.name, ctx.stream(), version, &msg.id, msg.attempt);
     match outcome {
         Outcome::Ok => {}
         Outcome::Retry(reason) => {
             ctx.metrics.retry.inc();
             tracing::info!(
                 plugin,
+                stream,
                 version,
                 id,
                 attempt,
@@ -234,6 +236,7 @@ fn record_failure(ctx: &PluginContext, msg: &Message, outcome: &Outcome, version
             ctx.metrics.rejected.inc();
             tracing::info!(
                 plugin,
+                stream,
                 version,
                 id,
                 attempt,
@@ -243,7 +246,7 @@ fn record_failure(ctx: &PluginContext, msg: &Message, outcome: &Outcome, version
         }
         Outcome::Trap(kind, text) => {
             ctx.metrics.trap(*kind).inc();
-            tracing::warn!(plugin, version, id, attempt, kind = %kind, error = %text, "handler trapped; instance discarded");
+            tracing::warn!(plugin, stream, version, id, attempt, kind = %kind, error = %text, "handler trapped; instance discarded");
         }
     }
 }
