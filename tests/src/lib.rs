@@ -5,6 +5,8 @@
 //! a host inside the test, or [`HostProcess::spawn`] for a real process that
 //! can be killed.
 
+pub mod ledger;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

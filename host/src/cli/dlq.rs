@@ -117,6 +117,21 @@ pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
                         .into(),
                 }),
             };
+            if let Selection::Ids(ids) = &selection {
+                // A mistyped id should not pass as "replayed 0" after the rest went.
+                let mut missing = Vec::new();
+                for id in ids {
+                    if dlq::show(&mut conn, &stream, id).await?.is_none() {
+                        missing.push(id.as_str());
+                    }
+                }
+                if !missing.is_empty() {
+                    bail!(
+                        "no dead letter {} in {stream}; nothing replayed",
+                        missing.join(", ")
+                    );
+                }
+            }
             let report = dlq::replay(&mut conn, &stream, &selection, |r| {
                 eprintln!("replayed {} (skipped {})", r.replayed, r.skipped);
             })

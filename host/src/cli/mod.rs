@@ -140,10 +140,28 @@ pub fn main(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", render(&e));
             exit_code_for(&e)
         }
     }
+}
+
+/// The error and its causes on one line, each said once: several library
+/// errors print their source in their own message too, and `{:#}` would
+/// repeat it.
+fn render(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Bad config or components exit with 2, everything else with 1.

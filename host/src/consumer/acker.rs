@@ -31,6 +31,9 @@ pub async fn run(
         }
         for chunk in pending.chunks(MAX_IDS_PER_ACK) {
             ack(&ctx, &mut conn, chunk).await;
+            // Acked, or left pending after giving up: either way this host is
+            // done with them (the claimer re-claims what is still pending).
+            ctx.inflight.release(chunk.iter().map(String::as_str));
         }
         pending.clear();
     }
@@ -63,7 +66,7 @@ async fn ack(ctx: &PluginContext, conn: &mut ConnectionManager, ids: &[String]) 
             }
             Err(e) => {
                 tracing::error!(plugin = %ctx.plugin.name, error = %e, count = ids.len(),
-                    "giving up acking; these handled entries stay pending and will be redelivered");
+                    "giving up acking; these handled entries stay pending and will be re-claimed and redelivered");
                 return;
             }
         }

@@ -9,6 +9,7 @@
 
 pub mod acker;
 pub mod claimer;
+pub mod inflight;
 pub mod promoter;
 pub mod reader;
 pub mod retry;
@@ -56,6 +57,8 @@ pub struct PluginContext {
     pub dlq_stream: String,
     /// Metric handles.
     pub metrics: PluginMetrics,
+    /// Entries this host holds (queued, being handled, awaiting ack or retry).
+    pub inflight: inflight::InFlight,
 }
 
 impl PluginContext {
@@ -75,6 +78,7 @@ impl PluginContext {
             plugin,
             config,
             metrics,
+            inflight: Default::default(),
         }
     }
 

@@ -12,6 +12,9 @@ use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use super::{Batch, PluginContext, ensure_group_logged, pause};
+use crate::dispatch::DeadReason;
+use crate::dlq;
+use crate::plugin::Message;
 use crate::streams::{self, Entry, entry};
 
 /// Delay before reading again after an error.
@@ -25,6 +28,11 @@ pub async fn run(
     work: async_channel::Sender<Batch>,
     shutdown: CancellationToken,
 ) {
+    if let Some(policy) = streams::eviction_policy(&mut commands).await {
+        tracing::warn!(plugin = %ctx.plugin.name, policy,
+            "Redis maxmemory-policy is {policy}: under memory pressure Redis may evict this stream \
+             with its consumer group and pending entries; use noeviction for streams you cannot lose");
+    }
     let mut cursor = Some("0".to_owned()); // Some: still replaying our own pending entries.
     while !shutdown.is_cancelled() {
         let id = cursor.as_deref().unwrap_or(">");
@@ -54,18 +62,23 @@ pub async fn run(
             if entries.is_empty() {
                 tracing::debug!(plugin = %ctx.plugin.name, "own pending entries replayed; reading new entries");
                 cursor = None;
+                ctx.inflight.set_replayed();
                 continue;
             }
             let last = entries.last().map(|e| e.id.clone());
             if let Err(e) = fill_attempts(&ctx, &mut commands, &mut entries).await {
                 tracing::warn!(plugin = %ctx.plugin.name, error = %e, from, "cannot read delivery counts; assuming a redelivery");
+                for entry in &mut entries {
+                    entry.attempt = entry.attempt.max(2);
+                }
             }
             cursor = last;
         }
         if entries.is_empty() {
             continue;
         }
-        if send_split(&ctx, &work, entries).await.is_err() {
+        let entries = ctx.inflight.admit(entries);
+        if dispatch(&ctx, &mut commands, &work, entries).await.is_err() {
             break;
         }
     }
@@ -115,6 +128,55 @@ async fn fill_attempts(
         e.attempt = counts.get(&e.id).copied().unwrap_or(2).max(1);
     }
     Ok(())
+}
+
+/// Hands entries this host holds (see [`InFlight::admit`](super::inflight::InFlight::admit)) to the workers.
+/// Entries delivered more often than `retry.max_attempts` allows are
+/// dead-lettered without another run: their last delivery ended without an
+/// outcome (a host died or stopped while handling it), and an entry that
+/// kills its hosts must not go round them forever.
+pub(crate) async fn dispatch(
+    ctx: &PluginContext,
+    conn: &mut ConnectionManager,
+    work: &async_channel::Sender<Batch>,
+    entries: Vec<Entry>,
+) -> Result<(), async_channel::SendError<Batch>> {
+    let max = ctx.config.retry.max_attempts;
+    let (over, entries): (Vec<_>, Vec<_>) = entries
+        .into_iter()
+        .partition(|e| e.attempt > max && e.fields.is_some());
+    for entry in over {
+        dead_letter_unhandled(ctx, conn, entry).await;
+    }
+    if entries.is_empty() {
+        return Ok(());
+    }
+    send_split(ctx, work, entries).await
+}
+
+async fn dead_letter_unhandled(ctx: &PluginContext, conn: &mut ConnectionManager, entry: Entry) {
+    let msg = Message {
+        stream: ctx.config.stream.clone(),
+        id: entry.id,
+        fields: entry.fields.unwrap_or_default(),
+        attempt: entry.attempt,
+    };
+    let error = format!(
+        "delivered {} times, more than retry.max_attempts = {} allows; \
+         the last delivery ended without an outcome (a host died or stopped while handling it)",
+        msg.attempt, ctx.config.retry.max_attempts
+    );
+    let digest = ctx.running().digest.clone();
+    dlq::dead_letter(
+        ctx,
+        conn,
+        &msg,
+        &DeadReason::AttemptsExhausted,
+        &error,
+        &digest,
+    )
+    .await;
+    ctx.inflight.release([msg.id.as_str()]);
 }
 
 /// Splits a batch so every worker gets a share, and queues the parts.

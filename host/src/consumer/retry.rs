@@ -3,7 +3,7 @@
 //! re-claims them for this consumer, which makes Redis count the delivery.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,12 +56,17 @@ pub async fn run(
                     }
                 }
                 match reclaim(&ctx, &mut conn, &due).await {
-                    Ok(entries) if !entries.is_empty() => {
-                        if send_split(&ctx, &work, entries).await.is_err() {
+                    Ok(entries) => {
+                        // Entries not returned were claimed by another
+                        // consumer meanwhile, or deleted: no longer ours.
+                        let kept: HashSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+                        ctx.inflight.release(due.iter().map(String::as_str).filter(|id| !kept.contains(id)));
+                        // Straight to the workers: this host decided the retry,
+                        // so the attempt is one the policy allows.
+                        if !entries.is_empty() && send_split(&ctx, &work, entries).await.is_err() {
                             return;
                         }
                     }
-                    Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(plugin = %ctx.plugin.name, error = %e, "re-claim for retry failed; trying again shortly");
                         let later = Instant::now() + Duration::from_millis(500);
@@ -73,7 +78,9 @@ pub async fn run(
     }
 }
 
-async fn reclaim(
+/// Claims own pending entries again (a new delivery, counted by Redis), if
+/// this consumer still owns them; acks and reports those deleted meanwhile.
+pub(crate) async fn reclaim(
     ctx: &PluginContext,
     conn: &mut ConnectionManager,
     ids: &[String],

@@ -92,6 +92,20 @@ pub async fn ensure_group(
     }
 }
 
+/// The server's `maxmemory-policy` when it may evict keys: any policy but
+/// `noeviction` can drop a whole stream with its groups and pending entries.
+/// `None` when it cannot evict, or when `CONFIG` is not available (managed
+/// servers often rename it).
+pub async fn eviction_policy(conn: &mut ConnectionManager) -> Option<String> {
+    let reply: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(conn)
+        .await
+        .ok()?;
+    reply.into_iter().nth(1).filter(|p| p != "noeviction")
+}
+
 /// Whether an error says the consumer group (or its stream) is gone.
 pub fn is_nogroup(e: &redis::RedisError) -> bool {
     e.code() == Some("NOGROUP")

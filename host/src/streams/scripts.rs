@@ -11,7 +11,8 @@ pub static DEAD_LETTER: LazyLock<Script> =
 /// Re-claim own pending entries for a retry, with their delivery counts.
 pub static RECLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/reclaim.lua")));
-/// One XAUTOCLAIM step with delivery counts.
+/// One step of the claimer's walk: claim others' idle entries with their
+/// delivery counts, report own idle ones.
 pub static AUTOCLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/autoclaim.lua")));
 /// Remove idle consumers that own nothing.

@@ -1,0 +1,152 @@
+//! Bad input to the real binary: each case exits with 2 and one clear message
+//! naming what is wrong (file, line, key, plugin, import), never a panic.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use streamhost_tests::*;
+
+/// Runs `streamhost-e2e <command> --config <path>` (Redis is never reached:
+/// bad input is caught before connecting).
+fn streamhost(command: &str, config: &Path) -> Output {
+    Command::new(streamhost_bin())
+        .arg(command)
+        .arg("--config")
+        .arg(config)
+        .env_remove("REDIS_URL")
+        .output()
+        .expect("run streamhost")
+}
+
+/// A config with one plugin `p1` using `component`, plus `extra` lines.
+fn config_file(dir: &Path, name: &str, component: &Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let text = format!(
+        "[redis]\nurl = \"redis://127.0.0.1:1\"\n\n[[plugin]]\nname = \"p1\"\ncomponent = {:?}\nstream = \"events\"\n{extra}",
+        component.to_str().expect("utf-8 path")
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Checks exit code 2, that stderr names every `wants`, and that it says each
+/// thing once (an error chain printed with its sources repeated is noise).
+fn assert_bad_input(case: &str, out: &Output, wants: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{case}: exit code; stderr:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{case}: panicked:\n{err}");
+    for want in wants {
+        assert!(err.contains(want), "{case}: {want:?} missing from:\n{err}");
+    }
+    let first = err.lines().next().unwrap_or_default();
+    let parts: Vec<&str> = first.split(": ").filter(|p| p.len() >= 12).collect();
+    for part in &parts {
+        assert_eq!(
+            parts.iter().filter(|p| p == &part).count(),
+            1,
+            "{case}: {part:?} said twice:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn each_bad_input_exits_2_naming_the_problem() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let echo = Path::new(artifacts::ECHO);
+
+    let missing = d.join("nowhere.toml");
+    assert_bad_input(
+        "missing config file",
+        &streamhost("run", &missing),
+        &["nowhere.toml", "cannot read config file"],
+    );
+
+    let malformed = d.join("malformed.toml");
+    std::fs::write(&malformed, "[redis]\nurl = \"redis://unterminated\n").expect("write");
+    assert_bad_input(
+        "malformed TOML",
+        &streamhost("run", &malformed),
+        &["malformed.toml", "line 2"],
+    );
+
+    let unknown = config_file(d, "unknown.toml", echo, "[plugin.retry]\nmax_attempt = 3\n");
+    assert_bad_input(
+        "unknown key",
+        &streamhost("run", &unknown),
+        &["unknown.toml", "line 9", "unknown field `max_attempt`"],
+    );
+
+    let invalid = config_file(d, "invalid.toml", echo, "batch = 0\n");
+    assert_bad_input(
+        "invalid value",
+        &streamhost("run", &invalid),
+        &["plugin[0].batch", "must be between"],
+    );
+
+    let absent = config_file(d, "absent.toml", &d.join("gone.wasm"), "");
+    assert_bad_input(
+        "component path missing",
+        &streamhost("run", &absent),
+        &["\"p1\"", "gone.wasm", "cannot read component"],
+    );
+
+    let random = d.join("random.wasm");
+    std::fs::write(&random, random_bytes(4096)).expect("write");
+    let cfg = config_file(d, "random.toml", &random, "");
+    assert_bad_input(
+        "random bytes",
+        &streamhost("run", &cfg),
+        &["\"p1\"", "random.wasm", "is not a Wasm component"],
+    );
+
+    let core = d.join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").expect("write");
+    let cfg = config_file(d, "core.toml", &core, "");
+    assert_bad_input(
+        "core module",
+        &streamhost("run", &cfg),
+        &["\"p1\"", "core.wasm", "core Wasm module"],
+    );
+
+    let cfg = config_file(d, "wrong.toml", Path::new(artifacts::WRONG_WORLD), "");
+    assert_bad_input(
+        "wrong world",
+        &streamhost("run", &cfg),
+        &["\"p1\"", "`handle`", "does not implement"],
+    );
+
+    let cfg = config_file(d, "sockets.toml", Path::new(artifacts::SOCKET_OPENER), "");
+    for command in ["run", "check"] {
+        assert_bad_input(
+            &format!("socket opener ({command})"),
+            &streamhost(command, &cfg),
+            &["\"p1\"", "wasi:sockets/"],
+        );
+    }
+
+    let empty = d.join("empty.toml");
+    std::fs::write(&empty, "[redis]\nurl = \"redis://127.0.0.1:1\"\n").expect("write");
+    assert_bad_input(
+        "no plugins",
+        &streamhost("run", &empty),
+        &["empty.toml", "no [[plugin]]"],
+    );
+}
+
+/// Deterministic bytes that are not Wasm (xorshift).
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
