@@ -17,7 +17,9 @@ const COUNT: usize = 10;
 /// Consumes `target` entries of `stream` on a fresh group.
 pub async fn run(url: &str, stream: &str, target: u64) -> Result<Run> {
     let group = "bench-hand-written";
-    let mut conn = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(stream)
@@ -38,8 +40,12 @@ pub async fn run(url: &str, stream: &str, target: u64) -> Result<Run> {
         let before = done;
         for entry in ids {
             let data: Vec<u8> = entry.get("data").unwrap_or_default();
-            let order: serde_json::Value = serde_json::from_slice(&data)
-                .map_err(|e| Error::Other(format!("hand-written consumer: entry {} is not JSON: {e}", entry.id)))?;
+            let order: serde_json::Value = serde_json::from_slice(&data).map_err(|e| {
+                Error::Other(format!(
+                    "hand-written consumer: entry {} is not JSON: {e}",
+                    entry.id
+                ))
+            })?;
             std::hint::black_box(&order);
             let _: usize = conn.xack(stream, group, &[&entry.id]).await?;
             done += 1;

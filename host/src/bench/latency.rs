@@ -67,7 +67,13 @@ pub async fn run(url: &str, stream: &str, rate: u64, duration: Duration) -> Resu
     let engine = WasmEngine::new(&engine_options(&config))?;
     let limits = config.plugins[0].limits.clone();
     let loaded = tokio::task::spawn_blocking(move || {
-        LoadedPlugin::load_bytes(&engine, name, bundled::ORDER_VALIDATOR, "the bundled order-validator", &limits)
+        LoadedPlugin::load_bytes(
+            &engine,
+            name,
+            bundled::ORDER_VALIDATOR,
+            "the bundled order-validator",
+            &limits,
+        )
     })
     .await
     .map_err(|e| Error::Other(format!("loading the bundled plugin panicked: {e}")))??;
@@ -75,7 +81,9 @@ pub async fn run(url: &str, stream: &str, rate: u64, duration: Duration) -> Resu
     let loaded = loaded.with_tap(Arc::new(move |msg, _| tap.observe(msg)));
     let host = Host::with_plugins(config, vec![Arc::new(loaded)])?;
 
-    let mut conn = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(host.run(shutdown.clone()));
     let result = measure(&mut conn, stream, rate, duration, &recorder).await;
@@ -84,10 +92,16 @@ pub async fn run(url: &str, stream: &str, rate: u64, duration: Duration) -> Resu
         .await
         .map_err(|e| Error::Other(format!("host task failed: {e}")))??;
     let (produced, usage) = result?;
-    let samples = recorder.samples.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
+    let samples = recorder
+        .samples
+        .lock()
+        .map(|mut s| std::mem::take(&mut *s))
+        .unwrap_or_default();
     let mut row = Run::new(
         name,
-        format!("order-validator component, {rate} entries/s offered for {duration:?}; produce-to-handled via a `ts` field"),
+        format!(
+            "order-validator component, {rate} entries/s offered for {duration:?}; produce-to-handled via a `ts` field"
+        ),
         produced,
         &usage,
     );

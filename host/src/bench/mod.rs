@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use report::Report;
 
+use crate::config::Isolation;
 use crate::error::{Error, Result};
 
 /// What to run, and how much.
@@ -34,8 +35,36 @@ pub struct BenchOptions {
     pub latency_rate: u64,
     /// How long the latency run records.
     pub latency_duration: Duration,
+    /// Which runs to do (always in the order of [`RunKind::ALL`]).
+    pub runs: Vec<RunKind>,
     /// The command line, recorded in the report.
     pub command: String,
+}
+
+/// One of the benchmark's runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunKind {
+    /// The host pipeline with the order rules as a native Rust handler.
+    Native,
+    /// The host pipeline with the `order-validator` component.
+    Wasm,
+    /// `XREADGROUP COUNT 10`, serde_json, one `XACK` per entry.
+    HandWritten,
+    /// `wasm` with a fresh instance per entry.
+    PerMessage,
+    /// `wasm` fed at a fixed rate, produce-to-handled latency.
+    Latency,
+}
+
+impl RunKind {
+    /// Every run, in the order they run (the baselines first).
+    pub const ALL: [RunKind; 5] = [
+        RunKind::Native,
+        RunKind::Wasm,
+        RunKind::HandWritten,
+        RunKind::PerMessage,
+        RunKind::Latency,
+    ];
 }
 
 /// Runs every benchmark in order and returns the figures. Keys are unique to
@@ -47,10 +76,12 @@ pub async fn run(options: &BenchOptions) -> Result<Report> {
     let mut conn = client.get_multiplexed_async_connection().await?;
     let mut report = Report::new(options, &mut conn).await?;
 
-    eprintln!("pre-filling {} entries into {stream} ...", options.entries);
-    workload::prefill(&mut conn, &stream, options.entries).await?;
+    if options.runs.iter().any(|k| *k != RunKind::Latency) {
+        eprintln!("pre-filling {} entries into {stream} ...", options.entries);
+        workload::prefill(&mut conn, &stream, options.entries).await?;
+    }
     let slow = options.slow_entries.min(options.entries);
-    let result = run_all(options, &mut report, &stream, slow).await;
+    let result = run_all(options, &mut report, &tag, slow).await;
     let latency_stream = format!("{tag}:latency");
     let _: std::result::Result<(), _> = redis::cmd("DEL")
         .arg(&stream)
@@ -62,36 +93,41 @@ pub async fn run(options: &BenchOptions) -> Result<Report> {
     Ok(report)
 }
 
-async fn run_all(
-    options: &BenchOptions,
-    report: &mut Report,
-    stream: &str,
-    slow: u64,
-) -> Result<()> {
+async fn run_all(options: &BenchOptions, report: &mut Report, tag: &str, slow: u64) -> Result<()> {
     let url = options.redis_url.as_str();
+    let stream = format!("{tag}:orders");
     let n = options.entries;
-    eprintln!("native: {n} entries through the host pipeline, native handler ...");
-    report.push(pipeline::native(url, stream, n).await?);
-    eprintln!("wasm: {n} entries through the host pipeline, order-validator component ...");
-    report.push(pipeline::wasm(url, stream, n, crate::config::Isolation::Reuse).await?);
-    eprintln!("hand-written: {slow} entries, COUNT 10, one XACK per entry ...");
-    report.push(handwritten::run(url, stream, slow).await?);
-    eprintln!("per-message: {slow} entries, a fresh instance per entry ...");
-    report.push(pipeline::wasm(url, stream, slow, crate::config::Isolation::PerMessage).await?);
-    let latency_stream = stream.replace(":orders", ":latency");
-    eprintln!(
-        "latency: {}/s for {:?} ...",
-        options.latency_rate, options.latency_duration
-    );
-    report.push(
-        latency::run(
-            url,
-            &latency_stream,
-            options.latency_rate,
-            options.latency_duration,
-        )
-        .await?,
-    );
+    for kind in RunKind::ALL
+        .into_iter()
+        .filter(|k| options.runs.contains(k))
+    {
+        let row = match kind {
+            RunKind::Native => {
+                eprintln!("native: {n} entries through the host pipeline, native handler ...");
+                pipeline::native(url, &stream, n).await?
+            }
+            RunKind::Wasm => {
+                eprintln!(
+                    "wasm: {n} entries through the host pipeline, order-validator component ..."
+                );
+                pipeline::wasm(url, &stream, n, Isolation::Reuse).await?
+            }
+            RunKind::HandWritten => {
+                eprintln!("hand-written: {slow} entries, COUNT 10, one XACK per entry ...");
+                handwritten::run(url, &stream, slow).await?
+            }
+            RunKind::PerMessage => {
+                eprintln!("per-message: {slow} entries, a fresh instance per entry ...");
+                pipeline::wasm(url, &stream, slow, Isolation::PerMessage).await?
+            }
+            RunKind::Latency => {
+                let (rate, duration) = (options.latency_rate, options.latency_duration);
+                eprintln!("latency: {rate}/s for {duration:?} ...");
+                latency::run(url, &format!("{tag}:latency"), rate, duration).await?
+            }
+        };
+        report.push(row);
+    }
     Ok(())
 }
 

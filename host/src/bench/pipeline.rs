@@ -23,9 +23,13 @@ const POLL: Duration = Duration::from_millis(2);
 pub async fn wasm(url: &str, stream: &str, target: u64, isolation: Isolation) -> Result<Run> {
     let (name, what) = match isolation {
         Isolation::Reuse => ("wasm", "order-validator component, instance reused"),
-        Isolation::PerMessage => ("per-message", "order-validator component, fresh instance per entry"),
+        Isolation::PerMessage => (
+            "per-message",
+            "order-validator component, fresh instance per entry",
+        ),
     };
-    let dir = tempfile::tempdir().map_err(|e| Error::Other(format!("cannot create a temp dir: {e}")))?;
+    let dir =
+        tempfile::tempdir().map_err(|e| Error::Other(format!("cannot create a temp dir: {e}")))?;
     let component = dir.path().join("order_validator.wasm");
     std::fs::write(&component, bundled::ORDER_VALIDATOR)
         .map_err(|e| Error::Other(format!("cannot write {}: {e}", component.display())))?;
@@ -44,11 +48,23 @@ pub async fn native(url: &str, stream: &str, target: u64) -> Result<Run> {
     let engine = WasmEngine::new(&engine_options(&config))?;
     let loaded = LoadedPlugin::native(&engine, name, super::native::validate_order);
     let host = Host::with_plugins(config, vec![Arc::new(loaded)])?;
-    drive(name, "order-validator rules as a native Rust handler", host, url, stream, target).await
+    drive(
+        name,
+        "order-validator rules as a native Rust handler",
+        host,
+        url,
+        stream,
+        target,
+    )
+    .await
 }
 
 /// A plugin table with the product defaults, on its own group.
-pub(crate) fn bench_plugin(name: &str, component: impl Into<std::path::PathBuf>, stream: &str) -> PluginConfig {
+pub(crate) fn bench_plugin(
+    name: &str,
+    component: impl Into<std::path::PathBuf>,
+    stream: &str,
+) -> PluginConfig {
     PluginConfig {
         group: Some(format!("bench-{name}")),
         consumer: Some("bench".to_owned()),
@@ -69,9 +85,18 @@ pub(crate) fn bench_config(url: &str, plugin: PluginConfig) -> Config {
 
 /// Runs `host` until `target` entries are acked; the run's time ends at that
 /// ack, before the host drains and stops.
-async fn drive(name: &str, what: &str, host: Host, url: &str, stream: &str, target: u64) -> Result<Run> {
+async fn drive(
+    name: &str,
+    what: &str,
+    host: Host,
+    url: &str,
+    stream: &str,
+    target: u64,
+) -> Result<Run> {
     let metrics = host.metrics().plugin(name, stream);
-    let mut conn = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
     let shutdown = CancellationToken::new();
     let meter = Meter::start(&mut conn).await;
     let mut running = tokio::spawn(host.run(shutdown.clone()));

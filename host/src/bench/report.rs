@@ -129,7 +129,10 @@ impl Run {
 
 impl Report {
     /// An empty report with the machine's description.
-    pub async fn new(options: &BenchOptions, conn: &mut MultiplexedConnection) -> crate::Result<Report> {
+    pub async fn new(
+        options: &BenchOptions,
+        conn: &mut MultiplexedConnection,
+    ) -> crate::Result<Report> {
         let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
         let redis_version = info
             .lines()
@@ -187,7 +190,11 @@ impl Report {
         };
         if let Some(w) = self.run("wasm") {
             let r = w.entries_per_sec;
-            goal("wasm ≥ 300,000 entries/s", format!("{r:.0}/s"), r >= 300_000.0);
+            goal(
+                "wasm ≥ 300,000 entries/s",
+                format!("{r:.0}/s"),
+                r >= 300_000.0,
+            );
             if let Some(x) = w.vs_native {
                 goal("wasm ≥ 0.8× native", format!("{x:.2}×"), x >= 0.8);
             }
@@ -196,12 +203,24 @@ impl Report {
             }
         }
         if let Some(l) = self.run("latency").and_then(|r| r.latency_ms) {
-            goal("latency p50 ≤ 0.5 ms", format!("{:.3} ms", l.p50), l.p50 <= 0.5);
-            goal("latency p99 ≤ 2 ms", format!("{:.3} ms", l.p99), l.p99 <= 2.0);
+            goal(
+                "latency p50 ≤ 0.5 ms",
+                format!("{:.3} ms", l.p50),
+                l.p50 <= 0.5,
+            );
+            goal(
+                "latency p99 ≤ 2 ms",
+                format!("{:.3} ms", l.p99),
+                l.p99 <= 2.0,
+            );
         }
         if let Some(p) = self.run("per-message") {
             let r = p.entries_per_sec;
-            goal("per-message ≥ 50,000 entries/s", format!("{r:.0}/s"), r >= 50_000.0);
+            goal(
+                "per-message ≥ 50,000 entries/s",
+                format!("{r:.0}/s"),
+                r >= 50_000.0,
+            );
         }
         goals
     }

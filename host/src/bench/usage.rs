@@ -110,11 +110,7 @@ pub fn peak_rss() -> u64 {
 
 /// `used_cpu_user + used_cpu_sys` from `INFO cpu`, if the server reports them.
 pub async fn redis_cpu_seconds(conn: &mut MultiplexedConnection) -> Option<f64> {
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(conn)
-        .await
-        .ok()?;
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await.ok()?;
     let field = |name: &str| {
         info.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))

@@ -67,7 +67,11 @@ mod tests {
     fn orders_are_about_150_bytes_of_json() {
         for i in [0, 7, 123_456, 9_999_999] {
             let json = super::order_json(i);
-            assert!((120..=170).contains(&json.len()), "{} bytes: {json}", json.len());
+            assert!(
+                (120..=170).contains(&json.len()),
+                "{} bytes: {json}",
+                json.len()
+            );
             let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
             assert_eq!(v["order_id"], serde_json::json!(i));
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use crate::bench::{self, BenchOptions};
+use crate::bench::{self, BenchOptions, RunKind};
 use crate::local_redis::LocalRedis;
 
 #[derive(Debug, Args)]
@@ -30,6 +30,9 @@ pub struct BenchArgs {
     /// named `streamhost-bench:*` are written, and deleted afterwards).
     #[arg(long)]
     pub redis: Option<String>,
+    /// Which runs to do, comma-separated (e.g. `wasm,native` while profiling).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = RunKind::ALL)]
+    pub runs: Vec<RunKind>,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -60,6 +63,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         slow_entries: args.slow_entries,
         latency_rate: args.latency_rate,
         latency_duration: Duration::from_secs_f64(args.latency_secs),
+        runs: args.runs,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let report = bench::run(&options).await?;
