@@ -526,6 +526,26 @@ impl Config {
             if p.name.trim().is_empty() {
                 return Err(invalid("name", "must not be empty"));
             }
+            // Names appear in key names (`state:<name>:`); a colon would let
+            // plugin `a` reach plugin `a:b`'s state.
+            if p.name.contains([':', '{', '}']) || p.name.chars().any(char::is_whitespace) {
+                return Err(invalid(
+                    "name",
+                    "use letters, digits, '-', '_' or '.' (no ':', braces or spaces)",
+                ));
+            }
+            if let Some(other) = self.plugins[..i].iter().find(|o| {
+                let (a, b) = (o.state_prefix(), p.state_prefix());
+                a.starts_with(&b) || b.starts_with(&a)
+            }) {
+                return Err(invalid(
+                    "state.prefix",
+                    &format!(
+                        "overlaps the state of plugin {:?}; plugins must not share state",
+                        other.name
+                    ),
+                ));
+            }
             if !names.insert(p.name.as_str()) {
                 return Err(invalid(
                     "name",

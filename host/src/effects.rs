@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use glob::Pattern;
 use redis::aio::ConnectionManager;
@@ -82,7 +82,7 @@ enum Effect {
     Schedule {
         stream: String,
         fields: Vec<Field>,
-        due_ms: u64,
+        delay_ms: u64,
     },
     Set {
         key: String,
@@ -102,6 +102,9 @@ pub struct EffectBuffer {
     reads: Vec<(String, Option<Vec<u8>>)>,
     /// This invocation's own state writes, so reads see them.
     overlay: HashMap<String, Option<Vec<u8>>>,
+    /// A state read failed: the handler may have acted on a guess, so its
+    /// effects must not be committed.
+    read_failed: bool,
 }
 
 impl EffectBuffer {
@@ -116,6 +119,12 @@ impl EffectBuffer {
         self.bytes = 0;
         self.reads.clear();
         self.overlay.clear();
+        self.read_failed = false;
+    }
+
+    /// Whether a state read failed during the invocation.
+    pub fn read_failed(&self) -> bool {
+        self.read_failed
     }
 
     fn push(
@@ -142,8 +151,17 @@ impl EffectBuffer {
     }
 }
 
+/// Most fields in one emitted or scheduled entry: the scripts pass them to
+/// `XADD` through Lua's `unpack`, which has a hard limit near 8,000 values.
+pub const MAX_FIELDS: usize = 1_000;
+
+/// Bytes an entry counts against `max_effect_bytes`: names and values plus a
+/// fixed cost per field, so that many empty fields are not free.
 fn fields_bytes(fields: &[Field]) -> usize {
-    fields.iter().map(|f| f.name.len() + f.value.len()).sum()
+    fields
+        .iter()
+        .map(|f| 16 + f.name.len() + f.value.len())
+        .sum()
 }
 
 fn allowed(patterns: &[Pattern], what: &str, name: &str, plugin: &str) -> Result<(), EffectError> {
@@ -170,6 +188,12 @@ fn check_fields(fields: &[Field]) -> Result<(), EffectError> {
             "an entry needs at least one field".into(),
         ));
     }
+    if fields.len() > MAX_FIELDS {
+        return Err(EffectError::Invalid(format!(
+            "an entry has at most {MAX_FIELDS} fields, got {}",
+            fields.len()
+        )));
+    }
     Ok(())
 }
 
@@ -182,13 +206,6 @@ fn state_key(policy: &EffectPolicy, key: &str) -> Result<String, EffectError> {
     Ok(format!("{}{key}", policy.state_prefix))
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Host for HostState {
     fn emit(
         &mut self,
@@ -198,6 +215,9 @@ impl Host for HostState {
     ) -> Result<(), EffectError> {
         allowed(&self.effect_policy.emit, "emit to", &stream, &self.plugin)?;
         check_fields(&fields)?;
+        if max_len.is_some_and(|n| n > i64::MAX as u64) {
+            return Err(EffectError::Invalid("max-len is too large".into()));
+        }
         let bytes = stream.len() + fields_bytes(&fields);
         let policy = self.effect_policy.clone();
         self.effects.push(
@@ -238,14 +258,15 @@ impl Host for HostState {
         )?;
         check_fields(&fields)?;
         let bytes = stream.len() + fields_bytes(&fields);
-        let due_ms = now_ms().saturating_add(delay_ms);
+        // Due time is computed by the commit script on Redis's clock.
+        let delay_ms = delay_ms.min(i64::MAX as u64 / 2);
         let policy = self.effect_policy.clone();
         self.effects.push(
             &policy,
             Effect::Schedule {
                 stream,
                 fields,
-                due_ms,
+                delay_ms,
             },
             bytes,
         )
@@ -260,15 +281,21 @@ impl Host for HostState {
             return Ok(value.clone());
         }
         let Some(conn) = self.redis.as_mut() else {
+            self.effects.read_failed = true;
             return Err(EffectError::Unavailable(
                 "no Redis connection for state reads".into(),
             ));
         };
-        let value: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(&full)
-            .query_async(conn)
-            .await
-            .map_err(|e| EffectError::Unavailable(format!("reading state {key:?}: {e}")))?;
+        let read: Result<Option<Vec<u8>>, _> = redis::cmd("GET").arg(&full).query_async(conn).await;
+        let value = match read {
+            Ok(value) => value,
+            Err(e) => {
+                self.effects.read_failed = true;
+                return Err(EffectError::Unavailable(format!(
+                    "reading state {key:?}: {e}"
+                )));
+            }
+        };
         self.effects.reads.push((full, value.clone()));
         Ok(value)
     }
@@ -388,12 +415,12 @@ fn encode_effect(args: &mut Vec<Vec<u8>>, effect: &Effect, idx: Vec<u8>) {
         Effect::Schedule {
             stream,
             fields,
-            due_ms,
+            delay_ms,
         } => {
             args.push(b"S".to_vec());
             args.push(idx);
             args.push(stream.clone().into_bytes());
-            args.push(due_ms.to_string().into_bytes());
+            args.push(delay_ms.to_string().into_bytes());
             push_fields(args, fields);
         }
         Effect::Publish { channel, payload } => {
@@ -433,7 +460,6 @@ pub async fn promote_due(
     loop {
         let (moved, stuck): (u64, u64) = scripts::PROMOTE
             .key(schedule_key)
-            .arg(now_ms())
             .arg(PER_CALL)
             .invoke_async(conn)
             .await?;
@@ -445,7 +471,9 @@ pub async fn promote_due(
                 "scheduled entries cannot be delivered: their target key is not a stream"
             );
         }
-        if moved + stuck < PER_CALL {
+        // Stop when a call moved nothing: stuck entries (wrong target type)
+        // stay where they are instead of being looked at in a loop.
+        if moved == 0 || moved + stuck < PER_CALL {
             return Ok(total);
         }
     }

@@ -152,3 +152,58 @@ async fn scheduled_entries_arrive_once_and_not_early_across_a_restart() {
         );
     }
 }
+
+/// A commit that would fail halfway (a key of the wrong type, found before or
+/// created by an earlier effect of the same commit) writes nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_cannot_complete_writes_nothing() {
+    let redis = start_redis();
+    let mut conn = connect(&redis.url()).await;
+    let _: () = redis::cmd("SET")
+        .arg("out:taken")
+        .arg("a string")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    produce(&mut conn, "in", 1, |_| fields("emit-and-set", "out:taken")).await;
+    // Emits to `state:probe:k` (a stream), then sets state key `k` (the same key, a string).
+    produce(&mut conn, "in", 1, |_| {
+        fields("emit-and-set", "state:probe:k")
+    })
+    .await;
+    let mut p = probe("in");
+    p.allow.emit.push("state:probe:*".into());
+    p.retry.max_attempts = 2;
+    let host = InProcessHost::start(config(&redis.url(), vec![p])).await;
+    let m = host.metrics("probe", "in");
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            m.dead_lettered.get() >= 2
+        })
+        .await
+    );
+    host.stop().await;
+    let t: String = redis::cmd("TYPE")
+        .arg("out:taken")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(t, "string", "the key of the wrong type is untouched");
+    let t: String = redis::cmd("TYPE")
+        .arg("state:probe:k")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        t, "none",
+        "neither the emit nor the state write of a refused commit happened"
+    );
+    let letters = dlq::list(&mut conn, "dlq:in", "-", 10).await.unwrap();
+    assert!(
+        letters.iter().all(|d| d
+            .meta(dlq::meta::ERROR)
+            .is_some_and(|e| e.contains("WRONGTYPE"))),
+        "{letters:?}"
+    );
+    assert_eq!(pending(&mut conn, "in", "probe").await, 0);
+}

@@ -9,8 +9,7 @@ use clap::Args;
 
 use crate::config::LimitsConfig;
 use crate::deploy;
-use crate::host::engine_options;
-use crate::plugin::{LoadedPlugin, WasmEngine};
+use crate::plugin::{EngineOptions, LoadedPlugin, WasmEngine};
 
 /// Where to find Redis (and the plugin's limits) for the deploy commands.
 #[derive(Debug, Args)]
@@ -107,7 +106,13 @@ async fn validate(
     file: &Path,
     limits: &LimitsConfig,
 ) -> anyhow::Result<()> {
-    let engine = WasmEngine::new(&engine_options(&crate::Config::default()))?;
+    // Sized like a host running this plugin, so what passes here passes there.
+    let options = EngineOptions {
+        max_memory_bytes: usize::try_from(limits.memory_mib.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
+        ..EngineOptions::default()
+    };
+    let engine = WasmEngine::new(&options)?;
     let (name, bytes, what, limits) = (
         plugin.to_owned(),
         bytes.to_vec(),
@@ -166,5 +171,15 @@ async fn connect(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection>
 }
 
 fn when(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    use std::fmt::Write;
+    let mut out = String::new();
+    // Formatting fails past year 9999 (a corrupt record): show the number.
+    match write!(
+        out,
+        "{}",
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms))
+    ) {
+        Ok(()) => out,
+        Err(_) => format!("{ms} ms"),
+    }
 }

@@ -43,8 +43,8 @@ pub struct PluginContext {
     pub plugin: Arc<LoadedPlugin>,
     /// The version new entries go to; replaced by hot swaps.
     pub current: ArcSwap<LoadedPlugin>,
-    /// The last candidate digest this host refused, so it is not retried in a loop.
-    pub refused: std::sync::Mutex<Option<String>>,
+    /// The deployed version number this host last acted on (swapped to or refused).
+    followed: std::sync::Mutex<Option<u64>>,
     /// Swap when the component file changes on disk (`run --watch`).
     pub watch: bool,
     /// The host's registry, to relabel the running version after a swap.
@@ -70,7 +70,7 @@ impl PluginContext {
     ) -> PluginContext {
         PluginContext {
             current: ArcSwap::new(plugin.clone()),
-            refused: std::sync::Mutex::new(None),
+            followed: std::sync::Mutex::new(None),
             watch: false,
             registry: None,
             consumer: config.consumer(),
@@ -79,6 +79,18 @@ impl PluginContext {
             config,
             metrics,
             inflight: Default::default(),
+        }
+    }
+
+    /// The deployed version number this host last acted on.
+    pub fn followed(&self) -> Option<u64> {
+        self.followed.lock().ok().and_then(|v| *v)
+    }
+
+    /// Records that this host acted on deployed version `version`.
+    pub fn note_followed(&self, version: u64) {
+        if let Ok(mut v) = self.followed.lock() {
+            *v = Some(version);
         }
     }
 
@@ -111,9 +123,6 @@ pub async fn run(
     let Some(mut commands) = streams::connect(redis_url, COMMAND_TIMEOUT, &shutdown).await? else {
         return Ok(());
     };
-    let Some(reading) = streams::connect(redis_url, read_timeout, &shutdown).await? else {
-        return Ok(());
-    };
     ensure_group_logged(&ctx, &mut commands, false).await;
     swapper::initial_sync(&ctx, &mut commands).await;
 
@@ -136,7 +145,8 @@ pub async fn run(
     let mut feeders = JoinSet::new();
     feeders.spawn(reader::run(
         ctx.clone(),
-        reading,
+        redis_url.to_owned(),
+        read_timeout,
         commands.clone(),
         work_tx.clone(),
         shutdown.clone(),

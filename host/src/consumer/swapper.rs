@@ -32,9 +32,10 @@ pub async fn initial_sync(ctx: &PluginContext, conn: &mut ConnectionManager) {
     match deploy::current(conn, &ctx.plugin.name).await {
         Ok(Some((version, digest))) if digest != *ctx.running().digest => {
             tracing::info!(plugin = %ctx.plugin.name, version, %digest, "a deployed version exists; running it instead of the config file's component");
-            sync_to(ctx, conn, version, &digest).await;
+            follow(ctx, conn, version, &digest).await;
         }
         Ok(Some((version, digest))) => {
+            ctx.note_followed(version);
             tracing::info!(plugin = %ctx.plugin.name, version, %digest, "running the deployed version")
         }
         Ok(None) => {
@@ -55,6 +56,7 @@ pub async fn run(
 ) {
     let channel = DeployKeys::new(&ctx.plugin.name).channel;
     while !shutdown.is_cancelled() {
+        // Without a subscription, poll once and then try to subscribe again.
         let mut pubsub = match subscribe(&redis_url, &channel).await {
             Ok(p) => Some(p),
             Err(e) => {
@@ -62,6 +64,7 @@ pub async fn run(
                 None
             }
         };
+        let subscribed = pubsub.is_some();
         loop {
             let announced = async {
                 match pubsub.as_mut() {
@@ -74,10 +77,20 @@ pub async fn run(
                 alive = announced => if !alive { break },
                 _ = tokio::time::sleep(POLL) => {}
             }
+            // Act on each new deploy or rollback once (swap or refuse), so a
+            // refused version is not retried in a loop and `--watch` swaps are
+            // not undone; a later activation, even of the same digest, is new.
             if let Ok(Some((version, digest))) = deploy::current(&mut conn, &ctx.plugin.name).await
-                && digest != *ctx.running().digest
+                && ctx.followed() != Some(version)
             {
-                sync_to(&ctx, &mut conn, version, &digest).await;
+                if digest == *ctx.running().digest {
+                    ctx.note_followed(version);
+                } else {
+                    follow(&ctx, &mut conn, version, &digest).await;
+                }
+            }
+            if !subscribed {
+                break;
             }
         }
         if !pause(Duration::from_millis(500), &shutdown).await {
@@ -93,17 +106,11 @@ async fn subscribe(url: &str, channel: &str) -> redis::RedisResult<redis::aio::P
 }
 
 /// Loads the deployed `digest` and swaps to it, or refuses it visibly.
-async fn sync_to(ctx: &PluginContext, conn: &mut ConnectionManager, version: u64, digest: &str) {
-    if ctx
-        .refused
-        .lock()
-        .is_ok_and(|r| r.as_deref() == Some(digest))
-    {
-        return;
-    }
+async fn follow(ctx: &PluginContext, conn: &mut ConnectionManager, version: u64, digest: &str) {
     let bytes = match deploy::fetch_component(conn, digest).await {
         Ok(Some(bytes)) => bytes,
         Ok(None) => {
+            ctx.note_followed(version);
             return refuse(
                 ctx,
                 conn,
@@ -113,11 +120,14 @@ async fn sync_to(ctx: &PluginContext, conn: &mut ConnectionManager, version: u64
             .await;
         }
         Err(e) => {
+            // Not noted as followed: the next poll tries again.
             tracing::warn!(plugin = %ctx.plugin.name, error = %e, "cannot fetch the deployed component; will retry");
             return;
         }
     };
-    match load(ctx, bytes, format!("deployed version {version}")).await {
+    let loaded = load(ctx, bytes, format!("deployed version {version}")).await;
+    ctx.note_followed(version);
+    match loaded {
         Ok(candidate) => swap(ctx, candidate, &format!("version {version}")),
         Err(e) => refuse(ctx, conn, digest, e).await,
     }
@@ -155,9 +165,6 @@ fn swap(ctx: &PluginContext, candidate: LoadedPlugin, what: &str) {
 async fn refuse(ctx: &PluginContext, conn: &mut ConnectionManager, digest: &str, error: String) {
     ctx.metrics.swap_refusals.inc();
     tracing::error!(plugin = %ctx.plugin.name, %digest, %error, "refused candidate version; the running version keeps serving");
-    if let Ok(mut refused) = ctx.refused.lock() {
-        *refused = Some(digest.to_owned());
-    }
     if let Err(e) =
         deploy::record_refusal(conn, &ctx.plugin.name, &ctx.consumer, digest, &error).await
     {
@@ -167,9 +174,14 @@ async fn refuse(ctx: &PluginContext, conn: &mut ConnectionManager, digest: &str,
 
 /// `run --watch`: swaps whenever the component file changes on disk.
 pub async fn watch_file(ctx: Arc<PluginContext>, path: PathBuf, shutdown: CancellationToken) {
-    let mut seen = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let stamp = |p: &PathBuf| {
+        std::fs::metadata(p)
+            .and_then(|m| Ok((m.modified()?, m.len())))
+            .ok()
+    };
+    let mut seen = stamp(&path);
     while pause(WATCH, &shutdown).await {
-        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let modified = stamp(&path);
         if modified == seen {
             continue;
         }

@@ -70,17 +70,17 @@ async fn handle(
         fields,
         attempt: entry.attempt,
     };
-    let mut conflicts = 0;
+    // The version is pinned for the whole delivery, re-runs after a state
+    // conflict included; a hot swap takes effect at the next entry.
+    let running = ctx.running();
+    if instance
+        .as_ref()
+        .is_some_and(|i| *i.digest() != running.digest)
+    {
+        *instance = None;
+    }
+    let mut conflicts = 0u32;
     loop {
-        // A hot swap takes effect here, between entries: the old instance
-        // finished its last entry and is dropped.
-        let running = ctx.running();
-        if instance
-            .as_ref()
-            .is_some_and(|i| *i.digest() != running.digest)
-        {
-            *instance = None;
-        }
         let inst = match instance {
             Some(inst) => inst,
             None => match running.instantiate().await {
@@ -100,36 +100,44 @@ async fn handle(
             .observe(invocation.elapsed.as_secs_f64());
         ctx.metrics.fuel.observe(invocation.fuel as f64);
         record_failure(ctx, &msg, &invocation.outcome, &running.digest);
-        let outcome = if invocation.outcome == Outcome::Ok && !inst.effects().is_empty() {
-            match commit_effects(ctx, conn, inst, &msg).await {
-                Commit::Committed | Commit::NotOwner => Some(Routed::Done),
-                Commit::Conflict if conflicts < MAX_CONFLICT_RERUNS => {
-                    conflicts += 1;
-                    None
-                }
-                Commit::Conflict => Some(
-                    route(
-                        ctx,
-                        &msg,
-                        &Outcome::Retry("state kept changing under the handler".into()),
-                        conn,
-                        &running.digest,
-                    )
-                    .await,
-                ),
+        let (read_failed, has_effects) = (inst.effects().read_failed(), !inst.effects().is_empty());
+        let outcome = match invocation.outcome {
+            // The handler may have acted on a guess about its state.
+            Outcome::Ok if read_failed => {
+                Outcome::Retry("a state read failed; effects not committed".into())
             }
-        } else {
-            Some(route(ctx, &msg, &invocation.outcome, conn, &running.digest).await)
+            Outcome::Ok if has_effects => match commit_effects(ctx, conn, inst, &msg).await {
+                Ok(Commit::Committed | Commit::NotOwner) => {
+                    drop_if_spent(ctx, instance);
+                    return Routed::Done;
+                }
+                Ok(Commit::Conflict) if conflicts < MAX_CONFLICT_RERUNS => {
+                    drop_if_spent(ctx, instance);
+                    conflicts += 1;
+                    ctx.metrics.effect_conflicts.inc();
+                    // Jittered, growing pause so contending workers interleave.
+                    let pause_us = rand::random_range(0..(100u64 << conflicts.min(7)));
+                    tokio::time::sleep(std::time::Duration::from_micros(pause_us)).await;
+                    continue;
+                }
+                Ok(Commit::Conflict) => {
+                    Outcome::Retry("state kept changing under the handler".into())
+                }
+                Err(error) => Outcome::Retry(error),
+            },
+            other => other,
         };
-        if instance.as_ref().is_some_and(PluginInstance::is_poisoned)
-            || ctx.config.isolation == Isolation::PerMessage
-        {
-            *instance = None;
-        }
-        if let Some(routed) = outcome {
-            return routed;
-        }
-        ctx.metrics.effect_conflicts.inc();
+        drop_if_spent(ctx, instance);
+        return route(ctx, &msg, &outcome, conn, &running.digest).await;
+    }
+}
+
+/// Drops an instance that trapped, or every instance under `per-message` isolation.
+fn drop_if_spent(ctx: &PluginContext, instance: &mut Option<PluginInstance>) {
+    if instance.as_ref().is_some_and(PluginInstance::is_poisoned)
+        || ctx.config.isolation == Isolation::PerMessage
+    {
+        *instance = None;
     }
 }
 
@@ -138,14 +146,14 @@ async fn handle(
 const MAX_CONFLICT_RERUNS: u32 = 16;
 
 /// Commits the invocation's effects with the ack. Connection failures are
-/// retried for a while; after that nothing was written and the entry stays
-/// pending, so its redelivery starts clean.
+/// retried for a while; `Err` means nothing was written (the caller retries
+/// the entry with backoff, so its next delivery starts clean).
 async fn commit_effects(
     ctx: &PluginContext,
     conn: &mut ConnectionManager,
     inst: &mut PluginInstance,
     msg: &Message,
-) -> Commit {
+) -> Result<Commit, String> {
     let target = CommitTarget {
         stream: ctx.stream(),
         group: ctx.group(),
@@ -156,26 +164,25 @@ async fn commit_effects(
         match effects::commit(conn, &target, &msg.id, inst.effects(), &ctx.plugin.effects).await {
             Ok(Commit::Committed) => {
                 ctx.metrics.acked.inc();
-                return Commit::Committed;
+                return Ok(Commit::Committed);
             }
             Ok(Commit::NotOwner) => {
                 tracing::info!(plugin = %ctx.plugin.name, id = %msg.id, "entry was claimed by another consumer meanwhile; its effects were not committed");
-                return Commit::NotOwner;
+                return Ok(Commit::NotOwner);
             }
-            Ok(Commit::Conflict) => return Commit::Conflict,
+            Ok(Commit::Conflict) => return Ok(Commit::Conflict),
             Err(e) if crate::streams::is_connection_error(&e) => {
                 tracing::warn!(plugin = %ctx.plugin.name, id = %msg.id, error = %e, "commit failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(std::time::Duration::from_secs(2));
             }
             Err(e) => {
-                tracing::error!(plugin = %ctx.plugin.name, id = %msg.id, error = %e, "commit refused; nothing written, the entry stays pending");
-                return Commit::NotOwner;
+                tracing::error!(plugin = %ctx.plugin.name, id = %msg.id, error = %e, "commit refused; nothing written");
+                return Err(format!("commit refused: {e}"));
             }
         }
     }
-    tracing::error!(plugin = %ctx.plugin.name, id = %msg.id, "cannot commit; nothing written, the entry stays pending and will be redelivered");
-    Commit::NotOwner
+    Err("cannot reach Redis to commit; nothing written".into())
 }
 
 async fn route(
@@ -217,7 +224,13 @@ fn retry_after(ctx: &PluginContext, id: String, attempt: u32, outcome: &Outcome)
 }
 
 fn record_failure(ctx: &PluginContext, msg: &Message, outcome: &Outcome, version: &str) {
-    let (plugin, stream, version, id, attempt) = (&*ctx.plugin.name, ctx.stream(), version, &msg.id, msg.attempt);
+    let (plugin, stream, version, id, attempt) = (
+        &*ctx.plugin.name,
+        ctx.stream(),
+        version,
+        &msg.id,
+        msg.attempt,
+    );
     match outcome {
         Outcome::Ok => {}
         Outcome::Retry(reason) => {

@@ -1,5 +1,5 @@
 //! Test plugin for effects, driven by fields: `op` = `emit`, `emit-then-fail`,
-//! `publish` or `schedule`; `target` = stream or channel; `delay_ms` for
+//! `emit-and-set` (emit to `target`, then set state key `k`), `publish` or `schedule`; `target` = stream or channel; `delay_ms` for
 //! `schedule`. A refused effect rejects the entry with the host's error text.
 
 use std::time::Duration;
@@ -18,6 +18,10 @@ fn handle(msg: Message) -> Result<(), HandlerError> {
             Err(HandlerError::reject(
                 "failing after emit: the emit must not happen",
             ))
+        }
+        "emit-and-set" => {
+            effects::emit(target, payload).map_err(HandlerError::reject)?;
+            effects::kv::set("k", "touched").map_err(HandlerError::reject)
         }
         "publish" => effects::publish(target, msg.id()).map_err(HandlerError::reject),
         "schedule" => {

@@ -9,7 +9,8 @@
 --   N <key#>                state read as absent: must still be absent
 --   E <key#> <maxlen|""> <n> <n field names and values...>   XADD
 --   P <channel> <payload>                                    PUBLISH
---   S <key#> <target stream> <due ms> <n> <n names and values...>  ZADD (scheduled)
+--   S <key#> <target stream> <delay ms> <n> <n names and values...>  ZADD (scheduled,
+--                           due = Redis's clock + delay, so host clocks never matter)
 --   K <key#> <value>        SET state
 --   D <key#>                DEL state
 -- Returns 1 committed, 0 not ours any more, -1 state changed (re-run the handler),
@@ -19,10 +20,14 @@ if #pending == 0 or pending[1][2] ~= ARGV[2] then
   return 0
 end
 
-local want = { E = 'stream', S = 'zset', K = 'string', D = 'string' }
+-- D accepts any type: deleting state of another type is still a delete.
+local want = { E = 'stream', S = 'zset', K = 'string', D = 'any' }
 local width = { R = 3, N = 2, P = 3, K = 3, D = 2 }
 
--- Pass 1: checks only.
+-- Pass 1: checks only. `claimed` remembers the type an earlier op of this
+-- commit gives a key, so a later op expecting another type fails here, before
+-- anything is written.
+local claimed = {}
 local i = 4
 while i <= #ARGV do
   local op = ARGV[i]
@@ -32,10 +37,15 @@ while i <= #ARGV do
     if op == 'N' and current ~= false then return -1 end
   end
   if want[op] then
-    local key = KEYS[tonumber(ARGV[i + 1])]
-    local t = redis.call('TYPE', key)['ok']
-    if t ~= 'none' and t ~= want[op] then
+    local index = tonumber(ARGV[i + 1])
+    local key = KEYS[index]
+    local t = claimed[index] or redis.call('TYPE', key)['ok']
+    if op == 'D' then
+      claimed[index] = 'none'
+    elseif t ~= 'none' and t ~= want[op] then
       return redis.error_reply('WRONGTYPE ' .. key .. ' is a ' .. t .. ', not a ' .. want[op])
+    else
+      claimed[index] = want[op]
     end
   end
   if op == 'E' then
@@ -50,6 +60,8 @@ while i <= #ARGV do
 end
 
 -- Pass 2: writes.
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 i = 4
 local n = 0
 while i <= #ARGV do
@@ -70,7 +82,7 @@ while i <= #ARGV do
     for j = 1, count do fields[j] = ARGV[i + 4 + j] end
     -- The member names its origin, so it is unique and a replayed commit cannot add it twice.
     local member = cmsgpack.pack({ ARGV[3] .. '/' .. n, ARGV[i + 2], fields })
-    redis.call('ZADD', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 3], member)
+    redis.call('ZADD', KEYS[tonumber(ARGV[i + 1])], now_ms + tonumber(ARGV[i + 3]), member)
     i = i + 5 + count
   elseif op == 'P' then
     redis.call('PUBLISH', ARGV[i + 1], ARGV[i + 2])
