@@ -76,8 +76,8 @@ pub fn classify(
 ) -> Outcome {
     let err = match result {
         Ok(Ok(())) => return Outcome::Ok,
-        Ok(Err(HandlerError::Retry(reason))) => return Outcome::Retry(reason),
-        Ok(Err(HandlerError::Reject(reason))) => return Outcome::Reject(reason),
+        Ok(Err(HandlerError::Retry(reason))) => return Outcome::Retry(bounded(&reason)),
+        Ok(Err(HandlerError::Reject(reason))) => return Outcome::Reject(bounded(&reason)),
         Err(err) => err,
     };
     let trap = err.downcast_ref::<wasmtime::Trap>().copied();
@@ -92,17 +92,40 @@ pub fn classify(
     } else {
         TrapKind::Panic
     };
-    Outcome::Trap(kind, first_line(&format!("{err:#}")))
+    Outcome::Trap(kind, bounded(trap_message(&err).trim()))
 }
 
-fn first_line(text: &str) -> String {
-    const MAX: usize = 500;
-    let line = text.lines().next().unwrap_or_default();
-    let mut end = line.len().min(MAX);
-    while !line.is_char_boundary(end) {
+/// Longest text kept from a handler (reasons, trap messages). The guest
+/// controls it, and it lands in logs and in DLQ metadata.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// The trap itself, without the wasm backtrace wasmtime attaches as outer
+/// context (whose frame names the guest chose, and which spans many lines).
+pub fn trap_message(err: &wasmtime::Error) -> String {
+    let causes: Vec<String> = err
+        .chain()
+        .map(ToString::to_string)
+        .filter(|c| !c.starts_with("error while executing at wasm backtrace"))
+        .collect();
+    if causes.is_empty() {
+        format!("{err:#}")
+    } else {
+        causes.join(": ")
+    }
+}
+
+/// `text` made safe for one log line and one metadata field: control
+/// characters (newlines, terminal escapes) replaced, length capped.
+pub fn bounded(text: &str) -> String {
+    let clean = crate::plugin::state::sanitize(text);
+    if clean.len() <= MAX_REASON_BYTES {
+        return clean.into_owned();
+    }
+    let mut end = MAX_REASON_BYTES;
+    while !clean.is_char_boundary(end) {
         end -= 1;
     }
-    line[..end].to_owned()
+    format!("{}… ({} bytes in all)", &clean[..end], clean.len())
 }
 
 /// Why an entry went to the dead-letter stream.
@@ -238,6 +261,31 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn handler_text_is_one_bounded_line() {
+        let long = format!("a\x1b[2Jb\n{}", "x".repeat(5000));
+        let Outcome::Reject(reason) =
+            classify(Ok(Err(HandlerError::Reject(long))), TrapSignals::default())
+        else {
+            panic!("not a reject");
+        };
+        assert!(reason.starts_with("a\u{FFFD}[2Jb\u{FFFD}xxx"), "{reason}");
+        assert!(reason.len() < MAX_REASON_BYTES + 40, "{}", reason.len());
+        assert!(reason.ends_with("bytes in all)"), "{reason}");
+        assert_eq!(bounded("fine"), "fine");
+    }
+
+    #[test]
+    fn trap_text_drops_the_backtrace_context() {
+        let err = wasmtime::Error::msg("wasm trap: wasm `unreachable` instruction executed")
+            .context("error while executing at wasm backtrace:\n    0: 0x1 - \x1b[31mevil");
+        let Outcome::Trap(kind, text) = classify(Err(err), TrapSignals::default()) else {
+            panic!("not a trap");
+        };
+        assert_eq!(kind, TrapKind::Panic);
+        assert_eq!(text, "wasm trap: wasm `unreachable` instruction executed");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Strategy,
 };
 
+use super::limits::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
 use crate::error::Error;
 
 /// How often the epoch advances: the granularity of wall-clock limits, and how
@@ -70,16 +71,7 @@ impl WasmEngine {
             .async_stack_size(MAX_WASM_STACK + 1024 * 1024)
             .memory_init_cow(true);
         if options.pooling {
-            let mut pool = PoolingAllocationConfig::default();
-            let slots = options.max_instances.max(8);
-            pool.total_component_instances(slots)
-                .total_core_instances(slots * 4)
-                .total_memories(slots * 2)
-                .total_tables(slots * 4)
-                .total_stacks(slots)
-                .max_memories_per_component(4)
-                .max_memory_size(options.max_memory_bytes);
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(options)));
         }
         if let Some(dir) = &options.cache_dir {
             let mut cache = wasmtime::CacheConfig::new();
@@ -101,6 +93,30 @@ impl WasmEngine {
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
+}
+
+/// Pool sizes derived from the per-instance limits in `limits.rs`: every
+/// component instance that passes those limits finds its memories, tables and
+/// core instances in the pool, so the only way to exhaust the pool is to have
+/// more component instances alive than `max_instances` (then instantiation
+/// fails with a clear error and the entry is retried later).
+fn pool_config(options: &EngineOptions) -> PoolingAllocationConfig {
+    let slots = options.max_instances.max(8);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(MAX_CORE_INSTANCES))
+        .max_core_instances_per_component(MAX_CORE_INSTANCES)
+        .total_memories(slots.saturating_mul(MAX_MEMORIES))
+        .max_memories_per_component(MAX_MEMORIES)
+        .total_tables(slots.saturating_mul(MAX_TABLES))
+        .max_tables_per_component(MAX_TABLES)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        // One fiber stack per call in flight; at most one call per instance.
+        .total_stacks(slots)
+        // The largest `limits.memory_mib` of any plugin; each store's limiter
+        // enforces its own plugin's (smaller or equal) budget.
+        .max_memory_size(options.max_memory_bytes);
+    pool
 }
 
 impl Drop for WasmEngine {

@@ -4,6 +4,7 @@
 pub mod bindings;
 pub mod engine;
 pub mod instance;
+pub mod limits;
 pub mod native;
 pub mod registry;
 pub mod state;

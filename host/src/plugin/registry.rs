@@ -9,8 +9,8 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, Linker};
 
 use super::bindings::{Handler, HandlerPre};
-use super::native::{Code, InvocationTap};
 use super::engine::WasmEngine;
+use super::native::{Code, InvocationTap};
 use super::state::HostState;
 use crate::config::LimitsConfig;
 use crate::effects::EffectPolicy;
@@ -19,6 +19,7 @@ use crate::error::LoadError;
 /// Import prefixes a handler may use. WASI is linked because every
 /// `wasm32-wasip2` guest imports parts of it through `std`; the context grants
 /// no files, env, args, stdio or network, so these give only clocks and randomness.
+/// `wasi:sockets` is neither allowed nor linked (see `add_wasi_to_linker`).
 pub const ALLOWED_IMPORTS: &[&str] = &[
     "streamhost:plugin/",
     "wasi:cli/environment@",
@@ -199,7 +200,49 @@ fn check_exports(name: &str, engine: &WasmEngine, component: &Component) -> Resu
 
 fn linker(engine: &WasmEngine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine.engine());
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    add_wasi_to_linker(&mut linker)?;
     Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
     Ok(linker)
+}
+
+/// The WASI interfaces of [`ALLOWED_IMPORTS`] and nothing else: unlike
+/// `wasmtime_wasi::p2::add_to_linker_async`, no `wasi:sockets`, so the linker
+/// itself refuses a socket import even if the allow-list check were bypassed.
+fn add_wasi_to_linker(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::WasiView;
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, io, random};
+    use wasmtime_wasi::random::{WasiRandom, WasiRandomView as _};
+    type T = HostState;
+
+    io::error::add_to_linker::<T, WasiIo>(l, |t| t.ctx().table)?;
+    io::poll::add_to_linker::<T, WasiIo>(l, |t| t.ctx().table)?;
+    io::streams::add_to_linker::<T, WasiIo>(l, |t| t.ctx().table)?;
+    clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+    random::random::add_to_linker::<T, WasiRandom>(l, T::random)?;
+    random::insecure::add_to_linker::<T, WasiRandom>(l, T::random)?;
+    random::insecure_seed::add_to_linker::<T, WasiRandom>(l, T::random)?;
+    cli::exit::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::environment::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_input::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_output::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    Ok(())
+}
+
+/// `wasi:io` host functions work on the resource table alone.
+struct WasiIo;
+
+impl wasmtime::component::HasData for WasiIo {
+    type Data<'a> = &'a mut wasmtime::component::ResourceTable;
 }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{Level, streamhost};
+use super::limits::Limiter;
 use crate::effects::{EffectBuffer, EffectPolicy};
 
 /// Cap on live WASI resources (streams, pollables) per store.
@@ -41,7 +41,11 @@ pub struct HostState {
 
 impl HostState {
     /// A store state with no ambient authority: no preopens, env, args, stdio or network.
-    pub fn new(plugin: Arc<str>, memory_bytes: usize, effect_policy: Arc<EffectPolicy>) -> HostState {
+    pub fn new(
+        plugin: Arc<str>,
+        memory_bytes: usize,
+        effect_policy: Arc<EffectPolicy>,
+    ) -> HostState {
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
             .allow_udp(false)
@@ -72,63 +76,6 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-/// [`StoreLimits`] that remembers whether it refused something, so a trap that
-/// follows can be classified as "memory limit" rather than a generic panic.
-pub struct Limiter {
-    inner: StoreLimits,
-    pub(crate) refused: bool,
-}
-
-impl Limiter {
-    fn new(memory_bytes: usize) -> Limiter {
-        Limiter {
-            inner: StoreLimitsBuilder::new()
-                .memory_size(memory_bytes)
-                .memories(4)
-                .tables(16)
-                .instances(32)
-                .table_elements(100_000)
-                .trap_on_grow_failure(true)
-                .build(),
-            refused: false,
-        }
-    }
-}
-
-impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let r = self.inner.memory_growing(current, desired, maximum);
-        self.refused |= !matches!(r, Ok(true));
-        r
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let r = self.inner.table_growing(current, desired, maximum);
-        self.refused |= !matches!(r, Ok(true));
-        r
-    }
-
-    fn instances(&self) -> usize {
-        self.inner.instances()
-    }
-    fn tables(&self) -> usize {
-        self.inner.tables()
-    }
-    fn memories(&self) -> usize {
-        self.inner.memories()
     }
 }
 
