@@ -1,13 +1,14 @@
 //! The reader: `XREADGROUP` on a connection of its own (a blocking read would
 //! stall every command queued behind it), first this consumer's own pending
 //! entries, then new ones. The next read is issued while workers handle the
-//! previous batch.
+//! previous batch (the work queue holds a few batches). Replies are parsed
+//! straight from their bytes ([`streams::wire`]): at high rates the generic
+//! redis-rs reply tree cost more CPU than the handlers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::Value;
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +16,8 @@ use super::{Batch, PluginContext, ensure_group_logged, pause};
 use crate::dispatch::DeadReason;
 use crate::dlq;
 use crate::plugin::Message;
-use crate::streams::{self, Entry, entry};
+use crate::streams::wire::{WireConnection, WireError};
+use crate::streams::{self, Entry};
 
 /// Delay before reading again after an error.
 const ERROR_DELAY: Duration = Duration::from_millis(500);
@@ -23,7 +25,8 @@ const ERROR_DELAY: Duration = Duration::from_millis(500);
 /// Reads until shutdown; returns when the work queue is closed or shutdown fires.
 pub async fn run(
     ctx: Arc<PluginContext>,
-    mut reading: ConnectionManager,
+    redis_url: String,
+    read_timeout: Duration,
     mut commands: ConnectionManager,
     work: async_channel::Sender<Batch>,
     shutdown: CancellationToken,
@@ -34,10 +37,11 @@ pub async fn run(
              with its consumer group and pending entries; use noeviction for streams you cannot lose");
     }
     let mut cursor = Some("0".to_owned()); // Some: still replaying our own pending entries.
+    let mut reading = None;
     while !shutdown.is_cancelled() {
         let id = cursor.as_deref().unwrap_or(">");
         let block = cursor.is_none().then_some(ctx.config.block_ms);
-        let read = read_batch(&ctx, &mut reading, id, block);
+        let read = read_batch(&ctx, &mut reading, &redis_url, read_timeout, id, block);
         let result = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = read => r,
@@ -45,9 +49,7 @@ pub async fn run(
         let mut entries = match result {
             Ok(entries) => entries,
             Err(e) => {
-                if let Some(redis_err) = e.downcast_ref::<redis::RedisError>()
-                    && streams::is_nogroup(redis_err)
-                {
+                if e.is_nogroup() {
                     ensure_group_logged(&ctx, &mut commands, true).await;
                     continue;
                 }
@@ -84,12 +86,19 @@ pub async fn run(
     }
 }
 
+/// Reads one batch, (re)connecting first when there is no usable connection.
 async fn read_batch(
     ctx: &PluginContext,
-    conn: &mut ConnectionManager,
+    reading: &mut Option<WireConnection>,
+    url: &str,
+    timeout: Duration,
     id: &str,
     block_ms: Option<u64>,
-) -> Result<Vec<Entry>, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<Vec<Entry>, WireError> {
+    let conn = match reading {
+        Some(conn) if !conn.is_broken() => conn,
+        _ => reading.insert(WireConnection::connect(url, timeout).await?),
+    };
     let mut cmd = redis::cmd("XREADGROUP");
     cmd.arg("GROUP")
         .arg(ctx.group())
@@ -100,8 +109,7 @@ async fn read_batch(
         cmd.arg("BLOCK").arg(ms);
     }
     cmd.arg("STREAMS").arg(ctx.stream()).arg(id);
-    let reply: Value = cmd.query_async(conn).await?;
-    Ok(entry::parse_read_reply(reply, 1)?)
+    conn.read_entries(&cmd, timeout, 1).await
 }
 
 /// Replayed pending entries carry their delivery count in the PEL, not in the

@@ -2,7 +2,9 @@
 //! setup, and the Lua scripts that make multi-step operations atomic.
 
 pub mod entry;
+pub mod resp;
 pub mod scripts;
+pub mod wire;
 
 use std::time::Duration;
 
