@@ -112,6 +112,16 @@ async fn dlq_entries(conn: &mut MultiplexedConnection, stream: &str) -> Vec<(Str
         .collect()
 }
 
+/// [`wait_until`] with [`WAIT`], plus the seconds since `started` when it returned.
+async fn timed<F, Fut>(started: Instant, check: F) -> (bool, f64)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let done = wait_until(WAIT, check).await;
+    (done, started.elapsed().as_secs_f64())
+}
+
 /// `streamhost_handler_fuel_sum` of a plugin, from the Prometheus text.
 fn fuel_sum(text: &str, plugin: &str) -> f64 {
     let label = format!("plugin=\"{plugin}\"");
@@ -151,16 +161,16 @@ async fn beside_validator(
     let validator = host.metrics(VALIDATOR, VALIDATOR_STREAM);
     let hostile_m = host.metrics(&name, HOSTILE_STREAM);
 
-    let validator_done = wait_until(WAIT, || async { validator.acked.get() >= n as u64 }).await;
-    let validator_secs = started.elapsed().as_secs_f64();
     // Every hostile entry ends acked or dead-lettered (traps go straight to the DLQ).
-    let hostile_done = wait_until(WAIT, || async {
-        hostile_m.acked.get() + hostile_m.dead_lettered.get() >= hostile_n as u64
-    })
-    .await;
+    let ((validator_done, validator_secs), (hostile_done, hostile_secs)) = tokio::join!(
+        timed(started, || async { validator.acked.get() >= n as u64 }),
+        timed(started, || async {
+            hostile_m.acked.get() + hostile_m.dead_lettered.get() >= hostile_n as u64
+        }),
+    );
     let rss_after = rss_kib("self");
     println!(
-        "sandbox: {n} validator entries in {validator_secs:.2} s = {:.0}/s beside {name} ({hostile_n} hostile entries; RSS {rss_before} -> {rss_after} KiB)",
+        "sandbox: {n} validator entries in {validator_secs:.2} s = {:.0}/s beside {name} ({hostile_n} hostile entries done after {hostile_secs:.2} s; RSS {rss_before} -> {rss_after} KiB)",
         n as f64 / validator_secs
     );
     let host_metrics_text = host.registry().encode();
@@ -379,6 +389,26 @@ async fn escape_artist_is_refused_everything() {
     assert!(run.dlq.is_empty(), "escape-artist got out: {:?}", run.dlq);
     assert_eq!(run.hostile.acked.get(), hostile_entries() as u64);
     assert_eq!(run.hostile.rejected.get(), 0);
+}
+
+/// In-process, where no log is written at all, the flood still costs only
+/// the flooder: its entries are acked (the budget drops lines, it does not
+/// fail the entry) and the validator's entries all go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_flooder_beside_validator_is_acked() {
+    let _serial = serial().await;
+    let limits = LimitsConfig {
+        fuel: 10_000_000_000,
+        timeout_ms: 10_000,
+        ..LimitsConfig::default()
+    };
+    let run = beside_validator(
+        hostile("log-flooder", artifacts::LOG_FLOODER, limits),
+        plain,
+    )
+    .await;
+    assert!(run.dlq.is_empty(), "{:?}", run.dlq);
+    assert_eq!(run.hostile.acked.get(), hostile_entries() as u64);
 }
 
 /// The baseline for the throughput figures: the validator beside a harmless

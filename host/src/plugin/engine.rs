@@ -21,6 +21,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// recursion traps quickly.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
 
+/// The largest linear memory a pool slot holds: all a 32-bit memory can address.
+const MAX_SLOT_BYTES: usize = 4 << 30;
+
 /// Sizing of the engine, derived from the plugins it will run.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -115,8 +118,10 @@ fn pool_config(options: &EngineOptions) -> PoolingAllocationConfig {
         // One fiber stack per call in flight; at most one call per instance.
         .total_stacks(slots)
         // The largest `limits.memory_mib` of any plugin; each store's limiter
-        // enforces its own plugin's (smaller or equal) budget.
-        .max_memory_size(options.max_memory_bytes)
+        // enforces its own plugin's (smaller or equal) budget. A 32-bit
+        // memory cannot pass 4 GiB, and the pool refuses slots larger than
+        // the 4 GiB reservation, so a larger setting means "no cap but 4 GiB".
+        .max_memory_size(options.max_memory_bytes.min(MAX_SLOT_BYTES))
         // Reset a freed slot by rewriting only the pages the guest dirtied
         // (found with PAGEMAP_SCAN where the kernel has it, Linux 6.7+)
         // instead of `madvise`: with `isolation = "per-message"` the
@@ -158,5 +163,20 @@ impl Ticker {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_limits_beyond_4_gib_still_build_an_engine() {
+        let options = EngineOptions {
+            max_instances: 8,
+            max_memory_bytes: 8 << 30,
+            ..EngineOptions::default()
+        };
+        assert!(WasmEngine::new(&options).is_ok());
     }
 }

@@ -166,7 +166,10 @@ mod tests {
         let err = l
             .memory_grow_failed(wasmtime::Error::msg("mmap failed"))
             .unwrap_err();
-        assert!(format!("{err:#}").contains("growing a linear memory failed"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("growing a linear memory failed"),
+            "{err:#}"
+        );
         assert!(l.refused);
     }
 }
