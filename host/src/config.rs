@@ -121,7 +121,8 @@ pub struct PluginConfig {
     /// Entries fetched per `XREADGROUP`.
     #[serde(default = "default_batch")]
     pub batch: usize,
-    /// Handler instances running in parallel.
+    /// Handler instances running in parallel. Defaults to half the CPUs (at
+    /// least one); raise it for handlers that mostly wait (state reads).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// How long one `XREADGROUP` blocks waiting for new entries, in milliseconds.
@@ -193,8 +194,11 @@ pub enum Isolation {
 fn default_batch() -> usize {
     256
 }
+/// Handlers are CPU-bound, and the reader, the acker and often Redis itself
+/// need the other half of the machine: on 2 CPUs with a local Redis, a second
+/// worker halved throughput (BENCHMARKS.md).
 fn default_concurrency() -> usize {
-    2
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 fn default_block_ms() -> u64 {
     2000

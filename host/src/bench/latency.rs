@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
-use super::pipeline::{bench_config, bench_plugin};
+use super::pipeline::{Tuning, bench_config, bench_plugin};
 use super::report::{Latency, Run};
 use super::usage::Meter;
 use super::{STALL_TIMEOUT, now_micros, stalled, workload};
@@ -57,13 +57,22 @@ impl Recorder {
 }
 
 /// Produces `rate` entries per second for `duration` and measures each one.
-pub async fn run(url: &str, stream: &str, rate: u64, duration: Duration) -> Result<Run> {
+pub async fn run(
+    url: &str,
+    stream: &str,
+    rate: u64,
+    duration: Duration,
+    tuning: Tuning,
+) -> Result<Run> {
     let name = "latency";
     let recorder = Arc::new(Recorder {
         from: AtomicU64::new(u64::MAX),
         samples: Mutex::new(Vec::new()),
     });
-    let config = bench_config(url, bench_plugin(name, "bundled:order-validator", stream));
+    let config = bench_config(
+        url,
+        bench_plugin(name, "bundled:order-validator", stream, tuning),
+    );
     let engine = WasmEngine::new(&engine_options(&config))?;
     let limits = config.plugins[0].limits.clone();
     let loaded = tokio::task::spawn_blocking(move || {

@@ -37,6 +37,8 @@ pub struct BenchOptions {
     pub latency_duration: Duration,
     /// Which runs to do (always in the order of [`RunKind::ALL`]).
     pub runs: Vec<RunKind>,
+    /// Settings to try instead of the product defaults.
+    pub tuning: pipeline::Tuning,
     /// The command line, recorded in the report.
     pub command: String,
 }
@@ -104,13 +106,13 @@ async fn run_all(options: &BenchOptions, report: &mut Report, tag: &str, slow: u
         let row = match kind {
             RunKind::Native => {
                 eprintln!("native: {n} entries through the host pipeline, native handler ...");
-                pipeline::native(url, &stream, n).await?
+                pipeline::native(url, &stream, n, options.tuning).await?
             }
             RunKind::Wasm => {
                 eprintln!(
                     "wasm: {n} entries through the host pipeline, order-validator component ..."
                 );
-                pipeline::wasm(url, &stream, n, Isolation::Reuse).await?
+                pipeline::wasm(url, &stream, n, Isolation::Reuse, options.tuning).await?
             }
             RunKind::HandWritten => {
                 eprintln!("hand-written: {slow} entries, COUNT 10, one XACK per entry ...");
@@ -118,12 +120,19 @@ async fn run_all(options: &BenchOptions, report: &mut Report, tag: &str, slow: u
             }
             RunKind::PerMessage => {
                 eprintln!("per-message: {slow} entries, a fresh instance per entry ...");
-                pipeline::wasm(url, &stream, slow, Isolation::PerMessage).await?
+                pipeline::wasm(url, &stream, slow, Isolation::PerMessage, options.tuning).await?
             }
             RunKind::Latency => {
                 let (rate, duration) = (options.latency_rate, options.latency_duration);
                 eprintln!("latency: {rate}/s for {duration:?} ...");
-                latency::run(url, &format!("{tag}:latency"), rate, duration).await?
+                latency::run(
+                    url,
+                    &format!("{tag}:latency"),
+                    rate,
+                    duration,
+                    options.tuning,
+                )
+                .await?
             }
         };
         report.push(row);

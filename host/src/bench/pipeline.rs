@@ -20,7 +20,13 @@ const POLL: Duration = Duration::from_millis(2);
 
 /// The bundled `order-validator` component, loaded from a file as `streamhost
 /// run` would.
-pub async fn wasm(url: &str, stream: &str, target: u64, isolation: Isolation) -> Result<Run> {
+pub async fn wasm(
+    url: &str,
+    stream: &str,
+    target: u64,
+    isolation: Isolation,
+    tuning: Tuning,
+) -> Result<Run> {
     let (name, what) = match isolation {
         Isolation::Reuse => ("wasm", "order-validator component, instance reused"),
         Isolation::PerMessage => (
@@ -33,7 +39,7 @@ pub async fn wasm(url: &str, stream: &str, target: u64, isolation: Isolation) ->
     let component = dir.path().join("order_validator.wasm");
     std::fs::write(&component, bundled::ORDER_VALIDATOR)
         .map_err(|e| Error::Other(format!("cannot write {}: {e}", component.display())))?;
-    let mut plugin = bench_plugin(name, &component, stream);
+    let mut plugin = bench_plugin(name, &component, stream, tuning);
     plugin.isolation = isolation;
     let config = bench_config(url, plugin);
     let host = Host::load(config).await?;
@@ -41,9 +47,12 @@ pub async fn wasm(url: &str, stream: &str, target: u64, isolation: Isolation) ->
 }
 
 /// The same rules as a native handler through the same pipeline.
-pub async fn native(url: &str, stream: &str, target: u64) -> Result<Run> {
+pub async fn native(url: &str, stream: &str, target: u64, tuning: Tuning) -> Result<Run> {
     let name = "native";
-    let config = bench_config(url, bench_plugin(name, "native:order-validator", stream));
+    let config = bench_config(
+        url,
+        bench_plugin(name, "native:order-validator", stream, tuning),
+    );
     // Native instances still get a store, so the pipeline's bookkeeping is the same.
     let engine = WasmEngine::new(&engine_options(&config))?;
     let loaded = LoadedPlugin::native(&engine, name, super::native::validate_order);
@@ -60,15 +69,29 @@ pub async fn native(url: &str, stream: &str, target: u64) -> Result<Run> {
 }
 
 /// A plugin table with the product defaults, on its own group.
+/// Overrides of the product defaults, to try settings (`None`: the default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tuning {
+    /// `batch`: entries per `XREADGROUP`.
+    pub batch: Option<usize>,
+    /// `concurrency`: handler instances in parallel.
+    pub concurrency: Option<usize>,
+}
+
+/// A plugin table with the product defaults (unless tuned), on its own group.
 pub(crate) fn bench_plugin(
     name: &str,
     component: impl Into<std::path::PathBuf>,
     stream: &str,
+    tuning: Tuning,
 ) -> PluginConfig {
+    let defaults = PluginConfig::new(name, component, stream);
     PluginConfig {
         group: Some(format!("bench-{name}")),
         consumer: Some("bench".to_owned()),
-        ..PluginConfig::new(name, component, stream)
+        batch: tuning.batch.unwrap_or(defaults.batch),
+        concurrency: tuning.concurrency.unwrap_or(defaults.concurrency),
+        ..defaults
     }
 }
 

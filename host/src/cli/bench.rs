@@ -33,6 +33,12 @@ pub struct BenchArgs {
     /// Which runs to do, comma-separated (e.g. `wasm,native` while profiling).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = RunKind::ALL)]
     pub runs: Vec<RunKind>,
+    /// Try this `batch` instead of the default in the pipeline runs.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Try this `concurrency` instead of the default in the pipeline runs.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -64,6 +70,10 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         latency_rate: args.latency_rate,
         latency_duration: Duration::from_secs_f64(args.latency_secs),
         runs: args.runs,
+        tuning: bench::pipeline::Tuning {
+            batch: args.batch,
+            concurrency: args.concurrency,
+        },
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let report = bench::run(&options).await?;
