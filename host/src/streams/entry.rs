@@ -1,5 +1,7 @@
 //! Stream entries as read from Redis, parsed straight from replies without
-//! intermediate maps (field order and binary values are kept).
+//! intermediate maps (field order and binary values are kept). This file
+//! parses redis-rs reply values (claims, retries); the reader's hot path
+//! parses reply bytes instead ([`super::resp`]).
 
 use redis::Value;
 
@@ -23,46 +25,6 @@ pub struct ReplyError(pub String);
 
 fn unexpected(what: &str, v: &Value) -> ReplyError {
     ReplyError(format!("expected {what}, got {v:?}"))
-}
-
-/// Parses the reply of `XREADGROUP ... STREAMS <one stream> <id>`; every entry
-/// gets `attempt` (callers fix it up where Redis knows better). A nil reply
-/// (the block timed out) is no entries.
-pub fn parse_read_reply(reply: Value, attempt: u32) -> Result<Vec<Entry>, ReplyError> {
-    let streams = match reply {
-        Value::Nil => return Ok(Vec::new()),
-        Value::Array(streams) => streams
-            .into_iter()
-            .map(stream_entries)
-            .collect::<Result<Vec<_>, _>>()?,
-        Value::Map(pairs) => pairs
-            .into_iter()
-            .map(|(_, entries)| Ok(entries))
-            .collect::<Result<Vec<_>, _>>()?,
-        other => return Err(unexpected("an array of streams", &other)),
-    };
-    let mut out = Vec::new();
-    for entries in streams {
-        match entries {
-            Value::Array(items) => {
-                out.reserve(items.len());
-                for item in items {
-                    out.push(parse_entry(item, attempt)?);
-                }
-            }
-            Value::Nil => {}
-            other => return Err(unexpected("an array of entries", &other)),
-        }
-    }
-    Ok(out)
-}
-
-/// `[name, entries]` → entries.
-fn stream_entries(v: Value) -> Result<Value, ReplyError> {
-    match v {
-        Value::Array(mut pair) if pair.len() == 2 => Ok(pair.swap_remove(1)),
-        other => Err(unexpected("[stream, entries]", &other)),
-    }
 }
 
 /// `[id, [f1, v1, ...] | nil]` → an entry.
@@ -183,30 +145,29 @@ mod tests {
 
     #[test]
     fn parses_entries_and_trimmed_ones() {
-        let reply = Value::Array(vec![Value::Array(vec![
-            bulk("s"),
-            Value::Array(vec![
-                Value::Array(vec![
-                    bulk("1-0"),
-                    Value::Array(vec![bulk("a"), Value::BulkString(vec![0, 255])]),
-                ]),
-                Value::Array(vec![bulk("2-0"), Value::Nil]),
-            ]),
-        ])]);
-        let entries = parse_read_reply(reply, 1).unwrap();
-        assert_eq!(entries.len(), 2);
-        let f = entries[0].fields.as_ref().unwrap();
+        let entry = Value::Array(vec![
+            bulk("1-0"),
+            Value::Array(vec![bulk("a"), Value::BulkString(vec![0, 255])]),
+        ]);
+        let entry = parse_entry(entry, 1).unwrap();
+        let f = entry.fields.as_ref().unwrap();
         assert_eq!(
             (f[0].name.as_str(), f[0].value.as_slice()),
             ("a", &[0u8, 255][..])
         );
-        assert_eq!(entries[1].fields, None);
-        assert!(parse_read_reply(Value::Nil, 1).unwrap().is_empty());
+        let trimmed = parse_entry(Value::Array(vec![bulk("2-0"), Value::Nil]), 1).unwrap();
+        assert_eq!(trimmed.fields, None);
+        let claimed = Value::Array(vec![Value::Array(vec![
+            bulk("3-0"),
+            Value::Array(vec![bulk("a"), bulk("b")]),
+            Value::Int(4),
+        ])]);
+        assert_eq!(parse_claimed(claimed).unwrap()[0].attempt, 4);
     }
 
     #[test]
     fn malformed_replies_are_errors_not_panics() {
-        assert!(parse_read_reply(Value::Int(3), 1).is_err());
+        assert!(parse_claimed(Value::Int(3)).is_err());
         let odd = Value::Array(vec![bulk("1-0"), Value::Array(vec![bulk("a")])]);
         assert!(parse_entry(odd, 1).is_err());
     }
