@@ -186,6 +186,30 @@ async fn deploy_and_rollback_under_load_lose_nothing_and_handle_nothing_twice() 
     let history = deploy::versions(&mut conn, "marker").await.unwrap();
     assert_eq!(history.len(), 3);
     assert_eq!(history[2].action, "rollback to 1");
+
+    // `status` reports the deployed version, not the config file's.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        toml::to_string(&config(&url, vec![marker(artifacts::MARKER_V2, "x")])).unwrap(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(streamhost_bin())
+        .args(["status", "--json", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let version = &report["groups"][0]["version"];
+    assert_eq!(version["source"], "deployed");
+    assert_eq!(version["number"], 3);
+    assert_eq!(version["digest"], rolled.digest.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

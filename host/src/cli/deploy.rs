@@ -33,7 +33,7 @@ pub async fn deploy_cmd(
     let (url, limits) = resolve(target, plugin)?;
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     validate(plugin, &bytes, file, &limits).await?;
-    let mut conn = connect(&url).await?;
+    let mut conn = super::connect(&url).await?;
     let by = by.unwrap_or_else(crate::config::default_consumer_name);
     let v = deploy::deploy(&mut conn, plugin, &bytes, &by).await?;
     println!(
@@ -46,7 +46,7 @@ pub async fn deploy_cmd(
 /// Lists a plugin's versions and the refusals hosts reported.
 pub async fn versions_cmd(target: &Target, plugin: &str) -> anyhow::Result<ExitCode> {
     let (url, _) = resolve(target, plugin)?;
-    let mut conn = connect(&url).await?;
+    let mut conn = super::connect(&url).await?;
     let history = deploy::versions(&mut conn, plugin).await?;
     let current = deploy::current(&mut conn, plugin).await?;
     if history.is_empty() {
@@ -89,7 +89,7 @@ pub async fn rollback_cmd(
     by: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let (url, _) = resolve(target, plugin)?;
-    let mut conn = connect(&url).await?;
+    let mut conn = super::connect(&url).await?;
     let by = by.unwrap_or_else(crate::config::default_consumer_name);
     let v = deploy::rollback(&mut conn, plugin, version, &by).await?;
     println!(
@@ -145,29 +145,8 @@ fn resolve(target: &Target, plugin: &str) -> anyhow::Result<(String, LimitsConfi
         },
         None => LimitsConfig::default(),
     };
-    let url = target
-        .redis
-        .clone()
-        .or_else(|| config.map(|c| c.redis.url))
-        .or_else(|| std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| crate::config::RedisConfig::default().url);
+    let url = super::redis_url(target.redis.as_deref(), config.as_ref());
     Ok((url, limits))
-}
-
-async fn connect(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(url).with_context(|| format!("bad Redis URL {url:?}"))?;
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        client.get_multiplexed_async_connection(),
-    )
-    .await
-    .map_err(|_| {
-        anyhow::anyhow!(
-            "timed out connecting to Redis at {}",
-            crate::streams::redact(url)
-        )
-    })?
-    .with_context(|| format!("cannot connect to Redis at {}", crate::streams::redact(url)))
 }
 
 fn when(ms: u64) -> String {

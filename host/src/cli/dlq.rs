@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 
 use crate::dlq::{self, DeadLetter, Selection, meta};
@@ -63,17 +63,7 @@ pub enum DlqAction {
 /// Runs a `dlq` subcommand.
 pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
     let (url, stream) = target(&args)?;
-    let client =
-        redis::Client::open(url.as_str()).with_context(|| format!("bad Redis URL {url:?}"))?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to Redis at {}",
-                crate::streams::redact(&url)
-            )
-        })?;
+    let mut conn = super::connect(&url).await?;
     let mut out = std::io::stdout().lock();
     match args.action {
         DlqAction::List { count } => {
@@ -178,12 +168,7 @@ fn print_letter(out: &mut impl Write, d: &DeadLetter) -> std::io::Result<()> {
 /// Which Redis and which stream: explicit flags first, then the config.
 fn target(args: &DlqArgs) -> anyhow::Result<(String, String)> {
     let config = args.config.as_deref().map(super::load_config).transpose()?;
-    let url = args
-        .redis
-        .clone()
-        .or_else(|| config.as_ref().map(|c| c.redis.url.clone()))
-        .or_else(|| std::env::var("REDIS_URL").ok())
-        .unwrap_or_else(|| crate::config::RedisConfig::default().url);
+    let url = super::redis_url(args.redis.as_deref(), config.as_ref());
     if let Some(stream) = &args.stream {
         return Ok((url, stream.clone()));
     }

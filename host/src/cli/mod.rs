@@ -194,6 +194,29 @@ fn init_tracing(format: LogFormat, default_level: &str) {
     }
 }
 
+/// The Redis URL a command uses: `--redis`, then the config's (which
+/// `REDIS_URL` already overrides), then `REDIS_URL`, then the default.
+pub fn redis_url(flag: Option<&str>, config: Option<&crate::Config>) -> String {
+    flag.map(str::to_owned)
+        .or_else(|| config.map(|c| c.redis.url.clone()))
+        .or_else(|| std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| crate::config::RedisConfig::default().url)
+}
+
+/// A connection for a one-shot command, with the URL (password hidden) in errors.
+pub async fn connect(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    use anyhow::Context;
+    let client = redis::Client::open(url).with_context(|| format!("bad Redis URL {url:?}"))?;
+    let redacted = crate::streams::redact(url);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("timed out connecting to Redis at {redacted}"))?
+    .with_context(|| format!("cannot connect to Redis at {redacted}"))
+}
+
 /// Loads a config file and applies `REDIS_URL`.
 pub fn load_config(path: &std::path::Path) -> anyhow::Result<crate::Config> {
     let mut config = crate::Config::load(path)?;

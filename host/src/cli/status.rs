@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::Args;
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
@@ -98,9 +97,13 @@ pub struct GroupStatus {
 pub struct Version {
     /// `sha256:<hex>` of the component.
     pub digest: String,
-    /// `config`: the digest of the file the config names, which is what a host
-    /// started from this config runs.
+    /// `deployed`: the plugin's current version in Redis (`streamhost deploy`),
+    /// which every host runs; `config`: the digest of the file the config
+    /// names, which a host runs while nothing was deployed.
     pub source: &'static str,
+    /// The deployed version number, when `source` is `deployed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<u64>,
 }
 
 /// A dead-letter stream.
@@ -133,19 +136,23 @@ struct Target {
 /// Runs `streamhost status`.
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let (url, plugins) = resolve(&args)?;
-    let client =
-        redis::Client::open(url.as_str()).with_context(|| format!("bad Redis URL {url:?}"))?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to Redis at {}",
-                crate::streams::redact(&url)
-            )
-        })?;
+    let mut conn = super::connect(&url).await?;
     let targets = match plugins {
-        Some(plugins) => plugins.iter().map(plugin_target).collect(),
+        Some(plugins) => {
+            let mut targets = Vec::with_capacity(plugins.len());
+            for p in &plugins {
+                let mut target = plugin_target(p);
+                if let Some((number, digest)) = crate::deploy::current(&mut conn, &p.name).await? {
+                    target.version = Some(Version {
+                        digest,
+                        source: "deployed",
+                        number: Some(number),
+                    });
+                }
+                targets.push(target);
+            }
+            targets
+        }
         None => stream_targets(&mut conn, &args).await?,
     };
     let report = collect(&mut conn, &url, targets, args.rate).await?;
@@ -166,12 +173,7 @@ fn resolve(args: &StatusArgs) -> anyhow::Result<(String, Option<Vec<PluginConfig
         (None, None) => Some(super::load_config(std::path::Path::new("streamhost.toml"))?),
         (None, Some(_)) => None,
     };
-    let url = args
-        .redis
-        .clone()
-        .or_else(|| config.as_ref().map(|c| c.redis.url.clone()))
-        .or_else(|| std::env::var("REDIS_URL").ok())
-        .unwrap_or_else(|| crate::config::RedisConfig::default().url);
+    let url = super::redis_url(args.redis.as_deref(), config.as_ref());
     Ok((url, config.map(|c| c.plugins)))
 }
 
@@ -185,14 +187,14 @@ fn plugin_target(p: &PluginConfig) -> Target {
     }
 }
 
-/// The version a plugin runs. The config's component file is the only record
-/// today; when deploys record running versions in Redis, read them here first
-/// (and say so in `source`).
+/// The version a host started from this config runs while nothing is
+/// deployed (a deployed version, read from Redis, takes precedence).
 fn version_of(p: &PluginConfig) -> Option<Version> {
     let bytes = std::fs::read(&p.component).ok()?;
     Some(Version {
         digest: crate::plugin::digest(&bytes),
         source: "config",
+        number: None,
     })
 }
 
