@@ -189,22 +189,39 @@ pub async fn versions<C: ConnectionLike + Send>(
     conn: &mut C,
     plugin: &str,
 ) -> Result<Vec<Version>, Error> {
+    let rows = records(conn, &DeployKeys::new(plugin).versions).await?;
+    Ok(rows
+        .iter()
+        .map(|r| Version {
+            version: r.number("version"),
+            digest: r.text("digest"),
+            by: r.text("by"),
+            action: r.text("action"),
+            at_ms: r.number("at-ms"),
+        })
+        .collect())
+}
+
+/// One entry of a record stream (versions, refusals), by field name.
+struct Record(HashMap<String, String>);
+
+impl Record {
+    fn text(&self, field: &str) -> String {
+        self.0.get(field).cloned().unwrap_or_default()
+    }
+    fn number(&self, field: &str) -> u64 {
+        self.0.get(field).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+}
+
+async fn records<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<Vec<Record>, Error> {
     let rows: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-        .arg(DeployKeys::new(plugin).versions)
+        .arg(key)
         .arg("-")
         .arg("+")
         .query_async(conn)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(_, f)| Version {
-            version: f.get("version").and_then(|v| v.parse().ok()).unwrap_or(0),
-            digest: f.get("digest").cloned().unwrap_or_default(),
-            by: f.get("by").cloned().unwrap_or_default(),
-            action: f.get("action").cloned().unwrap_or_default(),
-            at_ms: f.get("at-ms").and_then(|v| v.parse().ok()).unwrap_or(0),
-        })
-        .collect())
+    Ok(rows.into_iter().map(|(_, fields)| Record(fields)).collect())
 }
 
 /// A stored component's bytes.
@@ -250,19 +267,14 @@ pub async fn refusals<C: ConnectionLike + Send>(
     conn: &mut C,
     plugin: &str,
 ) -> Result<Vec<Refusal>, Error> {
-    let rows: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-        .arg(DeployKeys::new(plugin).refusals)
-        .arg("-")
-        .arg("+")
-        .query_async(conn)
-        .await?;
+    let rows = records(conn, &DeployKeys::new(plugin).refusals).await?;
     Ok(rows
-        .into_iter()
-        .map(|(_, f)| Refusal {
-            host: f.get("host").cloned().unwrap_or_default(),
-            digest: f.get("digest").cloned().unwrap_or_default(),
-            error: f.get("error").cloned().unwrap_or_default(),
-            at_ms: f.get("at-ms").and_then(|v| v.parse().ok()).unwrap_or(0),
+        .iter()
+        .map(|r| Refusal {
+            host: r.text("host"),
+            digest: r.text("digest"),
+            error: r.text("error"),
+            at_ms: r.number("at-ms"),
         })
         .collect())
 }
