@@ -16,6 +16,9 @@ use crate::effects::{self, Commit, CommitTarget};
 use crate::plugin::{Message, PluginInstance};
 use crate::streams::Entry;
 
+/// Longest a handled entry waits in a worker before its ack is sent.
+const ACK_FLUSH: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Handles batches until the work queue closes and is empty.
 pub async fn run(
     ctx: Arc<PluginContext>,
@@ -27,8 +30,15 @@ pub async fn run(
     let mut instance: Option<PluginInstance> = None;
     while let Ok(batch) = work.recv().await {
         let mut acked = Vec::with_capacity(batch.len());
+        let mut flushed = Instant::now();
         for entry in batch {
             let id = entry.id.clone();
+            // Slow entries must not hold back the acks of fast ones: an entry
+            // left pending long enough is claimed and handled again elsewhere.
+            if !acked.is_empty() && flushed.elapsed() >= ACK_FLUSH {
+                let _ = acks.send(std::mem::take(&mut acked));
+                flushed = Instant::now();
+            }
             match handle(&ctx, &mut instance, entry, &mut conn).await {
                 Routed::Ack => acked.push(id),
                 Routed::Retry(request) => {
