@@ -104,14 +104,21 @@ impl streamhost::plugin::log::Host for HostState {
 /// Replaces control characters (terminal escape sequences included) so a guest
 /// cannot forge log lines or drive the operator's terminal.
 pub fn sanitize(message: &str) -> std::borrow::Cow<'_, str> {
-    if !message.chars().any(char::is_control) {
+    if !message.chars().any(is_unsafe) {
         return message.into();
     }
     message
         .chars()
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .map(|c| if is_unsafe(c) { '\u{FFFD}' } else { c })
         .collect::<String>()
         .into()
+}
+
+/// Control characters, and the bidirectional overrides and isolates that can
+/// make a log line read differently from what it contains.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
 }
 
 #[cfg(test)]
@@ -120,5 +127,7 @@ mod tests {
     fn sanitize_removes_escapes_and_newlines() {
         assert_eq!(super::sanitize("a\x1b[31mb\nc"), "a\u{FFFD}[31mb\u{FFFD}c");
         assert_eq!(super::sanitize("plain"), "plain");
+        assert_eq!(super::sanitize("ok \u{202E}gnp.exe"), "ok \u{FFFD}gnp.exe");
+        assert_eq!(super::sanitize("naïve ünïcode"), "naïve ünïcode");
     }
 }
