@@ -231,6 +231,20 @@ pub async fn settled(
     id_key(&last) >= id_key(last_produced) && pending_entries(conn, stream, group).await.is_empty()
 }
 
+/// Waits up to `timeout` for [`settled`].
+pub async fn wait_settled(
+    conn: &MultiplexedConnection,
+    stream: &str,
+    group: &str,
+    last_produced: &str,
+    timeout: std::time::Duration,
+) -> bool {
+    crate::wait_until(timeout, || async {
+        settled(&mut conn.clone(), stream, group, last_produced).await
+    })
+    .await
+}
+
 /// The account of a run against the producer's ledger of ids.
 #[derive(Debug, Default)]
 pub struct Account {

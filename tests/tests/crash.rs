@@ -50,12 +50,6 @@ async fn read_past(conn: &mut MultiplexedConnection, stream: &str, id: &str) -> 
         .is_some_and(|last| id_key(&last) >= id_key(id))
 }
 
-/// The last lines of a log, for failure messages.
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
 /// Stops a host with SIGTERM and checks that it drains and exits 0.
 fn terminate(host: &mut HostProcess) {
     host.signal("-TERM");
@@ -64,7 +58,7 @@ fn terminate(host: &mut HostProcess) {
         code,
         Some(0),
         "exit after SIGTERM; log:\n{}",
-        tail(&host.log())
+        host.log_tail()
     );
 }
 
@@ -91,7 +85,7 @@ async fn sigterm_under_load_acks_exactly_what_was_handled() {
         })
         .await,
         "host did not get going; log:\n{}",
-        tail(&host.log())
+        host.log_tail()
     );
 
     terminate(&mut host);
@@ -157,7 +151,7 @@ async fn restart_with_the_same_consumer_name_resumes_its_pending_entries() {
         })
         .await,
         "first host did not get going; log:\n{}",
-        tail(&first.log())
+        first.log_tail()
     );
     kill(&mut first);
     let held = ledger::pending_entries(&mut conn, stream, GROUP).await;
@@ -166,12 +160,9 @@ async fn restart_with_the_same_consumer_name_resumes_its_pending_entries() {
     let mut second = HostProcess::spawn(dir.path(), "second", &cfg);
     let last = ids.last().expect("ids").clone();
     assert!(
-        wait_until(Duration::from_secs(60), || async {
-            ledger::settled(&mut conn.clone(), stream, GROUP, &last).await
-        })
-        .await,
+        ledger::wait_settled(&conn, stream, GROUP, &last, Duration::from_secs(60)).await,
         "pending entries not resumed; log:\n{}",
-        tail(&second.log())
+        second.log_tail()
     );
     terminate(&mut second);
 
@@ -240,7 +231,7 @@ async fn kill_9_with_1000_pending_second_host_claims_them_nothing_lost() {
         })
         .await,
         "host A never held 1000 entries; log:\n{}",
-        tail(&host_a.log())
+        host_a.log_tail()
     );
     kill(&mut host_a);
     let held = ledger::pending_entries(&mut conn, stream, GROUP).await;
@@ -253,12 +244,9 @@ async fn kill_9_with_1000_pending_second_host_claims_them_nothing_lost() {
     );
     let last = ids.last().expect("ids").clone();
     assert!(
-        wait_until(Duration::from_secs(120), || async {
-            ledger::settled(&mut conn.clone(), stream, GROUP, &last).await
-        })
-        .await,
+        ledger::wait_settled(&conn, stream, GROUP, &last, Duration::from_secs(120)).await,
         "host B did not finish; log:\n{}",
-        tail(&host_b.log())
+        host_b.log_tail()
     );
     terminate(&mut host_b);
 
@@ -343,7 +331,7 @@ async fn host_stopped_past_min_idle_then_resumed_corrupts_nothing() {
         })
         .await,
         "host A never held 600 entries; log:\n{}",
-        tail(&host_a.log())
+        host_a.log_tail()
     );
     host_a.signal("-STOP");
     let held = ledger::pending_entries(&mut conn, stream, GROUP).await;
@@ -354,21 +342,18 @@ async fn host_stopped_past_min_idle_then_resumed_corrupts_nothing() {
         &config(&redis.url(), vec![recorder(stream, "host-b")]),
     );
     let last = ids.last().expect("ids").clone();
-    let settled = wait_until(Duration::from_secs(120), || async {
-        ledger::settled(&mut conn.clone(), stream, GROUP, &last).await
-    })
-    .await;
+    let settled = ledger::wait_settled(&conn, stream, GROUP, &last, Duration::from_secs(120)).await;
     host_a.signal("-CONT");
     assert!(
         settled,
         "host B did not finish; log:\n{}",
-        tail(&host_b.log())
+        host_b.log_tail()
     );
     let refused = "entry was claimed by another consumer meanwhile";
     assert!(
         ledger::wait_for_log(&host_a, refused, Duration::from_secs(30)).await,
         "host A's late dead-lettering was not refused; log:\n{}",
-        tail(&host_a.log())
+        host_a.log_tail()
     );
     // SIGTERM drains whatever host A still held: every late ack and
     // dead-letter attempt has happened once it exits.
@@ -541,7 +526,7 @@ async fn attempt_count_survives_a_crash_and_counts_against_max_attempts() {
         )
         .await,
         "log:\n{}",
-        tail(&host_a.log())
+        host_a.log_tail()
     );
     kill(&mut host_a);
     let mut host_b = HostProcess::spawn(dir.path(), "host-b", &with_retries("host-b"));
@@ -552,7 +537,7 @@ async fn attempt_count_survives_a_crash_and_counts_against_max_attempts() {
         })
         .await,
         "never dead-lettered; log:\n{}",
-        tail(&host_b.log())
+        host_b.log_tail()
     );
     terminate(&mut host_b);
 
@@ -607,7 +592,7 @@ async fn entry_that_keeps_killing_its_host_is_dead_lettered_after_max_attempts()
         assert!(
             ledger::wait_for_log(&host, &handling, Duration::from_secs(30)).await,
             "log:\n{}",
-            tail(&host.log())
+            host.log_tail()
         );
         kill(&mut host);
     }
@@ -625,7 +610,7 @@ async fn entry_that_keeps_killing_its_host_is_dead_lettered_after_max_attempts()
         })
         .await,
         "log:\n{}",
-        tail(&last_host.log())
+        last_host.log_tail()
     );
     terminate(&mut last_host);
 
@@ -712,10 +697,7 @@ async fn entries_deleted_while_pending_are_counted_and_dropped() {
     let m = host.metrics("recorder", stream);
     let last = ids.last().expect("ids").clone();
     assert!(
-        wait_until(Duration::from_secs(60), || async {
-            ledger::settled(&mut conn.clone(), stream, GROUP, &last).await
-        })
-        .await,
+        ledger::wait_settled(&conn, stream, GROUP, &last, Duration::from_secs(60)).await,
         "not settled"
     );
     host.stop().await;

@@ -13,11 +13,6 @@ fn plain(i: usize) -> Vec<(String, Vec<u8>)> {
     vec![("n".to_owned(), i.to_string().into_bytes())]
 }
 
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
 fn at_least(later: SystemTime, earlier: SystemTime, min: Duration, what: &str) {
     let gap = later.duration_since(earlier).unwrap_or_default();
     assert!(gap >= min, "{what}: {gap:?} apart, want at least {min:?}");
@@ -62,15 +57,12 @@ async fn flaky_entry_is_acked_on_attempt_n_plus_1_after_backoff_without_blocking
     assert!(
         only_flaky_pending,
         "others blocked behind a retry? log:\n{}",
-        tail(&host.log())
+        host.log_tail()
     );
     assert!(
-        wait_until(Duration::from_secs(30), || async {
-            ledger::settled(&mut conn.clone(), stream, "flaky", &last).await
-        })
-        .await,
+        ledger::wait_settled(&conn, stream, "flaky", &last, Duration::from_secs(30)).await,
         "flaky entry never acked; log:\n{}",
-        tail(&host.log())
+        host.log_tail()
     );
     let acked_by = SystemTime::now();
     host.signal("-TERM");
@@ -95,7 +87,7 @@ async fn flaky_entry_is_acked_on_attempt_n_plus_1_after_backoff_without_blocking
         attempts,
         [1, 2, 3],
         "failed attempts; log:\n{}",
-        tail(&host.log())
+        host.log_tail()
     );
     // Jitter takes up to 20% off the computed delay.
     let min = |attempt: u32| Duration::from_millis(INITIAL_MS << (attempt - 1)) * 4 / 5;
@@ -233,19 +225,16 @@ async fn redis_restarted_mid_run_with_aof_host_reconnects_and_loses_nothing() {
         })
         .await,
         "host did not get going; log:\n{}",
-        tail(&host.log())
+        host.log_tail()
     );
     let handled_before = ledger::recorder_handled(&host.log()).len();
     redis.restart(&aof).unwrap_or_else(|e| panic!("{e}"));
     let mut conn = connect(&redis.url()).await;
     let last = ids.last().expect("ids").clone();
     assert!(
-        wait_until(Duration::from_secs(120), || async {
-            ledger::settled(&mut conn.clone(), stream, "recorder", &last).await
-        })
-        .await,
+        ledger::wait_settled(&conn, stream, "recorder", &last, Duration::from_secs(120)).await,
         "host did not finish after the restart; log:\n{}",
-        tail(&host.log())
+        host.log_tail()
     );
     host.signal("-TERM");
     assert_eq!(host.wait(Duration::from_secs(30)), Some(0));
@@ -379,7 +368,7 @@ async fn an_eviction_policy_that_can_drop_streams_is_warned_about() {
         )
         .await,
         "no warning; log:\n{}",
-        tail(&host.log())
+        host.log_tail()
     );
 }
 
