@@ -247,6 +247,12 @@ impl PluginConfig {
             .unwrap_or_else(|| format!("state:{}:", self.name))
     }
 
+    /// The sorted set of the plugin's scheduled entries: named after its
+    /// source stream so it shares the stream's hash slot.
+    pub fn schedule_key(&self) -> String {
+        format!("{}:scheduled:{}", self.stream, self.name)
+    }
+
     /// The consumer name, defaulting to `<hostname>-<pid>`.
     pub fn consumer(&self) -> String {
         self.consumer.clone().unwrap_or_else(default_consumer_name)
@@ -399,6 +405,27 @@ pub struct LimitsConfig {
     /// Bytes of effect payload (names, fields, values) one invocation may buffer.
     #[serde(default = "default_max_effect_bytes")]
     pub max_effect_bytes: usize,
+    /// Core functions (with a body) a component may contain; checked before
+    /// compiling, since compile time and memory grow with them.
+    #[serde(default = "default_max_functions")]
+    pub max_functions: u64,
+    /// MiB of function bodies a component may contain; checked before compiling.
+    #[serde(default = "default_max_code_mib")]
+    pub max_code_mib: u64,
+    /// KiB of the largest single function body; checked before compiling
+    /// (one huge function is the slowest thing to compile).
+    #[serde(default = "default_max_function_kib")]
+    pub max_function_kib: u64,
+    /// Core module instances one component instance may create
+    /// (componentize-py output has about 40 once wasmtime adds its adapters).
+    #[serde(default = "default_max_core_instances")]
+    pub max_core_instances: u32,
+    /// Linear memories one component instance may create.
+    #[serde(default = "default_max_memories")]
+    pub max_memories: u32,
+    /// Tables one component instance may create.
+    #[serde(default = "default_max_tables")]
+    pub max_tables: u32,
 }
 
 impl Default for LimitsConfig {
@@ -411,6 +438,12 @@ impl Default for LimitsConfig {
             log_bytes: default_log_bytes(),
             max_effects: default_max_effects(),
             max_effect_bytes: default_max_effect_bytes(),
+            max_functions: default_max_functions(),
+            max_code_mib: default_max_code_mib(),
+            max_function_kib: default_max_function_kib(),
+            max_core_instances: default_max_core_instances(),
+            max_memories: default_max_memories(),
+            max_tables: default_max_tables(),
         }
     }
 }
@@ -435,6 +468,28 @@ fn default_max_effects() -> usize {
 }
 fn default_max_effect_bytes() -> usize {
     1 << 20
+}
+/// componentize-py 0.25 output has about 13,400 functions, componentize-js
+/// more; 900,000 empty functions took 61 s and 5.9 GB to compile.
+fn default_max_functions() -> u64 {
+    100_000
+}
+/// componentize-py output has 6.3 MiB of function bodies.
+fn default_max_code_mib() -> u64 {
+    48
+}
+/// CPython's largest function body is 417 KiB.
+fn default_max_function_kib() -> u64 {
+    4096
+}
+fn default_max_core_instances() -> u32 {
+    64
+}
+fn default_max_memories() -> u32 {
+    4
+}
+fn default_max_tables() -> u32 {
+    16
 }
 
 /// `[admin]`: the HTTP endpoint for metrics and health.
@@ -527,17 +582,7 @@ impl Config {
                 key: key(k),
                 reason: why.to_owned(),
             };
-            if p.name.trim().is_empty() {
-                return Err(invalid("name", "must not be empty"));
-            }
-            // Names appear in key names (`state:<name>:`); a colon would let
-            // plugin `a` reach plugin `a:b`'s state.
-            if p.name.contains([':', '{', '}']) || p.name.chars().any(char::is_whitespace) {
-                return Err(invalid(
-                    "name",
-                    "use letters, digits, '-', '_' or '.' (no ':', braces or spaces)",
-                ));
-            }
+            check_plugin_name(&p.name).map_err(|why| invalid("name", why))?;
             if let Some(other) = self.plugins[..i].iter().find(|o| {
                 let (a, b) = (o.state_prefix(), p.state_prefix());
                 a.starts_with(&b) || b.starts_with(&a)
@@ -550,6 +595,8 @@ impl Config {
                     ),
                 ));
             }
+            self.check_state_reach(p)
+                .map_err(|why| invalid("state.prefix", &why))?;
             if !names.insert(p.name.as_str()) {
                 return Err(invalid(
                     "name",
@@ -583,6 +630,7 @@ impl Config {
                     "fuel, timeout_ms and memory_mib must be positive",
                 ));
             }
+            check_pool_limits(&p.limits).map_err(|(k, why)| invalid(k, why))?;
             if p.dlq_stream() == p.stream {
                 return Err(invalid("dlq.stream", "must differ from the source stream"));
             }
@@ -644,6 +692,94 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Why a plugin name is unusable, if it is. Names appear in key names
+/// (`state:<name>:`, `{streamhost:deploy:<name>}`): a colon would let plugin
+/// `a` reach plugin `a:b`'s keys, braces would change the hash slot. The same
+/// rule holds for names given to `deploy`, `versions` and `rollback`.
+pub fn check_plugin_name(name: &str) -> Result<(), &'static str> {
+    if name.trim().is_empty() {
+        return Err("must not be empty");
+    }
+    if name.len() > 200
+        || !name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(
+            "use up to 200 letters, digits, '-', '_' or '.' (no ':', braces, spaces or control characters)",
+        );
+    }
+    Ok(())
+}
+
+/// Key prefixes of the host's own data (deployed components and their
+/// records); no plugin's state may reach into them.
+const HOST_KEY_PREFIXES: &[&str] = &["streamhost:", "{streamhost:"];
+
+impl Config {
+    /// A plugin's state keys are `<prefix><key>` for any key: the prefix must
+    /// not be empty and no stream, DLQ or schedule of any plugin, and none of
+    /// the host's own keys, may start with it.
+    fn check_state_reach(&self, p: &PluginConfig) -> Result<(), String> {
+        let prefix = p.state_prefix();
+        if prefix.is_empty() {
+            return Err(
+                "must not be empty: the plugin's kv effects could then write any key".into(),
+            );
+        }
+        if let Some(host) = HOST_KEY_PREFIXES
+            .iter()
+            .find(|h| h.starts_with(&prefix) || prefix.starts_with(*h))
+        {
+            return Err(format!(
+                "{prefix:?} overlaps the host's own keys ({host:?}: deployed components)"
+            ));
+        }
+        for (j, q) in self.plugins.iter().enumerate() {
+            let keys = [
+                ("stream", q.stream.clone()),
+                ("dlq.stream", q.dlq_stream()),
+                ("schedule", q.schedule_key()),
+            ];
+            if let Some((what, key)) = keys.iter().find(|(_, k)| k.starts_with(&prefix)) {
+                return Err(format!(
+                    "{prefix:?} would reach {key:?}, the {what} of plugin[{j}] ({:?}); state keys must not cover streams",
+                    q.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The per-instance counts size the pooling allocator (slots x count), so
+/// they must be at least 1 and stay far below what would reserve absurd
+/// amounts of address space.
+fn check_pool_limits(l: &LimitsConfig) -> Result<(), (&'static str, &'static str)> {
+    for (key, value, max) in [
+        ("limits.max_core_instances", l.max_core_instances, 1_000),
+        ("limits.max_memories", l.max_memories, 64),
+        ("limits.max_tables", l.max_tables, 1_000),
+    ] {
+        if value == 0 || value > max {
+            return Err((
+                key,
+                match key {
+                    "limits.max_memories" => "must be between 1 and 64",
+                    _ => "must be between 1 and 1000",
+                },
+            ));
+        }
+    }
+    if l.max_functions == 0 || l.max_code_mib == 0 || l.max_function_kib == 0 {
+        return Err((
+            "limits",
+            "max_functions, max_code_mib and max_function_kib must be positive",
+        ));
+    }
+    Ok(())
 }
 
 /// The hash tag of a key: what Redis Cluster hashes (`{tag}` when present and
@@ -771,6 +907,60 @@ mod tests {
         assert!(err.to_string().contains("allow.emit"), "{err}");
         assert_eq!(hash_tag("{a}b"), "a");
         assert_eq!(hash_tag("{}b"), "{}b");
+    }
+
+    fn two_plugins(extra_a: &str, extra_b: &str) -> String {
+        format!(
+            "[[plugin]]\nname = \"a\"\ncomponent = \"a.wasm\"\nstream = \"events:a\"\n{extra_a}\n[[plugin]]\nname = \"b\"\ncomponent = \"b.wasm\"\nstream = \"events:b\"\n{extra_b}\n"
+        )
+    }
+
+    #[test]
+    fn a_state_prefix_reaching_streams_or_host_keys_is_refused() {
+        Config::parse(&two_plugins("", "")).expect("default prefixes are fine");
+        for (prefix, needle) in [
+            ("", "must not be empty"),
+            ("events:", "\"events:a\""),
+            ("events:b", "plugin[1]"),
+            ("dlq:", "dlq.stream"),
+            ("streamhost:", "host's own keys"),
+            ("{streamhost:deploy:", "host's own keys"),
+            ("str", "host's own keys"),
+        ] {
+            let text = two_plugins(&format!("[plugin.state]\nprefix = {prefix:?}\n"), "");
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.contains("plugin[0].state.prefix"), "{prefix:?}: {err}");
+            assert!(err.contains(needle), "{prefix:?}: {err}");
+        }
+        let shared = two_plugins(
+            "[plugin.state]\nprefix = \"s:x:\"\n",
+            "[plugin.state]\nprefix = \"s:\"\n",
+        );
+        let err = Config::parse(&shared).unwrap_err().to_string();
+        assert!(err.contains("plugin[1].state.prefix"), "{err}");
+    }
+
+    #[test]
+    fn plugin_names_are_plain() {
+        for bad in ["", " ", "a:b{c}", "two words", "tab\t", "bell\u{7}"] {
+            assert!(check_plugin_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["order-validator", "v1.2_x", "zähler"] {
+            assert!(check_plugin_name(good).is_ok(), "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn pool_counts_are_keys_with_bounds() {
+        let base =
+            "[[plugin]]\nname = \"a\"\ncomponent = \"a.wasm\"\nstream = \"s\"\n[plugin.limits]\n";
+        let c = Config::parse(&format!("{base}max_core_instances = 100\n")).unwrap();
+        assert_eq!(c.plugins[0].limits.max_core_instances, 100);
+        let err = Config::parse(&format!("{base}max_memories = 0\n")).unwrap_err();
+        assert!(
+            err.to_string().contains("plugin[0].limits.max_memories"),
+            "{err}"
+        );
     }
 
     #[test]

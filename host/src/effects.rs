@@ -61,10 +61,24 @@ impl EffectPolicy {
     }
 }
 
-/// The sorted set of a plugin's scheduled entries: named after its source
-/// stream so it shares the stream's hash slot.
+/// Effects a component imports that its `[plugin.allow]` permits nowhere:
+/// each such call will be refused with `not-allowed` (`streamhost check`
+/// warns about them). `used` are the effect function names it imports.
+pub fn unpermitted<'u>(used: &'u [String], allow: &crate::config::AllowConfig) -> Vec<&'u str> {
+    used.iter()
+        .map(String::as_str)
+        .filter(|f| match *f {
+            "emit" => allow.emit.is_empty(),
+            "publish" => allow.publish.is_empty(),
+            "schedule" => allow.schedule.is_empty(),
+            _ => false,
+        })
+        .collect()
+}
+
+/// The sorted set of a plugin's scheduled entries (see [`PluginConfig::schedule_key`]).
 pub fn schedule_key(p: &PluginConfig) -> String {
-    format!("{}:scheduled:{}", p.stream, p.name)
+    p.schedule_key()
 }
 
 /// One buffered write.

@@ -55,8 +55,14 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("plugin {plugin:?}: component {} is {kind}, not a regular file", path.display())]
+    NotAFile {
+        plugin: String,
+        path: PathBuf,
+        kind: &'static str,
+    },
     #[error(
-        "plugin {plugin:?}: component is {size} bytes, over the limit of {limit} bytes (limits.max_component_mib)"
+        "plugin {plugin:?}: component is {size} bytes or more, over the limit of {limit} bytes (limits.max_component_mib)"
     )]
     TooLarge {
         plugin: String,
@@ -73,13 +79,31 @@ pub enum LoadError {
         "plugin {plugin:?}: component does not implement the `streamhost:plugin/handler` world: {detail}"
     )]
     WrongWorld { plugin: String, detail: String },
+    #[error("plugin {plugin:?}: {what} is malformed: {detail}")]
+    Malformed {
+        plugin: String,
+        what: String,
+        detail: String,
+    },
     #[error(
-        "plugin {plugin:?}: component imports `{import}`, which streamhost does not provide (allowed: {allowed})"
+        "plugin {plugin:?}: component imports {count} interface(s) streamhost does not provide: `{imports}` (allowed: {allowed})"
     )]
     ForbiddenImport {
         plugin: String,
-        import: String,
+        /// Every refused import, joined.
+        imports: String,
+        count: usize,
         allowed: &'static str,
+    },
+    #[error(
+        "plugin {plugin:?}: component has {found} {what}, over the limit of {limit} ({key}); refused before compiling"
+    )]
+    TooCostly {
+        plugin: String,
+        what: &'static str,
+        found: u64,
+        limit: u64,
+        key: &'static str,
     },
     #[error("plugin {plugin:?}: cannot compile component: {detail}")]
     Compile { plugin: String, detail: String },

@@ -32,13 +32,17 @@ pub fn engine_options(config: &Config) -> EngineOptions {
         .map(|p| p.limits.memory_mib)
         .max()
         .unwrap_or(64);
-    EngineOptions {
+    let options = EngineOptions {
         max_instances: u32::try_from(workers * 2 + 16).unwrap_or(u32::MAX),
         max_memory_bytes: usize::try_from(max_memory_mib.saturating_mul(1 << 20))
             .unwrap_or(usize::MAX),
-        pooling: true,
         cache_dir: config.cache.directory(),
-    }
+        ..EngineOptions::default()
+    };
+    config
+        .plugins
+        .iter()
+        .fold(options, |o, p| o.fitting(&p.limits))
 }
 
 /// Loads every plugin of a config: reads, checks, compiles and instantiates

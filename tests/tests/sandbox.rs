@@ -391,6 +391,153 @@ async fn escape_artist_is_refused_everything() {
     assert_eq!(run.hostile.rejected.get(), 0);
 }
 
+/// `socket-opener` loads (wasi:sockets is linked, every operation denied),
+/// and every socket operation fails inside the guest: its entries are acked
+/// (it rejects if anything succeeded) and the TCP listener and UDP socket it
+/// aims at see nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_opener_loads_and_every_socket_operation_fails() {
+    let _serial = serial().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("addr");
+    let udp = std::net::UdpSocket::bind(addr).expect("udp on the same port");
+    udp.set_nonblocking(true).expect("nonblocking");
+    let redis = start_redis();
+    let mut conn = connect(&redis.url()).await;
+    let n = 5;
+    produce(&mut conn, HOSTILE_STREAM, n, |_| {
+        vec![("addr".to_owned(), addr.to_string().into_bytes())]
+    })
+    .await;
+    let p = hostile("socket-opener", artifacts::SOCKET_OPENER, tight_limits());
+    let host = InProcessHost::start(config(&redis.url(), vec![p])).await;
+    let m = host.metrics("socket-opener", HOSTILE_STREAM);
+    let done = wait_until(WAIT, || async {
+        m.acked.get() + m.dead_lettered.get() >= n as u64
+    })
+    .await;
+    host.stop().await;
+    assert!(
+        done,
+        "{} acked, {} dead-lettered",
+        m.acked.get(),
+        m.dead_lettered.get()
+    );
+    let dlq = dlq_entries(&mut conn, &format!("dlq:{HOSTILE_STREAM}")).await;
+    assert!(dlq.is_empty(), "a socket operation succeeded: {dlq:?}");
+    assert_eq!(m.acked.get(), n as u64);
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a connection reached the listener"
+    );
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(udp.recv_from(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a datagram reached the UDP socket"
+    );
+}
+
+/// A plugin's `kv-delete` removes its own state and nothing else: a stream
+/// that happens to live under its state prefix survives (the commit script
+/// refuses a key that is not a string), and the entry is dead-lettered
+/// saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_delete_never_deletes_a_stream() {
+    let _serial = serial().await;
+    let redis = start_redis();
+    let mut conn = connect(&redis.url()).await;
+    produce(&mut conn, "state:probe:victim", 1, plain).await;
+    produce(&mut conn, HOSTILE_STREAM, 1, |_| {
+        vec![
+            ("op".to_owned(), b"delete".to_vec()),
+            ("target".to_owned(), b"victim".to_vec()),
+        ]
+    })
+    .await;
+    let mut p = plugin("probe", artifacts::EFFECTS_PROBE, HOSTILE_STREAM);
+    p.retry.max_attempts = 1;
+    let host = InProcessHost::start(config(&redis.url(), vec![p])).await;
+    let m = host.metrics("probe", HOSTILE_STREAM);
+    let done = wait_until(WAIT, || async { m.dead_lettered.get() >= 1 }).await;
+    host.stop().await;
+    assert!(done, "the entry was not dead-lettered");
+    assert_eq!(
+        xlen(&mut conn, "state:probe:victim").await,
+        1,
+        "the stream survived"
+    );
+    let dlq = dlq_entries(&mut conn, &format!("dlq:{HOSTILE_STREAM}")).await;
+    assert!(dlq[0].1.contains("WRONGTYPE"), "{dlq:?}");
+}
+
+/// `log("")` a million times is bounded like one long line: every call costs
+/// a fixed amount besides its bytes, and the budget running out is said once.
+/// Printing to stdout goes to the same budget, sanitized.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_log_lines_and_prints_are_bounded_by_the_log_budget() {
+    let _serial = serial().await;
+    let redis = start_redis();
+    let mut conn = connect(&redis.url()).await;
+    let modes = ["empty", "empty", "print"];
+    produce(&mut conn, HOSTILE_STREAM, modes.len(), |i| {
+        vec![("mode".to_owned(), modes[i].as_bytes().to_vec())]
+    })
+    .await;
+    let limits = LimitsConfig {
+        fuel: 10_000_000_000,
+        timeout_ms: 20_000,
+        ..LimitsConfig::default()
+    };
+    let flooder = hostile("log-flooder", artifacts::LOG_FLOODER, limits);
+    let log_bytes = flooder.limits.log_bytes;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&redis.url(), vec![flooder]);
+    let mut host = HostProcess::spawn(dir.path(), "empty-lines", &cfg);
+    let url = redis.url();
+    let done = wait_until(WAIT, || {
+        let url = url.clone();
+        async move {
+            let mut conn = connect(&url).await;
+            consumed(&mut conn, HOSTILE_STREAM, "log-flooder").await == modes.len() as u64
+                && pending_or_zero(&mut conn, HOSTILE_STREAM, "log-flooder").await == 0
+        }
+    })
+    .await;
+    host.signal("-TERM");
+    assert_eq!(host.wait(Duration::from_secs(30)), Some(0), "clean exit");
+    let text = host.log();
+    assert!(done, "not everything was handled; log:\n{}", tail(&text));
+    assert_eq!(xlen(&mut conn, &format!("dlq:{HOSTILE_STREAM}")).await, 0);
+    let guest_lines = text
+        .lines()
+        .filter(|l| l.contains("plugin") && l.contains("log-flooder"))
+        .count();
+    // Each call costs 64 bytes besides its own: at most log_bytes / 64 lines
+    // per invocation (plus the host's own lines about the plugin).
+    let bound = modes.len() * (log_bytes / 64 + 8);
+    assert!(
+        guest_lines < bound,
+        "{guest_lines} lines, over {bound}:\n{}",
+        tail(&text)
+    );
+    assert!(
+        text.contains("printed line 0"),
+        "print() reached the log:\n{}",
+        tail(&text)
+    );
+    assert!(
+        !text.contains("\x1b[31mRED"),
+        "a printed escape reached the log"
+    );
+    assert_eq!(
+        text.matches("exceeded its log budget").count(),
+        modes.len(),
+        "one budget warning per invocation:\n{}",
+        tail(&text)
+    );
+}
+
 /// In-process, where no log is written at all, the flood still costs only
 /// the flooder: its entries are acked (the budget drops lines, it does not
 /// fail the entry) and the validator's entries all go through.
@@ -672,6 +819,22 @@ async fn bad_components_are_refused_at_load() {
     // The smallest valid core module: magic and version 1, no sections.
     let core = write(dir.path(), "core.wasm", b"\0asm\x01\0\0\0");
     let start_traps = write(dir.path(), "start-traps.wasm", &start_trapping_component());
+    let http = write(
+        dir.path(),
+        "http.wasm",
+        &synth::importing(&[
+            "wasi:http/types@0.2.10",
+            "wasi:http/outgoing-handler@0.2.10",
+        ]),
+    );
+    let bomb = write(dir.path(), "bomb.wasm", &synth::empty_functions(200_000));
+    // A module declaring 4 MiB of initial memory, under a 1 MiB limit.
+    let mut tight_memory = plugin(
+        "tight-memory",
+        &write(dir.path(), "big-memory.wasm", &synth::memory_pages(64)),
+        "s",
+    );
+    tight_memory.limits.memory_mib = 1;
     let cases: Vec<(PluginConfig, &[&str])> = vec![
         (too_big, &["over the limit", "max_component_mib"]),
         (
@@ -687,8 +850,28 @@ async fn bad_components_are_refused_at_load() {
             &["handler", "handle"],
         ),
         (
-            plugin("socket-opener", artifacts::SOCKET_OPENER, "s"),
-            &["wasi:sockets"],
+            plugin("http-client", &http, "s"),
+            &[
+                "2 interface(s)",
+                "wasi:http/types@0.2.10",
+                "wasi:http/outgoing-handler@0.2.10",
+            ],
+        ),
+        (
+            plugin("bomb", &bomb, "s"),
+            &[
+                "200000 functions",
+                "limits.max_functions",
+                "before compiling",
+            ],
+        ),
+        (
+            plugin("zero", "/dev/zero", "s"),
+            &["/dev/zero", "character device"],
+        ),
+        (
+            tight_memory,
+            &["MiB of initial linear memory", "limits.memory_mib"],
         ),
         (
             plugin("start-traps", &start_traps, "s"),
@@ -742,7 +925,7 @@ async fn run_refuses_to_start_with_a_bad_plugin() {
         &redis.url(),
         vec![
             plugin(VALIDATOR, artifacts::ORDER_VALIDATOR, "a"),
-            plugin("sockets", artifacts::SOCKET_OPENER, "b"),
+            plugin("wrong", artifacts::WRONG_WORLD, "b"),
         ],
     );
     let mut host = HostProcess::spawn(dir.path(), "bad", &cfg);
@@ -754,7 +937,7 @@ async fn run_refuses_to_start_with_a_bad_plugin() {
     );
     let log = host.log();
     assert!(
-        log.contains("plugin \"sockets\"") && log.contains("wasi:sockets"),
+        log.contains("plugin \"wrong\"") && log.contains("`handle`"),
         "{log}"
     );
     assert_eq!(

@@ -19,6 +19,12 @@ pub async fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
             pc.stream,
             pc.group()
         );
+        for effect in crate::effects::unpermitted(&p.effects_used, &pc.allow) {
+            println!(
+                "warning: plugin {:?} imports `{effect}`, but [plugin.allow] {effect} is empty: every {effect} it makes will be refused (not-allowed)",
+                p.name
+            );
+        }
     }
     println!(
         "{}: {} plugin(s) valid",

@@ -31,7 +31,7 @@ pub async fn deploy_cmd(
     by: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let (url, limits) = resolve(target, plugin)?;
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let bytes = crate::plugin::registry::read_component(plugin, file, &limits)?;
     validate(plugin, &bytes, file, &limits).await?;
     let mut conn = super::connect(&url).await?;
     let by = by.unwrap_or_else(crate::config::default_consumer_name);
@@ -108,10 +108,10 @@ async fn validate(
 ) -> anyhow::Result<()> {
     // Sized like a host running this plugin, so what passes here passes there.
     let options = EngineOptions {
-        max_memory_bytes: usize::try_from(limits.memory_mib.saturating_mul(1 << 20))
-            .unwrap_or(usize::MAX),
+        max_memory_bytes: 0,
         ..EngineOptions::default()
-    };
+    }
+    .fitting(limits);
     let engine = WasmEngine::new(&options)?;
     let (name, bytes, what, limits) = (
         plugin.to_owned(),
@@ -130,6 +130,11 @@ async fn validate(
 
 /// The Redis URL and the plugin's limits (defaults without a config).
 fn resolve(target: &Target, plugin: &str) -> anyhow::Result<(String, LimitsConfig)> {
+    // A name the config would refuse could never be run; refuse it here too.
+    crate::config::check_plugin_name(plugin).map_err(|why| crate::error::ConfigError::Invalid {
+        key: "plugin".into(),
+        reason: format!("{plugin:?}: {why}"),
+    })?;
     let config = target
         .config
         .as_deref()

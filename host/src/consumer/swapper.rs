@@ -140,6 +140,9 @@ async fn load(ctx: &PluginContext, bytes: Vec<u8>, what: String) -> Result<Loade
         ctx.plugin.name.to_string(),
         ctx.config.limits.clone(),
     );
+    // One candidate compiles at a time, host-wide: a deploy to every plugin
+    // at once (or a hostile one) takes one compile's CPU and memory, not N.
+    let _permit = crate::plugin::registry::candidate_permit().await;
     let loaded = tokio::task::spawn_blocking(move || {
         LoadedPlugin::load_bytes(&engine, &name, &bytes, &what, &limits)
     })
@@ -186,7 +189,17 @@ pub async fn watch_file(ctx: Arc<PluginContext>, path: PathBuf, shutdown: Cancel
             continue;
         }
         seen = modified;
-        let Ok(bytes) = tokio::fs::read(&path).await else {
+        // Bounded like a load at start (a FIFO or device never hangs it).
+        let (name, file, limits) = (
+            ctx.plugin.name.to_string(),
+            path.clone(),
+            ctx.config.limits.clone(),
+        );
+        let Ok(Ok(bytes)) = tokio::task::spawn_blocking(move || {
+            crate::plugin::registry::read_component(&name, &file, &limits)
+        })
+        .await
+        else {
             continue;
         };
         if crate::plugin::digest(&bytes) == *ctx.running().digest {

@@ -10,7 +10,8 @@ use wasmtime::{
     Strategy,
 };
 
-use super::limits::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
+use super::limits::MAX_TABLE_ELEMENTS;
+use crate::config::LimitsConfig;
 use crate::error::Error;
 
 /// How often the epoch advances: the granularity of wall-clock limits, and how
@@ -31,6 +32,12 @@ pub struct EngineOptions {
     pub max_instances: u32,
     /// The largest `limits.memory_mib` of any plugin, in bytes.
     pub max_memory_bytes: usize,
+    /// The largest `limits.max_core_instances` of any plugin.
+    pub max_core_instances: u32,
+    /// The largest `limits.max_memories` of any plugin.
+    pub max_memories: u32,
+    /// The largest `limits.max_tables` of any plugin.
+    pub max_tables: u32,
     /// Use the pooling allocator (preallocated slots, copy-on-write images).
     pub pooling: bool,
     /// Directory of the compiled-code cache (keyed by component bytes and
@@ -43,9 +50,25 @@ impl Default for EngineOptions {
         EngineOptions {
             max_instances: 64,
             max_memory_bytes: 64 << 20,
+            max_core_instances: LimitsConfig::default().max_core_instances,
+            max_memories: LimitsConfig::default().max_memories,
+            max_tables: LimitsConfig::default().max_tables,
             pooling: true,
             cache_dir: None,
         }
+    }
+}
+
+impl EngineOptions {
+    /// These options with pool counts and memory raised to fit `limits`.
+    pub fn fitting(mut self, limits: &LimitsConfig) -> EngineOptions {
+        let memory =
+            usize::try_from(limits.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        self.max_memory_bytes = self.max_memory_bytes.max(memory);
+        self.max_core_instances = self.max_core_instances.max(limits.max_core_instances);
+        self.max_memories = self.max_memories.max(limits.max_memories);
+        self.max_tables = self.max_tables.max(limits.max_tables);
+        self
     }
 }
 
@@ -64,6 +87,7 @@ struct Ticker {
 impl WasmEngine {
     /// Builds the engine: Cranelift, fuel, epochs, guard pages, bounded stack.
     pub fn new(options: &EngineOptions) -> Result<Arc<WasmEngine>, Error> {
+        low_priority_compile_threads();
         let mut config = Config::new();
         config
             .strategy(Strategy::Cranelift)
@@ -99,21 +123,26 @@ impl WasmEngine {
     }
 }
 
-/// Pool sizes derived from the per-instance limits in `limits.rs`: every
-/// component instance that passes those limits finds its memories, tables and
-/// core instances in the pool, so the only way to exhaust the pool is to have
+/// Pool sizes derived from the plugins' per-instance limits (the largest of
+/// each `limits.max_*` count): every component instance that passes its
+/// plugin's limits finds its memories, tables and core instances in the pool, so the only way to exhaust the pool is to have
 /// more component instances alive than `max_instances` (then instantiation
 /// fails with a clear error and the entry is retried later).
 fn pool_config(options: &EngineOptions) -> PoolingAllocationConfig {
     let slots = options.max_instances.max(8);
+    let (instances, memories, tables) = (
+        options.max_core_instances.max(1),
+        options.max_memories.max(1),
+        options.max_tables.max(1),
+    );
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
-        .total_core_instances(slots.saturating_mul(MAX_CORE_INSTANCES))
-        .max_core_instances_per_component(MAX_CORE_INSTANCES)
-        .total_memories(slots.saturating_mul(MAX_MEMORIES))
-        .max_memories_per_component(MAX_MEMORIES)
-        .total_tables(slots.saturating_mul(MAX_TABLES))
-        .max_tables_per_component(MAX_TABLES)
+        .total_core_instances(slots.saturating_mul(instances))
+        .max_core_instances_per_component(instances)
+        .total_memories(slots.saturating_mul(memories))
+        .max_memories_per_component(memories)
+        .total_tables(slots.saturating_mul(tables))
+        .max_tables_per_component(tables)
         .table_elements(MAX_TABLE_ELEMENTS)
         // One fiber stack per call in flight; at most one call per instance.
         .total_stacks(slots)
@@ -131,6 +160,27 @@ fn pool_config(options: &EngineOptions) -> PoolingAllocationConfig {
         .table_keep_resident(KEEP_RESIDENT)
         .pagemap_scan(Enabled::Auto);
     pool
+}
+
+/// Builds rayon's global pool, where wasmtime compiles functions in
+/// parallel, with threads at a low CPU priority (nice 10): a hot-swap
+/// candidate being compiled then takes only CPU the running plugins leave
+/// idle. Once per process; if the pool exists already, it is left as is.
+fn low_priority_compile_threads() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let built = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("compile-{i}"))
+            .start_handler(|_| {
+                // On Linux, PRIO_PROCESS with 0 names the calling thread.
+                // SAFETY: setpriority only reads its integer arguments.
+                unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+            })
+            .build_global();
+        if let Err(e) = built {
+            tracing::debug!(error = %e, "compile threads keep their priority");
+        }
+    });
 }
 
 /// Bytes of a freed memory or table reset in place rather than decommitted.

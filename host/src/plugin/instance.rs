@@ -53,11 +53,9 @@ enum Guest {
 impl LoadedPlugin {
     /// A fresh instance with the plugin's limits applied.
     pub async fn instantiate(&self) -> Result<PluginInstance, LoadError> {
-        let memory =
-            usize::try_from(self.limits.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         let mut store = Store::new(
             self.engine.engine(),
-            HostState::new(self.name.clone(), memory, self.effects.clone()),
+            HostState::new(self.name.clone(), &self.limits, self.effects.clone()),
         );
         store.limiter(|s| &mut s.limiter);
         store.set_hostcall_fuel(HOSTCALL_FUEL);
@@ -101,7 +99,11 @@ impl LoadedPlugin {
                         self.limits.timeout_ms
                     ))
                 })?
-                .map_err(|e| instantiate_err(crate::dispatch::trap_message(&e)))?,
+                .map_err(|e| {
+                    instantiate_err(super::limits::name_the_key(crate::dispatch::trap_message(
+                        &e,
+                    )))
+                })?,
             ),
             Code::Native(handler) => Guest::Native(*handler),
         };
@@ -163,6 +165,9 @@ impl PluginInstance {
             state.limiter.refused = false;
             state.log_budget = limits.log_bytes;
             state.log_dropped = 0;
+            state.log_dropped_lines = 0;
+            // Output of instantiation (or of a host bug) is not this entry's.
+            let _ = (state.stdout.take(), state.stderr.take());
             state.entry_id.clone_from(&msg.id);
             state.effects.clear();
         }
@@ -185,6 +190,7 @@ impl PluginInstance {
             Guest::Native(handler) => Ok(handler(msg)),
         };
         let elapsed = started.elapsed();
+        self.store.data_mut().flush_output();
         let fuel = limits
             .fuel
             .saturating_sub(self.store.get_fuel().unwrap_or(0));
@@ -193,7 +199,7 @@ impl PluginInstance {
             timed_out: state.timed_out,
             memory_refused: state.limiter.refused,
         };
-        let log_dropped = state.log_dropped;
+        let (log_dropped, log_dropped_lines) = (state.log_dropped, state.log_dropped_lines);
         let outcome = classify(result, signals);
         if let Some(tap) = &self.tap {
             tap(msg, &outcome);
@@ -201,8 +207,8 @@ impl PluginInstance {
         if matches!(outcome, Outcome::Trap(..)) {
             self.poisoned = true;
         }
-        if log_dropped > 0 {
-            tracing::warn!(plugin = %state.plugin, id = %msg.id, log_dropped, "plugin exceeded its log budget; output dropped");
+        if log_dropped > 0 || log_dropped_lines > 0 {
+            tracing::warn!(plugin = %state.plugin, id = %msg.id, log_dropped, log_dropped_lines, log_bytes = limits.log_bytes, "plugin exceeded its log budget (limits.log_bytes); the rest of this invocation's output was dropped");
         }
         if outcome != Outcome::Ok {
             // Effects of a failed attempt never happen.

@@ -3,23 +3,35 @@
 //! tables a store may create, and the remembering of refusals so a trap that
 //! follows is classified as "memory limit".
 //!
-//! The pooling allocator (see `engine.rs`) is sized from the same constants,
-//! so a component that passes these limits always finds a pool slot.
+//! The counts are the plugin's `limits.max_core_instances`, `max_memories`
+//! and `max_tables`; the pooling allocator (see `engine.rs`) is sized from the
+//! largest of each, so a component that passes these limits finds a pool slot.
 
 use wasmtime::ResourceLimiter;
 
-/// Linear memories one instance may create. Rust components have one.
-pub const MAX_MEMORIES: u32 = 2;
-/// Tables one instance may create (the main module's, plus the small
-/// indirection tables `wit-component` adds for imports).
-pub const MAX_TABLES: u32 = 8;
-/// Core module instances one component instance may create.
-pub const MAX_CORE_INSTANCES: u32 = 16;
 /// Elements one table may hold. Also the pooling allocator's per-table slot size.
 pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 /// What one table element is charged against the memory budget: a funcref is
 /// a pointer in wasmtime's table representation.
 const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+
+/// Wasmtime's refusals (the pool's at compile time, the store's limiter's at
+/// instantiation) name its own settings or none: say which key raises them.
+pub(crate) fn name_the_key(detail: String) -> String {
+    let has = |needles: &[&str]| needles.iter().any(|n| detail.contains(n));
+    let key = if has(&["core module instances", "instance count too high"]) {
+        "limits.max_core_instances"
+    } else if has(&["linear memories", "memory count too high"]) {
+        "limits.max_memories"
+    } else if has(&["tables, which", "table count too high"]) {
+        "limits.max_tables"
+    } else if has(&["memory does not fit"]) {
+        "limits.memory_mib"
+    } else {
+        return detail;
+    };
+    format!("{detail} (raise {key})")
+}
 
 /// A [`ResourceLimiter`] that charges every memory and table of an instance
 /// against one byte budget (`limits.memory_mib`) and traps on any refused or
@@ -31,15 +43,39 @@ pub struct Limiter {
     used: usize,
     /// Set when a grow was refused or failed; reset per invocation.
     pub(crate) refused: bool,
+    counts: Counts,
+}
+
+/// How many core instances, memories and tables one instance may create.
+#[derive(Debug, Clone, Copy)]
+pub struct Counts {
+    /// `limits.max_core_instances`.
+    pub core_instances: u32,
+    /// `limits.max_memories`.
+    pub memories: u32,
+    /// `limits.max_tables`.
+    pub tables: u32,
+}
+
+impl Counts {
+    /// The counts of a plugin's limits.
+    pub fn of(limits: &crate::config::LimitsConfig) -> Counts {
+        Counts {
+            core_instances: limits.max_core_instances,
+            memories: limits.max_memories,
+            tables: limits.max_tables,
+        }
+    }
 }
 
 impl Limiter {
     /// A limiter with `budget` bytes for all memories and tables of one instance.
-    pub fn new(budget: usize) -> Limiter {
+    pub fn new(budget: usize, counts: Counts) -> Limiter {
         Limiter {
             budget,
             used: 0,
             refused: false,
+            counts,
         }
     }
 
@@ -113,15 +149,15 @@ impl ResourceLimiter for Limiter {
     }
 
     fn instances(&self) -> usize {
-        MAX_CORE_INSTANCES as usize
+        self.counts.core_instances as usize
     }
 
     fn tables(&self) -> usize {
-        MAX_TABLES as usize
+        self.counts.tables as usize
     }
 
     fn memories(&self) -> usize {
-        MAX_MEMORIES as usize
+        self.counts.memories as usize
     }
 }
 
@@ -129,9 +165,13 @@ impl ResourceLimiter for Limiter {
 mod tests {
     use super::*;
 
+    fn counts() -> Counts {
+        Counts::of(&crate::config::LimitsConfig::default())
+    }
+
     #[test]
     fn all_memories_and_tables_share_one_budget() {
-        let mut l = Limiter::new(10 << 20);
+        let mut l = Limiter::new(10 << 20, counts());
         assert!(l.memory_growing(0, 4 << 20, None).unwrap());
         assert!(l.memory_growing(0, 4 << 20, None).unwrap());
         // A third memory of 4 MiB would pass a per-memory limit; not the shared one.
@@ -144,7 +184,7 @@ mod tests {
 
     #[test]
     fn growth_is_charged_by_its_increment() {
-        let mut l = Limiter::new(8 << 20);
+        let mut l = Limiter::new(8 << 20, counts());
         assert!(l.memory_growing(0, 1 << 20, None).unwrap());
         assert!(l.memory_growing(1 << 20, 8 << 20, None).unwrap());
         assert!(!l.refused);
@@ -153,16 +193,16 @@ mod tests {
 
     #[test]
     fn declared_maximum_and_table_cap_are_enforced() {
-        let mut l = Limiter::new(usize::MAX);
+        let mut l = Limiter::new(usize::MAX, counts());
         assert!(l.memory_growing(0, 2 << 20, Some(1 << 20)).is_err());
-        let mut l = Limiter::new(usize::MAX);
+        let mut l = Limiter::new(usize::MAX, counts());
         assert!(l.table_growing(0, MAX_TABLE_ELEMENTS + 1, None).is_err());
         assert!(l.refused);
     }
 
     #[test]
     fn failed_grows_trap_and_are_remembered() {
-        let mut l = Limiter::new(1 << 20);
+        let mut l = Limiter::new(1 << 20, counts());
         let err = l
             .memory_grow_failed(wasmtime::Error::msg("mmap failed"))
             .unwrap_err();

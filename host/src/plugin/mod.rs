@@ -6,6 +6,8 @@ pub mod engine;
 pub mod instance;
 pub mod limits;
 pub mod native;
+pub mod output;
+pub mod preflight;
 pub mod registry;
 pub mod state;
 

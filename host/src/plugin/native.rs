@@ -41,6 +41,7 @@ impl LoadedPlugin {
             code: Code::Native(handler),
             engine: engine.clone(),
             tap: None,
+            effects_used: Vec::new(),
         }
     }
 

@@ -11,15 +11,18 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use super::bindings::{Handler, HandlerPre};
 use super::engine::WasmEngine;
 use super::native::{Code, InvocationTap};
+use super::preflight;
 use super::state::HostState;
 use crate::config::LimitsConfig;
 use crate::effects::EffectPolicy;
 use crate::error::LoadError;
 
-/// Import prefixes a handler may use. WASI is linked because every
-/// `wasm32-wasip2` guest imports parts of it through `std`; the context grants
-/// no files, env, args, stdio or network, so these give only clocks and randomness.
-/// `wasi:sockets` is neither allowed nor linked (see `add_wasi_to_linker`).
+/// Import prefixes a handler may use. Every one is linked with no ambient
+/// authority (see `state.rs` and SECURITY.md): no preopened directories, an
+/// empty environment and no arguments, stdin empty, stdout and stderr into the
+/// plugin's bounded log, and `wasi:sockets` linked with every operation
+/// denied (no address allowed, no name lookup, no TCP, no UDP), because stock
+/// toolchains (CPython's libc in componentize-py) import it whatever the world.
 pub const ALLOWED_IMPORTS: &[&str] = &[
     "streamhost:plugin/",
     "wasi:cli/environment@",
@@ -32,9 +35,10 @@ pub const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:clocks/",
     "wasi:random/",
     "wasi:filesystem/",
+    "wasi:sockets/",
 ];
 
-const ALLOWED_SUMMARY: &str = "streamhost:plugin/*, wasi:cli (environment, exit, stdio, terminal), wasi:io, wasi:clocks, wasi:random, wasi:filesystem";
+const ALLOWED_SUMMARY: &str = "streamhost:plugin/*, wasi:cli (environment, exit, stdio, terminal), wasi:io, wasi:clocks, wasi:random, wasi:filesystem (no preopens), wasi:sockets (every operation denied)";
 
 /// A validated, compiled, pre-linked handler component.
 pub struct LoadedPlugin {
@@ -51,6 +55,8 @@ pub struct LoadedPlugin {
     pub(crate) engine: Arc<WasmEngine>,
     /// Sees every invocation as it returns (the benchmark's latency probe).
     pub(crate) tap: Option<InvocationTap>,
+    /// Effect functions the component imports (`emit`, `kv-get`, ...).
+    pub effects_used: Vec<String>,
 }
 
 impl LoadedPlugin {
@@ -61,14 +67,7 @@ impl LoadedPlugin {
         path: &Path,
         limits: &LimitsConfig,
     ) -> Result<LoadedPlugin, LoadError> {
-        let read_err = |source| LoadError::Read {
-            plugin: name.to_owned(),
-            path: path.to_owned(),
-            source,
-        };
-        let size = std::fs::metadata(path).map_err(read_err)?.len();
-        check_size(name, size, limits)?;
-        let bytes = std::fs::read(path).map_err(read_err)?;
+        let bytes = read_component(name, path, limits)?;
         LoadedPlugin::load_bytes(engine, name, &bytes, &path.display().to_string(), limits)
     }
 
@@ -82,11 +81,17 @@ impl LoadedPlugin {
     ) -> Result<LoadedPlugin, LoadError> {
         check_size(name, bytes.len() as u64, limits)?;
         check_format(name, bytes, what)?;
+        let shape = preflight::shape(bytes).map_err(|detail| LoadError::Malformed {
+            plugin: name.to_owned(),
+            what: what.to_owned(),
+            detail,
+        })?;
+        check_imports(name, &shape)?;
+        check_cost(name, &shape, limits)?;
         let component = Component::new(engine.engine(), bytes).map_err(|e| LoadError::Compile {
             plugin: name.to_owned(),
-            detail: format!("{e:#}"),
+            detail: super::limits::name_the_key(format!("{e:#}")),
         })?;
-        check_imports(name, engine, &component)?;
         check_exports(name, engine, &component)?;
         let linker = linker(engine).map_err(|e| LoadError::Compile {
             plugin: name.to_owned(),
@@ -111,6 +116,7 @@ impl LoadedPlugin {
             code: Code::Wasm(pre),
             engine: engine.clone(),
             tap: None,
+            effects_used: shape.effects_used,
         })
     }
 }
@@ -120,6 +126,74 @@ impl LoadedPlugin {
     pub fn with_effects(mut self, policy: EffectPolicy) -> LoadedPlugin {
         self.effects = Arc::new(policy);
         self
+    }
+}
+
+/// Reads a component file, never more than `limits.max_component_mib` (+1
+/// byte, to tell "too large"), whatever the file is. It is opened without
+/// blocking (opening a FIFO otherwise waits for a writer) and refused unless
+/// the opened file is a regular one (`/dev/zero` never ends); a regular file
+/// that grows while read is cut off at the limit.
+pub fn read_component(
+    name: &str,
+    path: &Path,
+    limits: &LimitsConfig,
+) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let read_err = |source| LoadError::Read {
+        plugin: name.to_owned(),
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_err)?;
+    let kind = file.metadata().map_err(read_err)?.file_type();
+    if !kind.is_file() {
+        return Err(LoadError::NotAFile {
+            plugin: name.to_owned(),
+            path: path.to_owned(),
+            kind: file_kind(&kind),
+        });
+    }
+    let limit = limits.max_component_mib.saturating_mul(1 << 20);
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    check_size(name, bytes.len() as u64, limits)?;
+    Ok(bytes)
+}
+
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+/// Waits for the right to compile a hot-swap candidate: one at a time per
+/// process, so deploys never compile in parallel beside running plugins.
+pub async fn candidate_permit() -> tokio::sync::SemaphorePermit<'static> {
+    static CANDIDATES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    // Never closed, so acquiring cannot fail; fall back to waiting forever
+    // rather than panicking if it ever were.
+    match CANDIDATES.acquire().await {
+        Ok(permit) => permit,
+        Err(_) => std::future::pending().await,
     }
 }
 
@@ -161,14 +235,85 @@ fn check_format(name: &str, bytes: &[u8], what: &str) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn check_imports(name: &str, engine: &WasmEngine, component: &Component) -> Result<(), LoadError> {
-    let ty = component.component_type();
-    for (import, _) in ty.imports(engine.engine()) {
-        if !ALLOWED_IMPORTS.iter().any(|p| import.starts_with(p)) {
-            return Err(LoadError::ForbiddenImport {
+/// Every import outside [`ALLOWED_IMPORTS`], listed in one error (wasmtime's
+/// linker would refuse them too, but only after compiling, and one at a time).
+fn check_imports(name: &str, shape: &preflight::Shape) -> Result<(), LoadError> {
+    let refused: Vec<&str> = shape
+        .imports
+        .iter()
+        .filter(|i| !ALLOWED_IMPORTS.iter().any(|p| i.starts_with(p)))
+        .map(String::as_str)
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(LoadError::ForbiddenImport {
+        plugin: name.to_owned(),
+        imports: refused.join("`, `"),
+        count: refused.len(),
+        allowed: ALLOWED_SUMMARY,
+    })
+}
+
+/// What compiling and instantiating would cost, against the plugin's limits.
+fn check_cost(
+    name: &str,
+    shape: &preflight::Shape,
+    limits: &LimitsConfig,
+) -> Result<(), LoadError> {
+    let mib = |bytes: u64| bytes.div_ceil(1 << 20);
+    let checks: [(&str, u64, u64, &str); 7] = [
+        (
+            "functions",
+            shape.functions,
+            limits.max_functions,
+            "limits.max_functions",
+        ),
+        (
+            "MiB of function bodies",
+            mib(shape.code_bytes),
+            limits.max_code_mib,
+            "limits.max_code_mib",
+        ),
+        (
+            "KiB in its largest function",
+            shape.largest_function.div_ceil(1024),
+            limits.max_function_kib,
+            "limits.max_function_kib",
+        ),
+        (
+            "core module instances",
+            shape.core_instances,
+            u64::from(limits.max_core_instances),
+            "limits.max_core_instances",
+        ),
+        (
+            "linear memories",
+            shape.memories,
+            u64::from(limits.max_memories),
+            "limits.max_memories",
+        ),
+        (
+            "tables",
+            shape.tables,
+            u64::from(limits.max_tables),
+            "limits.max_tables",
+        ),
+        (
+            "MiB of initial linear memory",
+            mib(shape.largest_memory),
+            limits.memory_mib,
+            "limits.memory_mib",
+        ),
+    ];
+    for (what, found, limit, key) in checks {
+        if found > limit {
+            return Err(LoadError::TooCostly {
                 plugin: name.to_owned(),
-                import: import.to_owned(),
-                allowed: ALLOWED_SUMMARY,
+                what,
+                found,
+                limit,
+                key,
             });
         }
     }
@@ -205,16 +350,18 @@ fn linker(engine: &WasmEngine) -> wasmtime::Result<Linker<HostState>> {
     Ok(linker)
 }
 
-/// The WASI interfaces of [`ALLOWED_IMPORTS`] and nothing else: unlike
-/// `wasmtime_wasi::p2::add_to_linker_async`, no `wasi:sockets`, so the linker
-/// itself refuses a socket import even if the allow-list check were bypassed.
+/// The WASI interfaces of [`ALLOWED_IMPORTS`] and nothing else (the same set
+/// as `wasmtime_wasi::p2::add_to_linker_async`, spelled out so that adding an
+/// interface is a visible decision). Sockets are linked, and the context of
+/// every store denies every socket operation (`HostState::new`).
 fn add_wasi_to_linker(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     use wasmtime_wasi::WasiView;
     use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
     use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
-    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, io, random};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, io, random, sockets};
     use wasmtime_wasi::random::{WasiRandom, WasiRandomView as _};
+    use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView as _};
     type T = HostState;
 
     io::error::add_to_linker::<T, WasiIo>(l, |t| t.ctx().table)?;
@@ -237,6 +384,13 @@ fn add_wasi_to_linker(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
     filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    sockets::network::add_to_linker::<T, WasiSockets>(l, &Default::default(), T::sockets)?;
+    sockets::instance_network::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sockets::ip_name_lookup::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sockets::tcp::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sockets::tcp_create_socket::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sockets::udp::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sockets::udp_create_socket::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! Test plugin for effects, driven by fields: `op` = `emit`, `emit-then-fail`,
-//! `emit-and-set` (emit to `target`, then set state key `k`), `publish` or `schedule`; `target` = stream or channel; `delay_ms` for
+//! `emit-and-set` (emit to `target`, then set state key `k`), `delete` (delete
+//! state key `target`), `publish` or `schedule`; `target` = stream or channel; `delay_ms` for
 //! `schedule`. A refused effect rejects the entry with the host's error text.
 
 use std::time::Duration;
@@ -23,6 +24,7 @@ fn handle(msg: Message) -> Result<(), HandlerError> {
             effects::emit(target, payload).map_err(HandlerError::reject)?;
             effects::kv::set("k", "touched").map_err(HandlerError::reject)
         }
+        "delete" => effects::kv::delete(target).map_err(HandlerError::reject),
         "publish" => effects::publish(target, msg.id()).map_err(HandlerError::reject),
         "schedule" => {
             let delay: u64 = msg.field_parse("delay_ms")?;

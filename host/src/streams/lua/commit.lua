@@ -20,8 +20,9 @@ if #pending == 0 or pending[1][2] ~= ARGV[2] then
   return 0
 end
 
--- D accepts any type: deleting state of another type is still a delete.
-local want = { E = 'stream', S = 'zset', K = 'string', D = 'any' }
+-- State is strings: K and D refuse a key of any other type, so a kv-delete can
+-- never remove a stream, DLQ or schedule, whatever its name.
+local want = { E = 'stream', S = 'zset', K = 'string', D = 'string' }
 local width = { R = 3, N = 2, P = 3, K = 3, D = 2 }
 
 -- Pass 1: checks only. `claimed` remembers the type an earlier op of this
@@ -40,10 +41,10 @@ while i <= #ARGV do
     local index = tonumber(ARGV[i + 1])
     local key = KEYS[index]
     local t = claimed[index] or redis.call('TYPE', key)['ok']
-    if op == 'D' then
-      claimed[index] = 'none'
-    elseif t ~= 'none' and t ~= want[op] then
+    if t ~= 'none' and t ~= want[op] then
       return redis.error_reply('WRONGTYPE ' .. key .. ' is a ' .. t .. ', not a ' .. want[op])
+    elseif op == 'D' then
+      claimed[index] = 'none'
     else
       claimed[index] = want[op]
     end
