@@ -8,7 +8,7 @@ use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PluginConfig;
-use crate::consumer::pause;
+use crate::shutdown::pause;
 use crate::inspect;
 use crate::metrics::GroupGauges;
 use crate::streams;

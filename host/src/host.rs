@@ -7,7 +7,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::consumer::{self, PluginContext};
+use crate::consumer;
+use crate::pipeline::PluginContext;
 use crate::effects::EffectPolicy;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;

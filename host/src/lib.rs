@@ -6,13 +6,13 @@
 //! host in-process through [`Host`].
 
 pub mod admin;
+pub mod backoff;
 pub mod bench;
 pub mod bundled;
 pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod deploy;
-pub mod dispatch;
 pub mod dlq;
 pub mod effects;
 pub mod error;
@@ -22,9 +22,12 @@ pub mod inspect;
 pub mod local_redis;
 pub mod metrics;
 pub mod operations;
+pub mod outcome;
+pub mod pipeline;
 pub mod plugin;
 pub mod retention;
 pub mod shutdown;
+pub mod sources;
 pub mod streams;
 
 pub use config::Config;

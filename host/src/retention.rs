@@ -15,7 +15,7 @@ use redis::aio::ConnectionLike;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RetentionConfig;
-use crate::consumer::pause;
+use crate::shutdown::pause;
 use crate::error::{Error, Result};
 use crate::inspect::{number, text};
 use crate::metrics::RetentionMetrics;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use streamhost::config::{Config, LimitsConfig, OnTrap, PluginConfig};
-use streamhost::dispatch::TrapKind;
+use streamhost::outcome::TrapKind;
 use streamhost::metrics::PluginMetrics;
 use streamhost_tests::*;
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
-use super::{PluginContext, pause};
+use crate::pipeline::PluginContext;
+use crate::shutdown::pause;
 use crate::effects::{PROMOTE_INTERVAL, promote_due};
 
 /// Runs until shutdown. Several hosts may promote the same set: each move is

@@ -15,7 +15,8 @@ use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
-use super::{PluginContext, pause};
+use crate::pipeline::PluginContext;
+use crate::shutdown::pause;
 use crate::deploy::{self, DeployKeys};
 use crate::effects::EffectPolicy;
 use crate::plugin::LoadedPlugin;

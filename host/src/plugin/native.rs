@@ -10,7 +10,7 @@ use super::engine::WasmEngine;
 use super::registry::LoadedPlugin;
 use super::state::HostState;
 use crate::config::LimitsConfig;
-use crate::dispatch::Outcome;
+use crate::outcome::Outcome;
 use crate::effects::EffectPolicy;
 
 /// A handler compiled into the host: the `handle` contract without the
