@@ -2,14 +2,12 @@
 //! Redis Streams consumer groups, with at-least-once delivery, retries and
 //! dead-lettering done once, correctly, in the host.
 //!
-//! The binary (`main.rs`) is a thin shell over this library; tests drive the
-//! host in-process through [`Host`].
+//! This crate is the engine: tests drive the host in-process through
+//! [`Host`]. The `streamhost` command (CLI, `demo`, `bench`, the bundled
+//! example plugins) is the `streamhost-cli` crate in `host/cli/`.
 
 pub mod admin;
 pub mod backoff;
-pub mod bench;
-pub mod bundled;
-pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod deploy;

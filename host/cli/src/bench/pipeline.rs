@@ -9,11 +9,12 @@ use tokio_util::sync::CancellationToken;
 use super::report::Run;
 use super::usage::Meter;
 use super::{STALL_TIMEOUT, stalled};
-use crate::config::{Config, Isolation, PluginConfig, RedisConfig};
-use crate::error::{Error, Result};
-use crate::host::engine_options;
-use crate::plugin::{LoadedPlugin, WasmEngine};
-use crate::{Host, bundled};
+use crate::bundled;
+use streamhost::Host;
+use streamhost::config::{Config, Isolation, PluginConfig, RedisConfig};
+use streamhost::error::{Error, Result};
+use streamhost::host::engine_options;
+use streamhost::plugin::{LoadedPlugin, WasmEngine};
 
 /// How often the driver looks at the ack counter.
 const POLL: Duration = Duration::from_millis(2);

@@ -17,10 +17,11 @@ use super::pipeline::{Tuning, bench_config, bench_plugin};
 use super::report::{Latency, Run};
 use super::usage::Meter;
 use super::{STALL_TIMEOUT, now_micros, stalled, workload};
-use crate::error::{Error, Result};
-use crate::host::engine_options;
-use crate::plugin::{LoadedPlugin, Message, WasmEngine};
-use crate::{Host, bundled};
+use crate::bundled;
+use streamhost::Host;
+use streamhost::error::{Error, Result};
+use streamhost::host::engine_options;
+use streamhost::plugin::{LoadedPlugin, Message, WasmEngine};
 
 /// Produced before recording starts, so connection setup and the first
 /// blocking read do not count.

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::bench::{self, BenchOptions, RunKind};
-use crate::local_redis::LocalRedis;
+use streamhost::local_redis::LocalRedis;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -62,7 +62,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             (server.url(), Some(server))
         }
     };
-    eprintln!("Redis: {}", crate::streams::redact(&redis_url));
+    eprintln!("Redis: {}", streamhost::streams::redact(&redis_url));
     let options = BenchOptions {
         redis_url,
         entries: args.entries,

@@ -12,8 +12,8 @@ use clap::Args;
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
-use crate::config::PluginConfig;
-use crate::inspect::{self, ConsumerInfo};
+use streamhost::config::PluginConfig;
+use streamhost::inspect::{self, ConsumerInfo};
 
 /// How long apart the two `entries-read` samples of `--rate` are.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
@@ -142,7 +142,9 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             let mut targets = Vec::with_capacity(plugins.len());
             for p in &plugins {
                 let mut target = plugin_target(p);
-                if let Some((number, digest)) = crate::deploy::current(&mut conn, &p.name).await? {
+                if let Some((number, digest)) =
+                    streamhost::deploy::current(&mut conn, &p.name).await?
+                {
                     target.version = Some(Version {
                         digest,
                         source: "deployed",
@@ -192,7 +194,7 @@ fn plugin_target(p: &PluginConfig) -> Target {
 fn version_of(p: &PluginConfig) -> Option<Version> {
     let bytes = std::fs::read(&p.component).ok()?;
     Some(Version {
-        digest: crate::plugin::digest(&bytes),
+        digest: streamhost::plugin::digest(&bytes),
         source: "config",
         number: None,
     })
@@ -240,7 +242,7 @@ async fn collect(
         sample_rates(conn, &mut groups).await?;
     }
     Ok(StatusReport {
-        redis: crate::streams::redact(url),
+        redis: streamhost::streams::redact(url),
         time_ms,
         groups,
     })

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::{Args, Subcommand};
 
-use crate::dlq::{self, DeadLetter, Selection, meta};
+use streamhost::dlq::{self, DeadLetter, Selection, meta};
 
 #[derive(Debug, Args)]
 pub struct DlqArgs {
@@ -101,7 +101,7 @@ pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
                 (true, _, _) => Selection::All,
                 (false, false, None) => Selection::Ids(id),
                 (false, true, Some(r)) => Selection::Reason(r),
-                _ => bail!(crate::error::ConfigError::Invalid {
+                _ => bail!(streamhost::error::ConfigError::Invalid {
                     key: "dlq replay".into(),
                     reason: "say what to replay: --all, --id ID (repeatable) or --reason REASON"
                         .into(),
@@ -134,7 +134,7 @@ pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
         }
         DlqAction::Purge { yes } => {
             if !yes {
-                bail!(crate::error::ConfigError::Invalid {
+                bail!(streamhost::error::ConfigError::Invalid {
                     key: "dlq purge".into(),
                     reason: "purging deletes every dead letter; pass --yes to confirm".into(),
                 });
@@ -173,7 +173,7 @@ fn target(args: &DlqArgs) -> anyhow::Result<(String, String)> {
         return Ok((url, stream.clone()));
     }
     let Some(config) = config else {
-        bail!(crate::error::ConfigError::Invalid {
+        bail!(streamhost::error::ConfigError::Invalid {
             key: "dlq".into(),
             reason: "name the dead-letter stream with --stream, or give --config (and --plugin)"
                 .into(),
@@ -182,13 +182,13 @@ fn target(args: &DlqArgs) -> anyhow::Result<(String, String)> {
     let plugin = match &args.plugin {
         Some(name) => config.plugins.iter().find(|p| &p.name == name),
         None if config.plugins.len() == 1 => config.plugins.first(),
-        None => bail!(crate::error::ConfigError::Invalid {
+        None => bail!(streamhost::error::ConfigError::Invalid {
             key: "dlq --plugin".into(),
             reason: "the config has several plugins; say which with --plugin".into(),
         }),
     };
     let Some(plugin) = plugin else {
-        bail!(crate::error::ConfigError::Invalid {
+        bail!(streamhost::error::ConfigError::Invalid {
             key: "dlq --plugin".into(),
             reason: format!(
                 "no plugin named {:?} in the config",

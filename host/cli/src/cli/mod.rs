@@ -167,11 +167,11 @@ fn render(e: &anyhow::Error) -> String {
 /// Bad config or components exit with 2, everything else with 1.
 fn exit_code_for(e: &anyhow::Error) -> ExitCode {
     let bad_input = e.chain().any(|c| {
-        c.downcast_ref::<crate::error::ConfigError>().is_some()
-            || c.downcast_ref::<crate::error::LoadError>().is_some()
+        c.downcast_ref::<streamhost::error::ConfigError>().is_some()
+            || c.downcast_ref::<streamhost::error::LoadError>().is_some()
             || matches!(
-                c.downcast_ref::<crate::Error>(),
-                Some(crate::Error::Config(_) | crate::Error::Load(_))
+                c.downcast_ref::<streamhost::Error>(),
+                Some(streamhost::Error::Config(_) | streamhost::Error::Load(_))
             )
     });
     if bad_input {
@@ -196,18 +196,18 @@ fn init_tracing(format: LogFormat, default_level: &str) {
 
 /// The Redis URL a command uses: `--redis`, then the config's (which
 /// `REDIS_URL` already overrides), then `REDIS_URL`, then the default.
-pub fn redis_url(flag: Option<&str>, config: Option<&crate::Config>) -> String {
+pub fn redis_url(flag: Option<&str>, config: Option<&streamhost::Config>) -> String {
     flag.map(str::to_owned)
         .or_else(|| config.map(|c| c.redis.url.clone()))
         .or_else(|| std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| crate::config::RedisConfig::default().url)
+        .unwrap_or_else(|| streamhost::config::RedisConfig::default().url)
 }
 
 /// A connection for a one-shot command, with the URL (password hidden) in errors.
 pub async fn connect(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
     use anyhow::Context;
     let client = redis::Client::open(url).with_context(|| format!("bad Redis URL {url:?}"))?;
-    let redacted = crate::streams::redact(url);
+    let redacted = streamhost::streams::redact(url);
     tokio::time::timeout(
         std::time::Duration::from_secs(5),
         client.get_multiplexed_async_connection(),
@@ -218,8 +218,8 @@ pub async fn connect(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnect
 }
 
 /// Loads a config file and applies `REDIS_URL`.
-pub fn load_config(path: &std::path::Path) -> anyhow::Result<crate::Config> {
-    let mut config = crate::Config::load(path)?;
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<streamhost::Config> {
+    let mut config = streamhost::Config::load(path)?;
     config.apply_env();
     Ok(config)
 }

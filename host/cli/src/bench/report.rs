@@ -132,7 +132,7 @@ impl Report {
     pub async fn new(
         options: &BenchOptions,
         conn: &mut MultiplexedConnection,
-    ) -> crate::Result<Report> {
+    ) -> streamhost::Result<Report> {
         let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
         let redis_version = info
             .lines()

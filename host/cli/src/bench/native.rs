@@ -1,11 +1,11 @@
 //! `order-validator` as a native handler: the very rules file of the plugin,
 //! compiled into the host, so the native baseline does exactly the same work.
 
-#[path = "../../../plugins/order-validator/src/order.rs"]
+#[path = "../../../../plugins/order-validator/src/order.rs"]
 #[allow(dead_code)] // The validated order's fields are not read, as in the plugin.
 mod order;
 
-use crate::plugin::{HandlerError, Message};
+use streamhost::plugin::{HandlerError, Message};
 
 /// Mirrors `plugins/order-validator/src/lib.rs`: the first field named `data`
 /// must hold a valid order; anything else is rejected with the same reason.
@@ -23,7 +23,7 @@ pub fn validate_order(msg: &Message) -> Result<(), HandlerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::Field;
+    use streamhost::plugin::Field;
 
     fn msg(fields: &[(&str, &str)]) -> Message {
         Message {

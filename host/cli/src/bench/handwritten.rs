@@ -9,7 +9,7 @@ use redis::streams::{StreamReadOptions, StreamReadReply};
 use super::report::Run;
 use super::usage::Meter;
 use super::{STALL_TIMEOUT, stalled};
-use crate::error::{Error, Result};
+use streamhost::error::{Error, Result};
 
 /// Entries per `XREADGROUP`, as such consumers typically ask for.
 const COUNT: usize = 10;

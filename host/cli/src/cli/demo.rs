@@ -7,10 +7,11 @@ use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, PluginConfig, RedisConfig};
-use crate::dlq::{self, meta};
-use crate::local_redis::LocalRedis;
-use crate::{Host, bundled};
+use crate::bundled;
+use streamhost::Host;
+use streamhost::config::{Config, PluginConfig, RedisConfig};
+use streamhost::dlq::{self, meta};
+use streamhost::local_redis::LocalRedis;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -28,7 +29,7 @@ const DEMO_TIMEOUT: Duration = Duration::from_secs(300);
 /// Produces sample orders, runs `order-validator` and `echo` on them, prints the results.
 pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let (url, _private) = resolve_redis(args.redis).await?;
-    println!("Redis: {}", crate::streams::redact(&url));
+    println!("Redis: {}", streamhost::streams::redact(&url));
     let dir = tempfile::tempdir().context("cannot create a temp dir")?;
     let validator = dir.path().join("order_validator.wasm");
     let echo = dir.path().join("echo.wasm");

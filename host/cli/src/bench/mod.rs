@@ -1,7 +1,7 @@
 //! `streamhost bench`: the runs that judge the host's speed, side by side on
 //! one Redis and one pre-filled stream, each on a fresh consumer group.
 //!
-//! 1. `wasm`: the bundled `order-validator` component through [`crate::Host`];
+//! 1. `wasm`: the bundled `order-validator` component through [`streamhost::Host`];
 //! 2. `native`: the same pipeline and rules as a native Rust handler;
 //! 3. `hand-written`: `XREADGROUP COUNT 10`, one `XACK` per entry, serde_json;
 //! 4. `per-message`: (1) with a fresh instance per entry;
@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use report::Report;
 
-use crate::config::Isolation;
-use crate::error::{Error, Result};
+use streamhost::config::Isolation;
+use streamhost::error::{Error, Result};
 
 /// What to run, and how much.
 #[derive(Debug, Clone)]

@@ -10,8 +10,9 @@ const BUNDLED: &[&str] = &["order-validator", "echo"];
 fn main() {
     let manifest_dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR"));
     let workspace_root = manifest_dir
-        .parent()
-        .expect("host crate lives one level below the workspace root");
+        .ancestors()
+        .nth(2)
+        .expect("the CLI crate lives two levels below the workspace root (host/cli)");
     let source: String = build_plugins(workspace_root, BUNDLED)
         .iter()
         .map(|built| {

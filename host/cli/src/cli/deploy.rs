@@ -7,9 +7,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::config::LimitsConfig;
-use crate::deploy;
-use crate::plugin::{EngineOptions, LoadedPlugin, WasmEngine};
+use streamhost::config::LimitsConfig;
+use streamhost::deploy;
+use streamhost::plugin::{EngineOptions, LoadedPlugin, WasmEngine};
 
 /// Where to find Redis (and the plugin's limits) for the deploy commands.
 #[derive(Debug, Args)]
@@ -34,7 +34,7 @@ pub async fn deploy_cmd(
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     validate(plugin, &bytes, file, &limits).await?;
     let mut conn = super::connect(&url).await?;
-    let by = by.unwrap_or_else(crate::config::default_consumer_name);
+    let by = by.unwrap_or_else(streamhost::config::default_consumer_name);
     let v = deploy::deploy(&mut conn, plugin, &bytes, &by).await?;
     println!(
         "deployed {plugin} version {} ({}); hosts running it swap now",
@@ -90,7 +90,7 @@ pub async fn rollback_cmd(
 ) -> anyhow::Result<ExitCode> {
     let (url, _) = resolve(target, plugin)?;
     let mut conn = super::connect(&url).await?;
-    let by = by.unwrap_or_else(crate::config::default_consumer_name);
+    let by = by.unwrap_or_else(streamhost::config::default_consumer_name);
     let v = deploy::rollback(&mut conn, plugin, version, &by).await?;
     println!(
         "{plugin}: version {} is now current ({}, {})",
@@ -138,7 +138,7 @@ fn resolve(target: &Target, plugin: &str) -> anyhow::Result<(String, LimitsConfi
     let limits = match &config {
         Some(c) => match c.plugins.iter().find(|p| p.name == plugin) {
             Some(p) => p.limits.clone(),
-            None => bail!(crate::error::ConfigError::Invalid {
+            None => bail!(streamhost::error::ConfigError::Invalid {
                 key: "plugin".into(),
                 reason: format!("no plugin named {plugin:?} in the config"),
             }),

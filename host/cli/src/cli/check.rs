@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::host::{engine_options, load_plugins};
-use crate::plugin::WasmEngine;
+use streamhost::host::{engine_options, load_plugins};
+use streamhost::plugin::WasmEngine;
 
 /// Validates the config and loads every component; prints one line per plugin.
 pub async fn check(config_path: &Path) -> anyhow::Result<ExitCode> {

@@ -8,5 +8,5 @@ use clap::Parser;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
-    streamhost::cli::main(streamhost::cli::Cli::parse())
+    streamhost_cli::main(streamhost_cli::Cli::parse())
 }

@@ -6,14 +6,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::Host;
+use streamhost::Host;
 
 /// Loads the config and every plugin, then consumes until SIGINT/SIGTERM.
 /// With `watch`, a plugin swaps whenever its component file changes.
 pub async fn run(config_path: &Path, watch: bool) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
     if config.plugins.is_empty() {
-        anyhow::bail!(crate::error::ConfigError::Invalid {
+        anyhow::bail!(streamhost::error::ConfigError::Invalid {
             key: "plugin".into(),
             reason: format!(
                 "{} configures no [[plugin]]; nothing to run",
@@ -26,7 +26,7 @@ pub async fn run(config_path: &Path, watch: bool) -> anyhow::Result<ExitCode> {
         .context("cannot start")?
         .watch_files(watch);
     let shutdown = CancellationToken::new();
-    crate::shutdown::cancel_on_signal(shutdown.clone());
+    streamhost::shutdown::cancel_on_signal(shutdown.clone());
     host.run(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
