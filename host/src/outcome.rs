@@ -3,8 +3,8 @@
 //! reasons an entry is dead-lettered. What happens *next* is decided in
 //! [`crate::pipeline::settle`].
 
-use std::fmt;
 use crate::plugin::bindings::HandlerError;
+use std::fmt;
 
 /// Why an invocation trapped. The names appear in logs, DLQ metadata and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -218,5 +218,4 @@ mod tests {
         assert_eq!(kind, TrapKind::Panic);
         assert_eq!(text, "wasm trap: wasm `unreachable` instruction executed");
     }
-
 }

@@ -93,9 +93,14 @@ async fn every_failure_path_counts_once_and_agrees_with_the_dlq_and_the_ledger()
     let last = ids.last().expect("ids").clone();
     let host = InProcessHost::start(config(&redis.url(), vec![p])).await;
     let m = host.metrics("recorder", stream);
-    let settled = ledger::wait_settled(&conn, stream, "recorder", &last, Duration::from_secs(60)).await;
+    let settled =
+        ledger::wait_settled(&conn, stream, "recorder", &last, Duration::from_secs(60)).await;
     host.stop().await;
-    assert!(settled, "not settled: {:?}", ledger::pending_entries(&mut conn, stream, "recorder").await);
+    assert!(
+        settled,
+        "not settled: {:?}",
+        ledger::pending_entries(&mut conn, stream, "recorder").await
+    );
 
     // The DLQ: 5 rejected; 5 retried out and 2 timed out, both `attempts-exhausted`.
     let mut want = vec!["rejected".to_owned(); 5];
@@ -105,12 +110,20 @@ async fn every_failure_path_counts_once_and_agrees_with_the_dlq_and_the_ledger()
     // The ledger: every id acked or dead-lettered, once.
     let dead = ledger::dead_lettered_ids(&mut conn, &dlq_stream).await;
     assert_eq!(dead.len(), 12);
-    assert!(ledger::pending_entries(&mut conn, stream, "recorder").await.is_empty());
+    assert!(
+        ledger::pending_entries(&mut conn, stream, "recorder")
+            .await
+            .is_empty()
+    );
 
     // Metrics, per path, and the identity between them.
     assert_eq!(m.rejected.get(), 5, "rejected");
     assert_eq!(m.retry.get(), 5 + 15, "retry: 5 once, 5 three times");
-    assert_eq!(m.trap(streamhost::outcome::TrapKind::Timeout).get(), 6, "2 × 3 timeouts");
+    assert_eq!(
+        m.trap(streamhost::outcome::TrapKind::Timeout).get(),
+        6,
+        "2 × 3 timeouts"
+    );
     assert_eq!(m.retried.get(), 5 + 10 + 4, "retried");
     assert_eq!(m.dead_lettered.get(), 12, "dead-lettered");
     assert_eq!(m.acked.get(), 25, "acked");
@@ -164,11 +177,20 @@ async fn instantiation_failure_dead_letters_as_instantiate_after_max_attempts() 
     .await;
     shutdown.cancel();
     run.await.expect("join").expect("consumer ran");
-    assert!(done, "not dead-lettered: {} in the DLQ", xlen(&mut conn, &dlq_stream).await);
+    assert!(
+        done,
+        "not dead-lettered: {} in the DLQ",
+        xlen(&mut conn, &dlq_stream).await
+    );
     drop(held);
 
-    let letters = dlq::list(&mut conn, &dlq_stream, "-", 10).await.expect("DLQ");
-    let mut seen: Vec<&str> = letters.iter().filter_map(|d| d.meta(meta::SOURCE_ID)).collect();
+    let letters = dlq::list(&mut conn, &dlq_stream, "-", 10)
+        .await
+        .expect("DLQ");
+    let mut seen: Vec<&str> = letters
+        .iter()
+        .filter_map(|d| d.meta(meta::SOURCE_ID))
+        .collect();
     seen.sort();
     let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
     want.sort();
@@ -177,7 +199,8 @@ async fn instantiation_failure_dead_letters_as_instantiate_after_max_attempts() 
         assert_eq!(d.meta(meta::REASON), Some("instantiate"));
         assert_eq!(d.meta(meta::ATTEMPTS), Some("3"));
         assert!(
-            d.meta(meta::ERROR).is_some_and(|e| e.contains("instantiat")),
+            d.meta(meta::ERROR)
+                .is_some_and(|e| e.contains("instantiat")),
             "{:?}",
             d.meta(meta::ERROR)
         );
@@ -230,13 +253,20 @@ async fn commit_refused_while_redis_is_out_of_memory_is_committed_once_it_recove
             .into_iter()
             .map(|p| p.id)
             .collect();
-        ledger::last_delivered(&mut c, stream, "probe").await.as_deref() == publishes.last().map(String::as_str)
+        ledger::last_delivered(&mut c, stream, "probe")
+            .await
+            .as_deref()
+            == publishes.last().map(String::as_str)
             && left == emits
             && m.postponed.get() >= 10
     })
     .await;
     let postponed_during = m.postponed.get();
-    assert_eq!(xlen(&mut conn, &dlq_stream).await, 0, "nothing dead-lettered while out of memory");
+    assert_eq!(
+        xlen(&mut conn, &dlq_stream).await,
+        0,
+        "nothing dead-lettered while out of memory"
+    );
     config_set(&mut conn, "maxmemory", "0").await;
     assert!(
         only_emits_pending,
@@ -249,10 +279,22 @@ async fn commit_refused_while_redis_is_out_of_memory_is_committed_once_it_recove
     .await;
     host.stop().await;
     assert!(committed, "refused commits never made");
-    assert_eq!(xlen(&mut conn, "out:a").await, 5, "each emit committed once");
-    assert_eq!(xlen(&mut conn, &dlq_stream).await, 0, "nothing dead-lettered");
+    assert_eq!(
+        xlen(&mut conn, "out:a").await,
+        5,
+        "each emit committed once"
+    );
+    assert_eq!(
+        xlen(&mut conn, &dlq_stream).await,
+        0,
+        "nothing dead-lettered"
+    );
     assert_eq!(m.dead_lettered.get(), 0);
-    assert_eq!(failed_total(&m), 0, "Redis's refusals are not handler failures");
+    assert_eq!(
+        failed_total(&m),
+        0,
+        "Redis's refusals are not handler failures"
+    );
     assert_eq!(m.acked.get(), 25);
 }
 
@@ -272,14 +314,21 @@ async fn delivery_no_handler_saw_does_not_use_up_an_attempt() {
     let warm = produce(&mut conn, stream, 1, |_| field("n", "0")).await;
     let host = InProcessHost::start(config(&redis.url(), vec![p])).await;
     let m = host.metrics("recorder", stream);
-    assert!(ledger::wait_settled(&conn, stream, "recorder", &warm[0], Duration::from_secs(20)).await);
+    assert!(
+        ledger::wait_settled(&conn, stream, "recorder", &warm[0], Duration::from_secs(20)).await
+    );
 
     // Add and deliver to the host's consumer in one transaction, so the
     // host's own blocked read never sees them: a read reply nobody got.
     let mut tx = redis::pipe();
     tx.atomic();
     for i in 0..3 {
-        tx.cmd("XADD").arg(stream).arg("*").arg("n").arg(i + 1).ignore();
+        tx.cmd("XADD")
+            .arg(stream)
+            .arg("*")
+            .arg("n")
+            .arg(i + 1)
+            .ignore();
     }
     tx.cmd("XREADGROUP")
         .arg("GROUP")
@@ -300,7 +349,11 @@ async fn delivery_no_handler_saw_does_not_use_up_an_attempt() {
     .await;
     host.stop().await;
     assert!(handled, "never re-claimed");
-    assert_eq!(xlen(&mut conn, &dlq_stream).await, 0, "dead-lettered an entry no handler saw");
+    assert_eq!(
+        xlen(&mut conn, &dlq_stream).await,
+        0,
+        "dead-lettered an entry no handler saw"
+    );
     assert_eq!(m.acked.get(), 4);
     assert_eq!(m.received.get(), 4, "each handled once");
     assert_eq!(m.no_outcome.get(), 0);
@@ -316,28 +369,63 @@ async fn missing_group_that_cannot_be_created_backs_off_and_logs_once() {
     let stream = "nogroup";
     let ids = produce(&mut conn, stream, 10, |i| field("n", &i.to_string())).await;
     config_set(&mut conn, "maxmemory", "1").await;
-    let () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await.expect("RESETSTAT");
+    let () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .expect("RESETSTAT");
     let dir = tempfile::tempdir().expect("temp dir");
-    let host = HostProcess::spawn(dir.path(), "nogroup", &config(&redis.url(), vec![recorder(stream)]));
+    let host = HostProcess::spawn(
+        dir.path(),
+        "nogroup",
+        &config(&redis.url(), vec![recorder(stream)]),
+    );
     tokio::time::sleep(Duration::from_secs(4)).await;
     let log = ledger::strip_ansi(&host.log());
     let creates = xgroup_creates(&mut conn).await;
     config_set(&mut conn, "maxmemory", "0").await;
-    let settled = ledger::wait_settled(&conn, stream, "recorder", ids.last().expect("ids"), Duration::from_secs(20)).await;
+    let settled = ledger::wait_settled(
+        &conn,
+        stream,
+        "recorder",
+        ids.last().expect("ids"),
+        Duration::from_secs(20),
+    )
+    .await;
     let after = ledger::strip_ansi(&host.log());
     drop(host);
 
-    let cannot = log.lines().filter(|l| l.contains("cannot create the consumer group")).count();
+    let cannot = log
+        .lines()
+        .filter(|l| l.contains("cannot create the consumer group"))
+        .count();
     assert_eq!(cannot, 1, "log:\n{log}");
-    assert!(log.lines().count() < 30, "{} log lines in 4 s:\n{log}", log.lines().count());
-    assert!(creates <= 40, "{creates} XGROUP CREATE calls in 4 s: no backoff");
-    assert!(settled, "never consumed after Redis recovered; log:\n{after}");
+    assert!(
+        log.lines().count() < 30,
+        "{} log lines in 4 s:\n{log}",
+        log.lines().count()
+    );
+    assert!(
+        creates <= 40,
+        "{creates} XGROUP CREATE calls in 4 s: no backoff"
+    );
+    assert!(
+        settled,
+        "never consumed after Redis recovered; log:\n{after}"
+    );
     assert!(after.contains("created consumer group"), "log:\n{after}");
-    assert!(!after.contains("was missing"), "a group that never existed was called recreated:\n{after}");
+    assert!(
+        !after.contains("was missing"),
+        "a group that never existed was called recreated:\n{after}"
+    );
 }
 
 async fn xgroup_creates(conn: &mut MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.expect("INFO");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .expect("INFO");
     info.lines()
         .find_map(|l| l.strip_prefix("cmdstat_xgroup|create:calls="))
         .and_then(|rest| rest.split(',').next()?.parse().ok())
@@ -372,9 +460,14 @@ async fn large_entries_keep_memory_bounded_by_the_read_ahead_budget() {
     let dir = tempfile::tempdir().expect("temp dir");
     let host = HostProcess::spawn(dir.path(), "large", &config(&redis.url(), vec![p]));
     let started = Instant::now();
-    let settled = ledger::wait_settled(&conn, stream, "recorder", &last, Duration::from_secs(120)).await;
+    let settled =
+        ledger::wait_settled(&conn, stream, "recorder", &last, Duration::from_secs(120)).await;
     let peak = peak_rss_mib(host.child.id());
-    eprintln!("{N} entries of {} MiB: peak RSS {peak} MiB, {:?}", SIZE >> 20, started.elapsed());
+    eprintln!(
+        "{N} entries of {} MiB: peak RSS {peak} MiB, {:?}",
+        SIZE >> 20,
+        started.elapsed()
+    );
     assert!(settled, "log:\n{}", host.log_tail());
     assert!(peak < 400, "peak RSS {peak} MiB for {N} entries of 10 MiB");
 }

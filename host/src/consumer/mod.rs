@@ -17,7 +17,6 @@ use crate::sources::stream::group::Group;
 use crate::sources::stream::{self, StreamSource};
 use crate::streams;
 
-
 /// Response timeout for ordinary commands and scripts.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 

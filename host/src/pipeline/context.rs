@@ -82,4 +82,3 @@ impl PluginContext {
         &self.config.stream
     }
 }
-

@@ -56,9 +56,7 @@ impl Delivery {
     /// refused to settle (which this host saw happen). Bounded by
     /// [`settle::before_handling`](super::settle::before_handling).
     pub fn reachable_deliveries(&self) -> u32 {
-        self.entry
-            .attempt
-            .saturating_sub(self.uncounted.refused)
+        self.entry.attempt.saturating_sub(self.uncounted.refused)
     }
 
     /// Bytes of the entry's names and values (what it costs to hold it).

@@ -99,7 +99,10 @@ mod tests {
         assert_eq!(held.admit(vec![entry("1-0"), entry("2-0")]).len(), 2);
         let again = held.admit(vec![entry("2-0"), entry("3-0")]);
         assert_eq!(
-            again.iter().map(|d| d.entry.id.as_str()).collect::<Vec<_>>(),
+            again
+                .iter()
+                .map(|d| d.entry.id.as_str())
+                .collect::<Vec<_>>(),
             ["3-0"]
         );
         let key: Arc<str> = Arc::from("s");

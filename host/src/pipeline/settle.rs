@@ -11,9 +11,9 @@
 
 use std::time::Duration;
 
-use super::{Delivery, PluginContext, Receipt};
 #[cfg(test)]
 use super::Uncounted;
+use super::{Delivery, PluginContext, Receipt};
 use crate::config::{Backoff, OnTrap, RetryConfig};
 use crate::outcome::{DeadReason, FailureKind, Outcome};
 
@@ -302,7 +302,12 @@ pub fn record(ctx: &PluginContext, receipt: &Receipt, verdict: &Verdict, version
             m.effect_conflicts.inc();
         }
         Verdict::LeaveToOwner => {
-            tracing::info!(plugin, stream, id, "entry was claimed by another consumer meanwhile; its effects were not committed");
+            tracing::info!(
+                plugin,
+                stream,
+                id,
+                "entry was claimed by another consumer meanwhile; its effects were not committed"
+            );
         }
         Verdict::Retry {
             failure: None,
@@ -361,10 +366,36 @@ fn log_failure(
             tracing::warn!(plugin, stream, version, id, attempt, kind = %kind, error = reason, "handler trapped; instance discarded")
         }
         FailureKind::Instantiate => {
-            tracing::error!(plugin, stream, version, id, attempt, error = reason, "cannot instantiate the plugin for this entry")
+            tracing::error!(
+                plugin,
+                stream,
+                version,
+                id,
+                attempt,
+                error = reason,
+                "cannot instantiate the plugin for this entry"
+            )
+        }
+        FailureKind::Commit => {
+            tracing::error!(
+                plugin,
+                stream,
+                version,
+                id,
+                attempt,
+                error = reason,
+                "Redis refused the handler's effects; nothing written"
+            )
         }
         FailureKind::NoOutcome => {
-            tracing::warn!(plugin, stream, id, attempt, error = reason, "entry delivered too often without an outcome; not handing it to a handler again")
+            tracing::warn!(
+                plugin,
+                stream,
+                id,
+                attempt,
+                error = reason,
+                "entry delivered too often without an outcome; not handing it to a handler again"
+            )
         }
     }
 }

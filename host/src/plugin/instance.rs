@@ -10,8 +10,8 @@ use super::bindings::{Handler, Message};
 use super::native::{Code, InvocationTap, NativeHandler};
 use super::registry::LoadedPlugin;
 use super::state::HostState;
-use crate::outcome::{Outcome, TrapSignals, classify};
 use crate::error::LoadError;
+use crate::outcome::{Outcome, TrapSignals, classify};
 
 /// Bytes a guest may pass to the host in one host call (bounds log lines and,
 /// later, effect payloads).

@@ -121,8 +121,16 @@ pub fn is_transient(e: &redis::RedisError) -> bool {
         || matches!(
             e.code(),
             Some(
-                "OOM" | "BUSY" | "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN"
-                    | "READONLY" | "NOREPLICAS" | "MOVED" | "ASK"
+                "OOM"
+                    | "BUSY"
+                    | "LOADING"
+                    | "TRYAGAIN"
+                    | "MASTERDOWN"
+                    | "CLUSTERDOWN"
+                    | "READONLY"
+                    | "NOREPLICAS"
+                    | "MOVED"
+                    | "ASK"
             )
         )
 }

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::group::Group;
 use super::retry::{self, ReclaimError};
-use crate::pipeline::source::Source;
 use crate::pipeline::intake::{Closed, Intake};
+use crate::pipeline::source::Source;
 use crate::pipeline::{Delivery, PluginContext, Uncounted};
 use crate::shutdown::pause;
 use crate::streams::entry::{self, ReplyError};

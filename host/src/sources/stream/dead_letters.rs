@@ -80,7 +80,11 @@ pub(crate) async fn write(
             );
         }
         Err(e) if streams::is_nogroup(&e) => {
-            tracing::warn!(plugin, id, "group gone while dead-lettering; the reader recreates it");
+            tracing::warn!(
+                plugin,
+                id,
+                "group gone while dead-lettering; the reader recreates it"
+            );
         }
         Err(e) => return Err(e),
     }

@@ -56,7 +56,9 @@ impl Group {
                 if created && missing && existed {
                     self.ctx.metrics.groups_recreated.inc();
                     tracing::error!(
-                        plugin, stream, group,
+                        plugin,
+                        stream,
+                        group,
                         "consumer group was missing (stream deleted, FLUSHALL, or Redis restarted without persistence); \
                          recreated it from the start of what remains in the stream"
                     );

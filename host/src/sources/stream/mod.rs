@@ -42,7 +42,11 @@ pub fn spawn_settlers(
     settlers: &mut JoinSet<()>,
     feeders: &mut JoinSet<()>,
 ) {
-    settlers.spawn(acker::run(source.ctx.clone(), queues.acks, source.conn.clone()));
+    settlers.spawn(acker::run(
+        source.ctx.clone(),
+        queues.acks,
+        source.conn.clone(),
+    ));
     settlers.spawn(dead_letters::run(
         source.ctx.clone(),
         queues.deferred,
@@ -68,7 +72,8 @@ pub fn spawn_key(
     shutdown: &CancellationToken,
     feeders: &mut JoinSet<()>,
 ) {
-    let read_timeout = Duration::from_millis(source.ctx.config.block_ms) + reader::READ_TIMEOUT_MARGIN;
+    let read_timeout =
+        Duration::from_millis(source.ctx.config.block_ms) + reader::READ_TIMEOUT_MARGIN;
     feeders.spawn(reader::run(
         source.ctx.clone(),
         key.clone(),
@@ -88,4 +93,3 @@ pub fn spawn_key(
         shutdown.clone(),
     ));
 }
-

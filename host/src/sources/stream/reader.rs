@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::group::Group;
 use crate::backoff::Backoff;
-use crate::pipeline::source::Source;
 use crate::pipeline::intake::Intake;
+use crate::pipeline::source::Source;
 use crate::pipeline::{Delivery, PluginContext};
 use crate::streams::wire::{WireConnection, WireError};
 use crate::streams::{self, Entry};

@@ -14,8 +14,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::pipeline::source::Source;
 use crate::pipeline::intake::Intake;
+use crate::pipeline::source::Source;
 use crate::pipeline::{Delivery, PluginContext, Receipt, Uncounted};
 use crate::streams::entry::{self, ReplyError};
 use crate::streams::scripts;
@@ -137,7 +137,9 @@ async fn redeliver(
         let kept: HashSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
         ctx.inflight.release(
             key,
-            ids.iter().map(String::as_str).filter(|id| !kept.contains(id)),
+            ids.iter()
+                .map(String::as_str)
+                .filter(|id| !kept.contains(id)),
         );
         let discount: HashMap<&str, Uncounted> = receipts
             .iter()
