@@ -73,12 +73,17 @@ impl ReadAhead {
 
     /// Returns the bytes of an entry that was handled.
     pub fn give_back(&self, bytes: usize) {
-        let _ = self
+        let before = self
             .held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
                 Some(h.saturating_sub(bytes))
-            });
-        self.room.notify_waiters();
+            })
+            .unwrap_or(0);
+        // Readers wait only while the budget is spent: wake them when it is
+        // not any more (and spare the hot path the notifier's lock otherwise).
+        if before >= self.limit && before.saturating_sub(bytes) < self.limit {
+            self.room.notify_waiters();
+        }
     }
 
     /// Bytes held now.
