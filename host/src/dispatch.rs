@@ -137,6 +137,10 @@ pub enum DeadReason {
     AttemptsExhausted,
     /// A trap with `on_trap = "dead-letter"`.
     Trapped(TrapKind),
+    /// The entry cannot be handed to the handler as it is: a field name is
+    /// not UTF-8, which WIT 0.1 `string` names cannot carry. The handler was
+    /// not invoked; the entry is kept byte for byte.
+    FieldNameNotUtf8,
 }
 
 impl DeadReason {
@@ -146,6 +150,7 @@ impl DeadReason {
             DeadReason::Rejected => "rejected".to_owned(),
             DeadReason::AttemptsExhausted => "attempts-exhausted".to_owned(),
             DeadReason::Trapped(kind) => format!("trap:{}", kind.as_str()),
+            DeadReason::FieldNameNotUtf8 => "undeliverable:field-name-not-utf8".to_owned(),
         }
     }
 }

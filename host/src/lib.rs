@@ -13,6 +13,7 @@ pub mod config;
 pub mod consumer;
 pub mod deploy;
 pub mod dispatch;
+pub mod display;
 pub mod dlq;
 pub mod effects;
 pub mod error;

@@ -9,6 +9,7 @@
 
 pub mod acker;
 pub mod claimer;
+mod dead_letter;
 pub mod inflight;
 pub mod promoter;
 pub mod reader;

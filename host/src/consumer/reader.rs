@@ -12,10 +12,9 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
+use super::dead_letter::{Pending, dead_letter};
 use super::{Batch, PluginContext, ensure_group_logged, pause};
 use crate::dispatch::DeadReason;
-use crate::dlq;
-use crate::plugin::Message;
 use crate::streams::wire::{WireConnection, WireError};
 use crate::streams::{self, Entry};
 
@@ -163,28 +162,28 @@ pub(crate) async fn dispatch(
 }
 
 async fn dead_letter_unhandled(ctx: &PluginContext, conn: &mut ConnectionManager, entry: Entry) {
-    let msg = Message {
-        stream: ctx.config.stream.clone(),
-        id: entry.id,
-        fields: entry.fields.unwrap_or_default(),
-        attempt: entry.attempt,
-    };
     let error = format!(
         "delivered {} times, more than retry.max_attempts = {} allows; \
          the last delivery ended without an outcome (a host died or stopped while handling it)",
-        msg.attempt, ctx.config.retry.max_attempts
+        entry.attempt, ctx.config.retry.max_attempts
     );
     let digest = ctx.running().digest.clone();
-    dlq::dead_letter(
+    let pending = Pending {
+        id: &entry.id,
+        attempt: entry.attempt,
+    };
+    let fields = entry.fields.as_deref().unwrap_or_default();
+    dead_letter(
         ctx,
         conn,
-        &msg,
+        pending,
+        fields,
         &DeadReason::AttemptsExhausted,
         &error,
         &digest,
     )
     .await;
-    ctx.inflight.release([msg.id.as_str()]);
+    ctx.inflight.release([entry.id.as_str()]);
 }
 
 /// Splits a batch so every worker gets a share, and queues the parts.

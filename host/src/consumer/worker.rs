@@ -7,14 +7,14 @@ use std::time::Instant;
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::dead_letter::{Pending, dead_letter};
 use super::retry::RetryRequest;
 use super::{Batch, PluginContext};
 use crate::config::Isolation;
-use crate::dispatch::{Disposition, Outcome, decide};
-use crate::dlq;
+use crate::dispatch::{DeadReason, Disposition, Outcome, decide};
 use crate::effects::{self, Commit, CommitTarget};
 use crate::plugin::{Message, PluginInstance};
-use crate::streams::Entry;
+use crate::streams::{Entry, entry};
 
 /// Longest a handled entry waits in a worker before its ack is sent.
 const ACK_FLUSH: std::time::Duration = std::time::Duration::from_millis(5);
@@ -74,6 +74,19 @@ async fn handle(
         return Routed::Ack;
     };
     ctx.metrics.received.inc();
+    let fields = match entry::to_wit_fields(fields) {
+        Ok(fields) => fields,
+        Err((raw, why)) => {
+            let pending = Pending {
+                id: &entry.id,
+                attempt: entry.attempt,
+            };
+            let digest = ctx.running().digest.clone();
+            let reason = DeadReason::FieldNameNotUtf8;
+            dead_letter(ctx, conn, pending, &raw, &reason, &why.to_string(), &digest).await;
+            return Routed::Done;
+        }
+    };
     let msg = Message {
         stream: ctx.config.stream.clone(),
         id: entry.id,
@@ -212,7 +225,11 @@ async fn route(
             })
         }
         Disposition::DeadLetter { reason, error } => {
-            dlq::dead_letter(ctx, conn, msg, &reason, &error, digest).await;
+            let pending = Pending {
+                id: &msg.id,
+                attempt: msg.attempt,
+            };
+            dead_letter(ctx, conn, pending, &msg.fields, &reason, &error, digest).await;
             Routed::Done
         }
     }
