@@ -25,7 +25,8 @@ pub struct Host {
 /// Engine sizing for a config: enough pool slots for every worker plus room
 /// for validation and replacement instances.
 pub fn engine_options(config: &Config) -> EngineOptions {
-    let workers: usize = config.plugins.iter().map(|p| p.concurrency).sum();
+    // One more worker per plugin: the one reading its redelivery stream.
+    let workers: usize = config.plugins.iter().map(|p| p.concurrency + 1).sum();
     let max_memory_mib = config
         .plugins
         .iter()
@@ -148,12 +149,26 @@ impl Host {
             let ctx = Arc::new(ctx);
             tracing::info!(plugin = %pc.name, stream = %pc.stream, group = pc.group(), consumer = %ctx.consumer, "consuming");
             let url = self.config.redis.url.clone();
-            let shutdown = shutdown.clone();
+            let stop = shutdown.clone();
             let consuming = ops.consuming(&pc.name);
             tasks.spawn(async move {
                 let _consuming = consuming;
-                consumer::run(ctx, &url, shutdown).await
+                consumer::run(ctx, &url, stop).await
             });
+            // Replayed dead letters reach this plugin alone: its group also
+            // reads its own redelivery stream, with the same consumer code.
+            let redeliver = pc.redeliver_stream();
+            let mut ctx = PluginContext::for_redelivery(
+                plugin.clone(),
+                pc,
+                self.metrics.plugin(&pc.name, &redeliver),
+            );
+            ctx.watch = self.watch;
+            ctx.registry = Some(self.metrics.clone());
+            let ctx = Arc::new(ctx);
+            let url = self.config.redis.url.clone();
+            let stop = shutdown.clone();
+            tasks.spawn(async move { consumer::run(ctx, &url, stop).await });
         }
         let mut first_error = None;
         while let Some(done) = tasks.join_next().await {

@@ -9,6 +9,25 @@ use redis::aio::ConnectionManager;
 use super::PluginContext;
 use crate::dispatch::DeadReason;
 use crate::dlq::{self, DlqError, FieldBytes, Letter, Written};
+use crate::streams::entry::RawField;
+
+/// Where a replayed entry first came from: its stream and id there.
+pub(crate) type Origin = (String, String);
+
+/// The original fields of an entry, and its origin when it is a replayed one
+/// read from the plugin's redelivery stream (`None`: the stream read is its
+/// origin).
+pub(crate) fn unwrap_redelivered(
+    ctx: &PluginContext,
+    fields: Vec<RawField>,
+) -> (Vec<RawField>, Option<Origin>) {
+    let Some(source_stream) = &ctx.redelivery_of else {
+        return (fields, None);
+    };
+    let r = dlq::redeliver::decode(fields);
+    let stream = r.source_stream.unwrap_or_else(|| source_stream.clone());
+    (r.fields, r.source_id.map(|id| (stream, id)))
+}
 
 /// Tries to dead-letter for this long while Redis is unreachable; after that
 /// the entry stays pending and is redelivered (and dead-lettered again).
@@ -16,10 +35,13 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
 
 /// An entry pending for this consumer, with where it first came from.
 pub(crate) struct Pending<'a> {
-    /// Its id in the plugin's stream.
+    /// Its id in the stream this instance reads.
     pub id: &'a str,
     /// Deliveries made, the last included.
     pub attempt: u32,
+    /// The stream it was first written to and its id there (differ from the
+    /// stream read and `id` for a replayed entry).
+    pub source: (&'a str, &'a str),
 }
 
 /// Moves a pending entry to the plugin's DLQ and acks it, if this consumer
@@ -40,8 +62,8 @@ pub(crate) async fn dead_letter<F: FieldBytes>(
         group: ctx.group(),
         consumer: &ctx.consumer,
         dlq: &ctx.dlq_stream,
-        source_stream: ctx.stream(),
-        source_id: entry.id,
+        source_stream: entry.source.0,
+        source_id: entry.source.1,
         plugin: &ctx.plugin.name,
         digest,
         reason: &label,

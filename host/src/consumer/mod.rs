@@ -56,6 +56,11 @@ pub struct PluginContext {
     pub consumer: String,
     /// The dead-letter stream.
     pub dlq_stream: String,
+    /// Set when this instance consumes the plugin's redelivery stream (where
+    /// `dlq replay` puts dead letters): the plugin's source stream. Its
+    /// entries are unwrapped to their original fields before the handler
+    /// sees them ([`crate::dlq::redeliver`]).
+    pub redelivery_of: Option<String>,
     /// Metric handles.
     pub metrics: PluginMetrics,
     /// Entries this host holds (queued, being handled, awaiting ack or retry).
@@ -76,11 +81,28 @@ impl PluginContext {
             registry: None,
             consumer: config.consumer(),
             dlq_stream: config.dlq_stream(),
+            redelivery_of: None,
             plugin,
             config,
             metrics,
             inflight: Default::default(),
         }
+    }
+
+    /// A context for the same plugin consuming its redelivery stream: the
+    /// same code on a different key, one worker, the plugin's own DLQ.
+    pub fn for_redelivery(
+        plugin: Arc<LoadedPlugin>,
+        config: &PluginConfig,
+        metrics: PluginMetrics,
+    ) -> PluginContext {
+        let mut redelivery = config.clone();
+        redelivery.stream = config.redeliver_stream();
+        redelivery.concurrency = 1;
+        redelivery.dlq.stream = Some(config.dlq_stream());
+        let mut ctx = PluginContext::new(plugin, redelivery, metrics);
+        ctx.redelivery_of = Some(config.stream.clone());
+        ctx
     }
 
     /// The deployed version number this host last acted on.
@@ -165,7 +187,8 @@ pub async fn run(
         work_tx,
         shutdown.clone(),
     ));
-    if !ctx.config.allow.schedule.is_empty() {
+    // Scheduled entries are promoted once per plugin, by its main instance.
+    if !ctx.config.allow.schedule.is_empty() && ctx.redelivery_of.is_none() {
         feeders.spawn(promoter::run(
             ctx.clone(),
             commands.clone(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
-use super::dead_letter::{Pending, dead_letter};
+use super::dead_letter::{Pending, dead_letter, unwrap_redelivered};
 use super::{Batch, PluginContext, ensure_group_logged, pause};
 use crate::dispatch::DeadReason;
 use crate::streams::wire::{WireConnection, WireError};
@@ -168,16 +168,20 @@ async fn dead_letter_unhandled(ctx: &PluginContext, conn: &mut ConnectionManager
         entry.attempt, ctx.config.retry.max_attempts
     );
     let digest = ctx.running().digest.clone();
+    let (fields, origin) = unwrap_redelivered(ctx, entry.fields.unwrap_or_default());
+    let source = origin
+        .as_ref()
+        .map_or((ctx.stream(), entry.id.as_str()), |(s, i)| (s.as_str(), i.as_str()));
     let pending = Pending {
         id: &entry.id,
         attempt: entry.attempt,
+        source,
     };
-    let fields = entry.fields.as_deref().unwrap_or_default();
     dead_letter(
         ctx,
         conn,
         pending,
-        fields,
+        &fields,
         &DeadReason::AttemptsExhausted,
         &error,
         &digest,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::dead_letter::{Pending, dead_letter};
+use super::dead_letter::{Origin, Pending, dead_letter, unwrap_redelivered};
 use super::retry::RetryRequest;
 use super::{Batch, PluginContext};
 use crate::config::Isolation;
@@ -74,12 +74,14 @@ async fn handle(
         return Routed::Ack;
     };
     ctx.metrics.received.inc();
+    let (fields, origin) = unwrap_redelivered(ctx, fields);
     let fields = match entry::to_wit_fields(fields) {
         Ok(fields) => fields,
         Err((raw, why)) => {
             let pending = Pending {
                 id: &entry.id,
                 attempt: entry.attempt,
+                source: source_of(ctx, origin.as_ref(), &entry.id),
             };
             let digest = ctx.running().digest.clone();
             let reason = DeadReason::FieldNameNotUtf8;
@@ -88,7 +90,11 @@ async fn handle(
         }
     };
     let msg = Message {
-        stream: ctx.config.stream.clone(),
+        // A replayed entry reaches the handler under its original stream
+        // name, with its id in the redelivery stream.
+        stream: origin
+            .as_ref()
+            .map_or_else(|| ctx.config.stream.clone(), |(s, _)| s.clone()),
         id: entry.id,
         fields,
         attempt: entry.attempt,
@@ -151,7 +157,7 @@ async fn handle(
             other => other,
         };
         drop_if_spent(ctx, instance);
-        return route(ctx, &msg, &outcome, conn, &running.digest).await;
+        return route(ctx, &msg, origin.as_ref(), &outcome, conn, &running.digest).await;
     }
 }
 
@@ -208,9 +214,15 @@ async fn commit_effects(
     Err("cannot reach Redis to commit; nothing written".into())
 }
 
+/// The stream and id an entry was first written to.
+fn source_of<'a>(ctx: &'a PluginContext, origin: Option<&'a Origin>, id: &'a str) -> (&'a str, &'a str) {
+    origin.map_or((ctx.stream(), id), |(s, i)| (s.as_str(), i.as_str()))
+}
+
 async fn route(
     ctx: &PluginContext,
     msg: &Message,
+    origin: Option<&Origin>,
     outcome: &Outcome,
     conn: &mut ConnectionManager,
     digest: &str,
@@ -228,6 +240,7 @@ async fn route(
             let pending = Pending {
                 id: &msg.id,
                 attempt: msg.attempt,
+                source: source_of(ctx, origin, &msg.id),
             };
             dead_letter(ctx, conn, pending, &msg.fields, &reason, &error, digest).await;
             Routed::Done
