@@ -678,7 +678,10 @@ impl Config {
     pub fn shared_dlqs(&self) -> Vec<(String, Vec<String>)> {
         let mut by_dlq: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for p in &self.plugins {
-            by_dlq.entry(p.dlq_stream()).or_default().push(p.name.clone());
+            by_dlq
+                .entry(p.dlq_stream())
+                .or_default()
+                .push(p.name.clone());
         }
         by_dlq.into_iter().filter(|(_, v)| v.len() > 1).collect()
     }
@@ -821,8 +824,13 @@ mod tests {
         assert_ne!(c.plugins[0].dlq_stream(), c.plugins[1].dlq_stream());
         assert!(c.shared_dlqs().is_empty());
         let shared = "[plugin.dlq]\nstream = \"dlq:s\"\n";
-        let c = Config::parse(&format!("{}{}{}", plugin("a", shared), plugin("b", shared), plugin("c", "")))
-            .unwrap();
+        let c = Config::parse(&format!(
+            "{}{}{}",
+            plugin("a", shared),
+            plugin("b", shared),
+            plugin("c", "")
+        ))
+        .unwrap();
         assert_eq!(
             c.shared_dlqs(),
             vec![("dlq:s".to_owned(), vec!["a".to_owned(), "b".to_owned()])]

@@ -311,11 +311,18 @@ async fn dlq_list_show_replay_by_reason_and_purge() {
     assert_ok(&dry);
     assert!(
         stdout(&dry).contains("would replay 4 dead letter(s)")
-            && stdout(&dry).matches(&format!("would go to {redeliver}")).count() == 4,
+            && stdout(&dry)
+                .matches(&format!("would go to {redeliver}"))
+                .count()
+                == 4,
         "{}",
         stdout(&dry)
     );
-    assert_eq!(xlen(&mut conn, dlq_stream).await, 8, "a dry run changes nothing");
+    assert_eq!(
+        xlen(&mut conn, dlq_stream).await,
+        8,
+        "a dry run changes nothing"
+    );
     let bad = dlq_cli(&["--config", cfg_path, "replay", "--reason", "rejectd"]);
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     assert!(
@@ -337,8 +344,16 @@ async fn dlq_list_show_replay_by_reason_and_purge() {
         stdout(&out)
     );
     assert!(stdout(&out).contains("4 not selected"), "{}", stdout(&out));
-    assert_eq!(xlen(&mut conn, stream).await, before, "not to the source stream");
-    assert_eq!(xlen(&mut conn, redeliver).await, 4, "to the plugin's redelivery stream");
+    assert_eq!(
+        xlen(&mut conn, stream).await,
+        before,
+        "not to the source stream"
+    );
+    assert_eq!(
+        xlen(&mut conn, redeliver).await,
+        4,
+        "to the plugin's redelivery stream"
+    );
     let left = dlq::range(&mut conn, dlq_stream, "-", 100)
         .await
         .expect("DLQ");

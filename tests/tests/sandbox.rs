@@ -194,7 +194,10 @@ async fn beside_validator(
     );
     assert_eq!(validator.acked.get(), n as u64);
     assert_eq!(pending(&mut conn, VALIDATOR_STREAM, VALIDATOR).await, 0);
-    assert_eq!(xlen(&mut conn, &format!("dlq:{VALIDATOR_STREAM}:{VALIDATOR}")).await, 0);
+    assert_eq!(
+        xlen(&mut conn, &format!("dlq:{VALIDATOR_STREAM}:{VALIDATOR}")).await,
+        0
+    );
     assert_eq!(
         pending(&mut conn, HOSTILE_STREAM, &name).await,
         0,
@@ -528,7 +531,10 @@ async fn log_flooder_is_truncated_and_sanitized() {
         0,
         "log-flooder's entries were acked"
     );
-    assert_eq!(xlen(&mut conn, &format!("dlq:{VALIDATOR_STREAM}:{VALIDATOR}")).await, 0);
+    assert_eq!(
+        xlen(&mut conn, &format!("dlq:{VALIDATOR_STREAM}:{VALIDATOR}")).await,
+        0
+    );
     println!(
         "sandbox: log-flooder: host log {} bytes, host RSS {rss} KiB",
         log.len()

@@ -252,8 +252,9 @@ pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
                 });
             }
             let filter = Filter {
-                before_ms: older_than
-                    .map(|age| now_ms().saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX))),
+                before_ms: older_than.map(|age| {
+                    now_ms().saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX))
+                }),
                 ..base
             };
             let n = dlq::purge(&mut conn, &stream, &filter).await?;

@@ -171,7 +171,9 @@ async fn dead_letter_unhandled(ctx: &PluginContext, conn: &mut ConnectionManager
     let (fields, origin) = unwrap_redelivered(ctx, entry.fields.unwrap_or_default());
     let source = origin
         .as_ref()
-        .map_or((ctx.stream(), entry.id.as_str()), |(s, i)| (s.as_str(), i.as_str()));
+        .map_or((ctx.stream(), entry.id.as_str()), |(s, i)| {
+            (s.as_str(), i.as_str())
+        });
     let pending = Pending {
         id: &entry.id,
         attempt: entry.attempt,

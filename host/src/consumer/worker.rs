@@ -215,7 +215,11 @@ async fn commit_effects(
 }
 
 /// The stream and id an entry was first written to.
-fn source_of<'a>(ctx: &'a PluginContext, origin: Option<&'a Origin>, id: &'a str) -> (&'a str, &'a str) {
+fn source_of<'a>(
+    ctx: &'a PluginContext,
+    origin: Option<&'a Origin>,
+    id: &'a str,
+) -> (&'a str, &'a str) {
     origin.map_or((ctx.stream(), id), |(s, i)| (s.as_str(), i.as_str()))
 }
 

@@ -21,8 +21,8 @@ use redis::Value;
 use crate::streams::entry::{self, RawField, ReplyError};
 
 pub use ops::{
-    Counts, Filter, Page, ReplayOptions, ReplayOutcome, ReplayReport, Selection, Summary, count, list, owned_count, purge,
-    range, replay, replay_one, show,
+    Counts, Filter, Page, ReplayOptions, ReplayOutcome, ReplayReport, Selection, Summary, count,
+    list, owned_count, purge, range, replay, replay_one, show,
 };
 pub use write::{Letter, Written, dead_letter};
 
@@ -242,7 +242,11 @@ pub fn write_budget(bytes: usize) -> Duration {
 
 /// A fresh random nonce for one write.
 fn nonce() -> String {
-    format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
 }
 
 #[cfg(test)]

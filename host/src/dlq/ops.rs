@@ -192,9 +192,7 @@ pub async fn list<C: ConnectionLike + Send>(
         }
     }
     let total = count(conn, dlq, filter).await?.total;
-    let next = more
-        .then(|| letters.last().map(|l| l.id.clone()))
-        .flatten();
+    let next = more.then(|| letters.last().map(|l| l.id.clone())).flatten();
     Ok(Page {
         letters,
         total,
@@ -388,7 +386,7 @@ pub async fn replay_one<C: ConnectionLike + Send>(
     let mut pipe = redis::pipe();
     pipe.atomic().add_command(xadd).ignore().add_command(finish);
     let budget = budget.unwrap_or_else(|| write_budget(fields_len(&d.fields)));
-    let sent = tokio::time::timeout(budget, pipe.query_async::<(Option<String>,)>(conn)).await;
+    let sent = send_within(budget, pipe.query_async::<(Option<String>,)>(conn)).await;
     let detail = match sent {
         Ok(Ok((Some(new_id),))) => return Ok(ReplayOutcome::Moved { to, new_id }),
         Ok(Ok((None,))) => return Ok(ReplayOutcome::Gone),
@@ -400,6 +398,17 @@ pub async fn replay_one<C: ConnectionLike + Send>(
         Err(_) => format!("no reply within {budget:?}"),
     };
     confirm(conn, dlq, id, to, &nonce, detail).await
+}
+
+/// Runs `request` for at most `budget` from the moment it was handed to the
+/// connection (its first poll queues it), so a timeout always means "sent,
+/// outcome unknown", never "not sent yet".
+async fn send_within<F: Future>(budget: Duration, request: F) -> Result<F::Output, ()> {
+    let mut request = std::pin::pin!(request);
+    if let std::task::Poll::Ready(done) = futures_util::poll!(request.as_mut()) {
+        return Ok(done);
+    }
+    tokio::time::timeout(budget, request).await.map_err(drop)
 }
 
 /// After a move whose reply did not come: looks for the new entry by its

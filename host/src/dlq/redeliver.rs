@@ -67,7 +67,11 @@ mod tests {
         assert_eq!(r.source_id.as_deref(), Some("5-1"));
         assert_eq!(
             r.fields,
-            vec![field(b"k\xff", b"\x00"), field(b"msg.x", b"v"), field(b"", b"")]
+            vec![
+                field(b"k\xff", b"\x00"),
+                field(b"msg.x", b"v"),
+                field(b"", b"")
+            ]
         );
     }
 }

@@ -5,8 +5,8 @@
 use redis::Value;
 use redis::aio::ConnectionLike;
 
-use super::ops::{Filter, Summary};
 use super::DlqError;
+use super::ops::{Filter, Summary};
 use crate::streams::entry::ReplyError;
 use crate::streams::scripts;
 
@@ -52,7 +52,11 @@ impl<'a> Walk<'a> {
                 let first = from.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
                 let last = match (until, before) {
                     (Some(u), Some((ms, bound))) => {
-                        if older(u, ms) { u.to_owned() } else { bound }
+                        if older(u, ms) {
+                            u.to_owned()
+                        } else {
+                            bound
+                        }
                     }
                     (Some(u), None) => u.to_owned(),
                     (None, Some((_, bound))) => bound,
@@ -63,7 +67,11 @@ impl<'a> Walk<'a> {
             Direction::Reverse => {
                 let first = match (from, before) {
                     (Some(f), Some((ms, bound))) => {
-                        if older(f, ms) { format!("({f}") } else { bound }
+                        if older(f, ms) {
+                            format!("({f}")
+                        } else {
+                            bound
+                        }
                     }
                     (Some(f), None) => format!("({f}"),
                     (None, Some((_, bound))) => bound,

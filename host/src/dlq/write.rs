@@ -56,10 +56,7 @@ pub enum Written {
 
 /// Dead-letters one entry (one attempt; the caller decides about retrying).
 /// On any error nothing was written and the entry stays pending.
-pub async fn dead_letter<C, F>(
-    conn: &mut C,
-    req: &Letter<'_, F>,
-) -> Result<Written, DlqError>
+pub async fn dead_letter<C, F>(conn: &mut C, req: &Letter<'_, F>) -> Result<Written, DlqError>
 where
     C: ConnectionLike + Send,
     F: FieldBytes,

@@ -228,7 +228,10 @@ mod tests {
             value: vec![255],
         }];
         let wit = to_wit_fields(ok).unwrap();
-        assert_eq!((wit[0].name.as_str(), wit[0].value.as_slice()), ("näme", &[255u8][..]));
+        assert_eq!(
+            (wit[0].name.as_str(), wit[0].value.as_slice()),
+            ("näme", &[255u8][..])
+        );
     }
 
     #[test]

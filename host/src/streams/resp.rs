@@ -2,8 +2,8 @@
 //! ([`super::wire`]): one pass, one allocation per id, field list, name and
 //! value, no intermediate reply tree.
 
-use super::entry::{Entry, ReplyError};
 use super::entry::RawField;
+use super::entry::{Entry, ReplyError};
 
 /// The length of the first complete reply in `buf`, or `None` while more
 /// bytes are needed. Skims without allocating.
