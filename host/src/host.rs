@@ -7,11 +7,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::consumer::{self, PluginContext};
+use crate::consumer;
 use crate::effects::EffectPolicy;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::operations::Operations;
+use crate::pipeline::PluginContext;
 use crate::plugin::{EngineOptions, LoadedPlugin, WasmEngine};
 
 /// A host with its plugins loaded and validated, ready to consume.
@@ -25,8 +26,7 @@ pub struct Host {
 /// Engine sizing for a config: enough pool slots for every worker plus room
 /// for validation and replacement instances.
 pub fn engine_options(config: &Config) -> EngineOptions {
-    // One more worker per plugin: the one reading its redelivery stream.
-    let workers: usize = config.plugins.iter().map(|p| p.concurrency + 1).sum();
+    let workers: usize = config.plugins.iter().map(|p| p.concurrency).sum();
     let max_memory_mib = config
         .plugins
         .iter()
@@ -155,20 +155,6 @@ impl Host {
                 let _consuming = consuming;
                 consumer::run(ctx, &url, stop).await
             });
-            // Replayed dead letters reach this plugin alone: its group also
-            // reads its own redelivery stream, with the same consumer code.
-            let redeliver = pc.redeliver_stream();
-            let mut ctx = PluginContext::for_redelivery(
-                plugin.clone(),
-                pc,
-                self.metrics.plugin(&pc.name, &redeliver),
-            );
-            ctx.watch = self.watch;
-            ctx.registry = Some(self.metrics.clone());
-            let ctx = Arc::new(ctx);
-            let url = self.config.redis.url.clone();
-            let stop = shutdown.clone();
-            tasks.spawn(async move { consumer::run(ctx, &url, stop).await });
         }
         let mut first_error = None;
         while let Some(done) = tasks.join_next().await {

@@ -254,15 +254,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_keys_keep_the_streams_hash_tag() {
-        use crate::config::hash_tag;
-        assert_eq!(dlq_key("orders", "flaky"), "dlq:orders:flaky");
-        assert_eq!(hash_tag(&dlq_key("{o}:events", "p")), "o");
-        assert_eq!(hash_tag(&redeliver_key("{o}:events", "p")), "o");
-        assert_eq!(hash_tag(&redeliver_key("a}b{c}", "p")), "c");
-    }
-
-    #[test]
     fn owner_matches_plugin_or_for_old_entries_the_group() {
         let letter = |meta: &[(&str, &str)]| DeadLetter {
             id: "1-0".into(),

@@ -5,10 +5,55 @@
 use redis::Value;
 use redis::aio::ConnectionLike;
 
-use super::DlqError;
-use super::ops::{Filter, Summary};
+use super::{DlqError, Owner, meta};
 use crate::streams::entry::ReplyError;
 use crate::streams::scripts;
+
+/// Which dead letters an operation is about. Every part is optional; the
+/// default matches everything in the stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only this plugin's (see [`Owner`]).
+    pub owner: Option<Owner>,
+    /// Only this reason: equal, or a prefix before `:` (`trap` selects every
+    /// `trap:<kind>`).
+    pub reason: Option<String>,
+    /// Only entries whose original field names or values, or error text,
+    /// contain these bytes.
+    pub text: Option<Vec<u8>>,
+    /// Only entries dead-lettered before this time (Unix ms, by entry id).
+    pub before_ms: Option<u64>,
+}
+
+/// A dead letter without its original fields: what lists show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Its id in the DLQ.
+    pub id: String,
+    /// Its `dlq.*` fields as stored.
+    pub metadata: Vec<(Vec<u8>, Vec<u8>)>,
+    /// How many original fields it has.
+    pub field_count: usize,
+    /// Bytes of original names and values.
+    pub field_bytes: usize,
+}
+
+impl Summary {
+    /// A metadata value by its full name, when it is UTF-8.
+    pub fn meta(&self, name: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(n, _)| n == name.as_bytes())
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// When it was dead-lettered (Unix ms).
+    pub fn time_ms(&self) -> Option<u64> {
+        self.meta(meta::TIME_MS)
+            .and_then(|t| t.parse().ok())
+            .or_else(|| super::id_ms(&self.id))
+    }
+}
 
 /// Entries one script call examines: bounds its run time on the server.
 pub(super) const STEP: usize = 200;
