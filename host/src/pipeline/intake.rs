@@ -177,7 +177,7 @@ impl<S: Source> Intake<S> {
 
     async fn settle_unhandled(&self, delivery: Delivery, verdict: Verdict) {
         settle::record_unhandled(&self.ctx, &delivery, &verdict);
-        let (receipt, attempt) = (delivery.receipt(), delivery.attempt());
+        let receipt = delivery.receipt();
         match verdict {
             Verdict::DeadLetter { reason, error, .. } => {
                 // Stored attempts are deliveries here: none of them reached an outcome.

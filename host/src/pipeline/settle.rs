@@ -391,6 +391,17 @@ fn log_failure(
                 "cannot instantiate the plugin for this entry"
             )
         }
+        FailureKind::Commit => {
+            tracing::error!(
+                plugin,
+                stream,
+                version,
+                id,
+                attempt,
+                error = reason,
+                "Redis refused the handler's effects; nothing written"
+            )
+        }
         FailureKind::NoOutcome => {
             tracing::warn!(
                 plugin,
