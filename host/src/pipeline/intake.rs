@@ -72,41 +72,22 @@ impl ReadAhead {
 
     /// Returns the bytes of an entry that was handled.
     pub fn give_back(&self, bytes: usize) {
-        let _ = self
+        let before = self
             .held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
                 Some(h.saturating_sub(bytes))
-            });
-        self.room.notify_waiters();
+            })
+            .unwrap_or(0);
+        // Readers wait only while the budget is spent: wake them when it is
+        // not any more (and spare the hot path the notifier's lock otherwise).
+        if before >= self.limit && before.saturating_sub(bytes) < self.limit {
+            self.room.notify_waiters();
+        }
     }
 
     /// Bytes held now.
     pub fn held(&self) -> usize {
         self.held.load(Ordering::Acquire)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn reads_shrink_to_what_the_budget_holds() {
-        let budget = ReadAhead::new(100 << 20);
-        assert_eq!(budget.room(256).await, 1, "nothing seen yet: one entry");
-        budget.take(100);
-        assert_eq!(budget.room(256).await, 256);
-        budget.take(10 << 20);
-        let n = budget.room(256).await;
-        assert!((1..=9).contains(&n), "{n}");
-        for _ in 0..9 {
-            budget.take(10 << 20);
-        }
-        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), budget.room(256));
-        assert!(waiting.await.is_err(), "a spent budget waits");
-        budget.give_back(20 << 20);
-        assert!(budget.room(256).await >= 1);
-        assert!(budget.held() < 100 << 20);
     }
 }
 
@@ -206,5 +187,29 @@ impl<S: Source> Intake<S> {
             entries = rest;
         }
         self.work.send(entries).await.map_err(|_| Closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_shrink_to_what_the_budget_holds() {
+        let budget = ReadAhead::new(100 << 20);
+        assert_eq!(budget.room(256).await, 1, "nothing seen yet: one entry");
+        budget.take(100);
+        assert_eq!(budget.room(256).await, 256);
+        budget.take(10 << 20);
+        let n = budget.room(256).await;
+        assert!((1..=9).contains(&n), "{n}");
+        for _ in 0..9 {
+            budget.take(10 << 20);
+        }
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), budget.room(256));
+        assert!(waiting.await.is_err(), "a spent budget waits");
+        budget.give_back(20 << 20);
+        assert!(budget.room(256).await >= 1);
+        assert!(budget.held() < 100 << 20);
     }
 }
