@@ -165,7 +165,11 @@ impl<S: Source> Intake<S> {
                 let request = DeadLetterRequest {
                     attempts: receipt.deliveries,
                     receipt,
-                    fields: delivery.entry.fields.unwrap_or_default(),
+                    original: super::delivery::original(
+                        (&self.ctx.redeliver_stream, self.ctx.stream()),
+                        &delivery.key,
+                        delivery.entry.fields.unwrap_or_default(),
+                    ),
                     reason,
                     error,
                     digest: self.ctx.running().digest.to_string(),

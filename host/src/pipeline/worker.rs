@@ -76,6 +76,7 @@ async fn handle<S: Source>(
             })
             .collect()
     });
+    let original_id = original.id;
     let msg = Message {
         // A replayed entry reaches the handler under its original stream
         // name, with its id in the redelivery stream.
@@ -175,14 +176,18 @@ async fn handle<S: Source>(
                 let request = DeadLetterRequest {
                     attempts: receipt.attempt(),
                     receipt,
-                    fields: msg
-                        .fields
-                        .into_iter()
-                        .map(|f| RawField {
-                            name: f.name.into_bytes(),
-                            value: f.value,
-                        })
-                        .collect(),
+                    original: delivery::Original {
+                        stream: msg.stream,
+                        id: original_id,
+                        fields: msg
+                            .fields
+                            .into_iter()
+                            .map(|f| RawField {
+                                name: f.name.into_bytes(),
+                                value: f.value,
+                            })
+                            .collect(),
+                    },
                     reason,
                     error,
                     digest: running.digest.to_string(),

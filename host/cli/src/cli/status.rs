@@ -133,7 +133,7 @@ struct Target {
     group: String,
     dlq: String,
     /// Whose entries in `dlq` to count, and whether the DLQ is theirs alone.
-    owner: crate::dlq::Owner,
+    owner: streamhost::dlq::Owner,
     dlq_is_own: bool,
 }
 
@@ -230,9 +230,9 @@ async fn stream_targets(
             dlq: args
                 .dlq
                 .clone()
-                .unwrap_or_else(|| crate::dlq::dlq_key(&stream, &group)),
+                .unwrap_or_else(|| streamhost::dlq::dlq_key(&stream, &group)),
             dlq_is_own: args.dlq.is_none(),
-            owner: crate::dlq::Owner {
+            owner: streamhost::dlq::Owner {
                 plugin: group.clone(),
                 group: group.clone(),
             },
@@ -268,7 +268,7 @@ async fn group_status(
     now_ms: u64,
 ) -> anyhow::Result<GroupStatus> {
     let stream_length = inspect::stream_len(conn, &t.stream).await?;
-    let dlq_length = crate::dlq::owned_count(conn, &t.dlq, &t.owner, t.dlq_is_own).await?;
+    let dlq_length = streamhost::dlq::owned_count(conn, &t.dlq, &t.owner, t.dlq_is_own).await?;
     let info = inspect::group(conn, &t.stream, &t.group).await?;
     let (consumers, pending) = match &info {
         Some(_) => (

@@ -13,8 +13,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::pipeline::PluginContext;
 use crate::pipeline::source::DeadLetterRequest;
-use crate::pipeline::{PluginContext, delivery};
 use crate::{dlq, streams};
 
 /// How long one dead letter is retried before it is let go.
@@ -55,11 +55,7 @@ pub(crate) async fn write(
     request: &DeadLetterRequest,
 ) -> Result<(), dlq::DlqError> {
     let receipt = &request.receipt;
-    let original = delivery::original(
-        (&ctx.redeliver_stream, ctx.stream()),
-        &receipt.key,
-        request.fields.clone(),
-    );
+    let original = &request.original;
     let reason = request.reason.label();
     let letter = dlq::Letter {
         pending_stream: &receipt.key,
