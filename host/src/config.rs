@@ -121,6 +121,12 @@ pub struct PluginConfig {
     /// Entries fetched per `XREADGROUP`.
     #[serde(default = "default_batch")]
     pub batch: usize,
+    /// Most bytes of entries read ahead of the handlers (queued or being
+    /// handled), in MiB. Beside `batch`, it keeps memory bounded by bytes when
+    /// entries are large: reads ask for fewer entries, and wait while the
+    /// budget is spent.
+    #[serde(default = "default_read_ahead_mib")]
+    pub read_ahead_mib: u64,
     /// Handler instances running in parallel. Defaults to half the CPUs (at
     /// least one); raise it for handlers that mostly wait (state reads).
     #[serde(default = "default_concurrency")]
@@ -200,6 +206,9 @@ fn default_batch() -> usize {
 fn default_concurrency() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
+fn default_read_ahead_mib() -> u64 {
+    64
+}
 fn default_block_ms() -> u64 {
     2000
 }
@@ -214,6 +223,7 @@ impl PluginConfig {
             group: None,
             consumer: None,
             batch: default_batch(),
+            read_ahead_mib: default_read_ahead_mib(),
             concurrency: default_concurrency(),
             block_ms: default_block_ms(),
             retry: RetryConfig::default(),
@@ -226,17 +236,42 @@ impl PluginConfig {
         }
     }
 
+    /// The read-ahead budget in bytes.
+    pub fn read_ahead_bytes(&self) -> usize {
+        usize::try_from(self.read_ahead_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+
     /// The consumer group, defaulting to the plugin name.
     pub fn group(&self) -> &str {
         self.group.as_deref().unwrap_or(&self.name)
     }
 
-    /// The dead-letter stream, defaulting to `dlq:` + the source stream.
+    /// The dead-letter stream, defaulting to `dlq:<stream>:<plugin>` (its
+    /// own per plugin; it keeps the stream's hash tag).
     pub fn dlq_stream(&self) -> String {
         self.dlq
             .stream
             .clone()
-            .unwrap_or_else(|| format!("dlq:{}", self.stream))
+            .unwrap_or_else(|| crate::dlq::dlq_key(&self.stream, &self.name))
+    }
+
+    /// Whose entries in the DLQ are this plugin's.
+    pub fn dlq_owner(&self) -> crate::dlq::Owner {
+        crate::dlq::Owner {
+            plugin: self.name.clone(),
+            group: self.group().to_owned(),
+        }
+    }
+
+    /// Whether the DLQ is this plugin's own default one (not named in the config).
+    pub fn dlq_is_own(&self) -> bool {
+        self.dlq.stream.is_none()
+    }
+
+    /// The stream replayed dead letters go to, `redeliver:<stream>:<plugin>`,
+    /// which the plugin's group reads besides the source stream.
+    pub fn redeliver_stream(&self) -> String {
+        crate::dlq::redeliver_key(&self.stream, &self.name)
     }
 
     /// The state key prefix, defaulting to `state:<plugin name>:`.
@@ -274,8 +309,9 @@ pub fn default_consumer_name() -> String {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
-    /// Deliveries in total, the first included; after the last failed one the
-    /// entry is dead-lettered.
+    /// Handler attempts in total, the first included; after the last failed
+    /// one the entry is dead-lettered. Deliveries no handler saw and
+    /// deliveries whose settling Redis refused do not count.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
     /// How the delay grows between attempts.
@@ -375,7 +411,10 @@ fn default_consumer_idle_ms() -> u64 {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DlqConfig {
-    /// The dead-letter stream; defaults to `dlq:` + the source stream.
+    /// The dead-letter stream; defaults to `dlq:<stream>:<plugin>`. Several
+    /// plugins may share one on purpose: every `dlq` command, `status` and the
+    /// DLQ gauge still count and act on each plugin's own entries
+    /// (`dlq.plugin`); `check` warns about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
 }
@@ -612,6 +651,9 @@ impl Config {
             if p.concurrency == 0 || p.concurrency > 1024 {
                 return Err(invalid("concurrency", "must be between 1 and 1024"));
             }
+            if p.read_ahead_mib == 0 || p.read_ahead_mib > 1 << 20 {
+                return Err(invalid("read_ahead_mib", "must be between 1 and 1048576"));
+            }
             if p.block_ms == 0 {
                 return Err(invalid("block_ms", "must be at least 1"));
             }
@@ -631,8 +673,11 @@ impl Config {
                 ));
             }
             check_pool_limits(&p.limits).map_err(|(k, why)| invalid(k, why))?;
-            if p.dlq_stream() == p.stream {
-                return Err(invalid("dlq.stream", "must differ from the source stream"));
+            if p.dlq_stream() == p.stream || p.dlq_stream() == p.redeliver_stream() {
+                return Err(invalid(
+                    "dlq.stream",
+                    "must differ from the source stream and the redelivery stream",
+                ));
             }
             for (kind, patterns) in [
                 ("emit", &p.allow.emit),
@@ -742,6 +787,7 @@ impl Config {
                 ("stream", q.stream.clone()),
                 ("dlq.stream", q.dlq_stream()),
                 ("schedule", q.schedule_key()),
+                ("redelivery stream", q.redeliver_stream()),
             ];
             if let Some((what, key)) = keys.iter().find(|(_, k)| k.starts_with(&prefix)) {
                 return Err(format!(
@@ -780,6 +826,21 @@ fn check_pool_limits(l: &LimitsConfig) -> Result<(), (&'static str, &'static str
         ));
     }
     Ok(())
+}
+
+impl Config {
+    /// Dead-letter streams that several plugins write to, with those plugins'
+    /// names. Allowed (commands filter by plugin), but worth a warning.
+    pub fn shared_dlqs(&self) -> Vec<(String, Vec<String>)> {
+        let mut by_dlq: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for p in &self.plugins {
+            by_dlq
+                .entry(p.dlq_stream())
+                .or_default()
+                .push(p.name.clone());
+        }
+        by_dlq.into_iter().filter(|(_, v)| v.len() > 1).collect()
+    }
 }
 
 /// The hash tag of a key: what Redis Cluster hashes (`{tag}` when present and
@@ -871,7 +932,8 @@ mod tests {
             .unwrap();
         let p = &c.plugins[0];
         assert_eq!(p.group(), "a");
-        assert_eq!(p.dlq_stream(), "dlq:s");
+        assert_eq!(p.dlq_stream(), "dlq:s:a");
+        assert_eq!(p.redeliver_stream(), "redeliver:s:a");
         assert_eq!(p.batch, 256);
         assert_eq!(p.retry.max_attempts, 5);
         assert_eq!(c.redis.url, "redis://127.0.0.1:6379");
@@ -960,6 +1022,37 @@ mod tests {
         assert!(
             err.to_string().contains("plugin[0].limits.max_memories"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn default_dlq_and_redelivery_keys_keep_the_streams_hash_tag() {
+        use crate::dlq::{dlq_key, redeliver_key};
+        assert_eq!(dlq_key("orders", "flaky"), "dlq:orders:flaky");
+        assert_eq!(hash_tag(&dlq_key("{o}:events", "p")), "o");
+        assert_eq!(hash_tag(&redeliver_key("{o}:events", "p")), "o");
+        assert_eq!(hash_tag(&redeliver_key("a}b{c}", "p")), "c");
+    }
+
+    #[test]
+    fn each_plugin_has_its_own_dlq_and_sharing_is_reported() {
+        let plugin = |name: &str, dlq: &str| {
+            format!("[[plugin]]\nname = \"{name}\"\ncomponent = \"a.wasm\"\nstream = \"s\"\n{dlq}")
+        };
+        let c = Config::parse(&format!("{}{}", plugin("a", ""), plugin("b", ""))).unwrap();
+        assert_ne!(c.plugins[0].dlq_stream(), c.plugins[1].dlq_stream());
+        assert!(c.shared_dlqs().is_empty());
+        let shared = "[plugin.dlq]\nstream = \"dlq:s\"\n";
+        let c = Config::parse(&format!(
+            "{}{}{}",
+            plugin("a", shared),
+            plugin("b", shared),
+            plugin("c", "")
+        ))
+        .unwrap();
+        assert_eq!(
+            c.shared_dlqs(),
+            vec![("dlq:s".to_owned(), vec!["a".to_owned(), "b".to_owned()])]
         );
     }
 

@@ -7,11 +7,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::consumer::{self, PluginContext};
+use crate::consumer;
 use crate::effects::EffectPolicy;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::operations::Operations;
+use crate::pipeline::PluginContext;
 use crate::plugin::{EngineOptions, LoadedPlugin, WasmEngine};
 
 /// A host with its plugins loaded and validated, ready to consume.
@@ -152,11 +153,11 @@ impl Host {
             let ctx = Arc::new(ctx);
             tracing::info!(plugin = %pc.name, stream = %pc.stream, group = pc.group(), consumer = %ctx.consumer, "consuming");
             let url = self.config.redis.url.clone();
-            let shutdown = shutdown.clone();
+            let stop = shutdown.clone();
             let consuming = ops.consuming(&pc.name);
             tasks.spawn(async move {
                 let _consuming = consuming;
-                consumer::run(ctx, &url, shutdown).await
+                consumer::run(ctx, &url, stop).await
             });
         }
         let mut first_error = None;

@@ -2,17 +2,16 @@
 //! Redis Streams consumer groups, with at-least-once delivery, retries and
 //! dead-lettering done once, correctly, in the host.
 //!
-//! The binary (`main.rs`) is a thin shell over this library; tests drive the
-//! host in-process through [`Host`].
+//! This crate is the engine: tests drive the host in-process through
+//! [`Host`]. The `streamhost` command (CLI, `demo`, `bench`, the bundled
+//! example plugins) is the `streamhost-cli` crate in `host/cli/`.
 
 pub mod admin;
-pub mod bench;
-pub mod bundled;
-pub mod cli;
+pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod deploy;
-pub mod dispatch;
+pub mod display;
 pub mod dlq;
 pub mod effects;
 pub mod error;
@@ -22,9 +21,12 @@ pub mod inspect;
 pub mod local_redis;
 pub mod metrics;
 pub mod operations;
+pub mod outcome;
+pub mod pipeline;
 pub mod plugin;
 pub mod retention;
 pub mod shutdown;
+pub mod sources;
 pub mod streams;
 
 pub use config::Config;

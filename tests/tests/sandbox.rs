@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use streamhost::config::{Config, LimitsConfig, OnTrap, PluginConfig};
-use streamhost::dispatch::TrapKind;
 use streamhost::metrics::PluginMetrics;
+use streamhost::outcome::TrapKind;
 use streamhost_tests::*;
 
 const VALIDATOR: &str = "order-validator";
@@ -194,7 +194,10 @@ async fn beside_validator(
     );
     assert_eq!(validator.acked.get(), n as u64);
     assert_eq!(pending(&mut conn, VALIDATOR_STREAM, VALIDATOR).await, 0);
-    assert_eq!(xlen(&mut conn, &format!("dlq:{VALIDATOR_STREAM}")).await, 0);
+    assert_eq!(
+        xlen(&mut conn, &format!("dlq:{VALIDATOR_STREAM}:{VALIDATOR}")).await,
+        0
+    );
     assert_eq!(
         pending(&mut conn, HOSTILE_STREAM, &name).await,
         0,
@@ -209,7 +212,7 @@ async fn beside_validator(
     Run {
         validator,
         hostile: hostile_m,
-        dlq: dlq_entries(&mut conn, &format!("dlq:{HOSTILE_STREAM}")).await,
+        dlq: dlq_entries(&mut conn, &format!("dlq:{HOSTILE_STREAM}:{name}")).await,
         rss_growth_kib: rss_after.saturating_sub(rss_before),
     }
 }
@@ -424,7 +427,7 @@ async fn socket_opener_loads_and_every_socket_operation_fails() {
         m.acked.get(),
         m.dead_lettered.get()
     );
-    let dlq = dlq_entries(&mut conn, &format!("dlq:{HOSTILE_STREAM}")).await;
+    let dlq = dlq_entries(&mut conn, &format!("dlq:{HOSTILE_STREAM}:socket-opener")).await;
     assert!(dlq.is_empty(), "a socket operation succeeded: {dlq:?}");
     assert_eq!(m.acked.get(), n as u64);
     assert!(
@@ -467,7 +470,7 @@ async fn kv_delete_never_deletes_a_stream() {
         1,
         "the stream survived"
     );
-    let dlq = dlq_entries(&mut conn, &format!("dlq:{HOSTILE_STREAM}")).await;
+    let dlq = dlq_entries(&mut conn, &format!("dlq:{HOSTILE_STREAM}:probe")).await;
     assert!(dlq[0].1.contains("WRONGTYPE"), "{dlq:?}");
 }
 
@@ -508,7 +511,7 @@ async fn empty_log_lines_and_prints_are_bounded_by_the_log_budget() {
     assert_eq!(host.wait(Duration::from_secs(30)), Some(0), "clean exit");
     let text = host.log();
     assert!(done, "not everything was handled; log:\n{}", tail(&text));
-    assert_eq!(xlen(&mut conn, &format!("dlq:{HOSTILE_STREAM}")).await, 0);
+    assert_eq!(xlen(&mut conn, &format!("dlq:{HOSTILE_STREAM}:log-flooder")).await, 0);
     let guest_lines = text
         .lines()
         .filter(|l| l.contains("plugin") && l.contains("log-flooder"))
@@ -598,7 +601,7 @@ async fn a_trapped_instance_is_replaced_by_a_fresh_one() {
         m.dead_lettered.get(),
         modes.len()
     );
-    let seen: Vec<String> = dlq_entries(&mut conn, &format!("dlq:{HOSTILE_STREAM}"))
+    let seen: Vec<String> = dlq_entries(&mut conn, &format!("dlq:{HOSTILE_STREAM}:instance-probe"))
         .await
         .into_iter()
         .map(|(reason, error)| match reason.as_str() {
@@ -671,11 +674,14 @@ async fn log_flooder_is_truncated_and_sanitized() {
     let text = String::from_utf8_lossy(&log);
     assert!(done, "not everything was handled; log:\n{}", tail(&text));
     assert_eq!(
-        xlen(&mut conn, &format!("dlq:{HOSTILE_STREAM}")).await,
+        xlen(&mut conn, &format!("dlq:{HOSTILE_STREAM}:log-flooder")).await,
         0,
         "log-flooder's entries were acked"
     );
-    assert_eq!(xlen(&mut conn, &format!("dlq:{VALIDATOR_STREAM}")).await, 0);
+    assert_eq!(
+        xlen(&mut conn, &format!("dlq:{VALIDATOR_STREAM}:{VALIDATOR}")).await,
+        0
+    );
     println!(
         "sandbox: log-flooder: host log {} bytes, host RSS {rss} KiB",
         log.len()

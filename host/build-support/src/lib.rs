@@ -65,22 +65,62 @@ impl Built {
 
 /// Builds the named crates under `<workspace>/plugins/` into components.
 ///
-/// Uses profile `plugin` and its own target dir, `<workspace>/target/wasm-plugins`,
-/// because the outer build holds the lock on the normal one: sharing it would
-/// deadlock. Adds the `wasm32-wasip2` target with rustup when it is missing.
+/// Uses profile `plugin` and a target dir of its own under the calling build
+/// script's `OUT_DIR` (the outer build holds the lock on the normal one:
+/// sharing it would deadlock, and a build script may write only there). Asks
+/// cargo to re-run the build script when a file listed in a plugin's dep-info
+/// (`.d`) changes. Adds the `wasm32-wasip2` target with rustup when it is missing.
 ///
 /// # Panics
 ///
-/// When the target cannot be added, or the build fails (with cargo's output).
+/// When `OUT_DIR` is unset (not called from a build script), the target
+/// cannot be added, or the build fails (with cargo's output).
 pub fn build_plugins(workspace_root: &Path, names: &[&str]) -> Vec<Built> {
     rerun_if_changed(workspace_root);
     ensure_target_installed(workspace_root);
-    let target_dir = workspace_root.join("target").join("wasm-plugins");
+    let out_dir = std::env::var_os("OUT_DIR").expect("build_plugins runs from a build script");
+    let target_dir = Path::new(&out_dir).join("wasm-plugins");
     run_cargo_build(workspace_root, &target_dir, names);
-    names
+    let built: Vec<Built> = names
         .iter()
         .map(|name| artifact(&target_dir, name))
-        .collect()
+        .collect();
+    for plugin in &built {
+        rerun_if_dependencies_change(&plugin.path.with_extension("d"));
+    }
+    built
+}
+
+/// Emits `rerun-if-changed` for every source file cargo's dep-info file lists
+/// (`output: dep dep ...`, spaces in paths escaped as `\ `).
+fn rerun_if_dependencies_change(dep_info: &Path) {
+    let text = std::fs::read_to_string(dep_info)
+        .unwrap_or_else(|e| panic!("cannot read dep-info {}: {e}", dep_info.display()));
+    for path in dep_info_paths(&text) {
+        println!("cargo:rerun-if-changed={path}");
+    }
+}
+
+/// The dependency paths of a dep-info file's first rule.
+fn dep_info_paths(text: &str) -> Vec<String> {
+    let Some((_, deps)) = text.lines().next().and_then(|rule| rule.split_once(": ")) else {
+        return Vec::new();
+    };
+    let mut paths = Vec::new();
+    let mut current = String::new();
+    let mut chars = deps.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&' ') => {
+                current.push(' ');
+                chars.next();
+            }
+            ' ' => paths.extend((!current.is_empty()).then(|| std::mem::take(&mut current))),
+            c => current.push(c),
+        }
+    }
+    paths.extend((!current.is_empty()).then_some(current));
+    paths
 }
 
 /// All plugin crate names (directories under `plugins/` with a `Cargo.toml`), sorted.
@@ -106,11 +146,11 @@ pub fn all_plugins(workspace_root: &Path) -> Vec<String> {
     names
 }
 
-/// Rebuild when a plugin, the SDK, the WIT, or the profile/lock file changes.
-///
-/// Cargo scans a directory named here recursively.
+/// Rebuild when what dep-info does not list changes: a manifest, the lock
+/// file, or the WIT (read by the bindings macro). A new plugin directory adds
+/// itself through `plugins/`'s listing.
 fn rerun_if_changed(workspace_root: &Path) {
-    for path in ["plugins", "guest-sdk", "wit", "Cargo.toml", "Cargo.lock"] {
+    for path in ["plugins", "wit", "Cargo.toml", "Cargo.lock"] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace_root.join(path).display()
@@ -239,6 +279,13 @@ mod tests {
         };
         assert_eq!(built.const_name(), "ORDER_VALIDATOR");
         assert_eq!(built.path_literal(), r#""/a \"b\"/order_validator.wasm""#);
+    }
+
+    #[test]
+    fn dep_info_paths_split_on_unescaped_spaces() {
+        let text = "/t/x.wasm: /a/lib.rs /b\\ c/d.rs /e.wit\n\n/a/lib.rs:\n";
+        assert_eq!(dep_info_paths(text), ["/a/lib.rs", "/b c/d.rs", "/e.wit"]);
+        assert!(dep_info_paths("").is_empty());
     }
 
     #[test]

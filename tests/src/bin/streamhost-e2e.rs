@@ -4,5 +4,5 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    streamhost::cli::main(streamhost::cli::Cli::parse())
+    streamhost_cli::main(streamhost_cli::Cli::parse())
 }

@@ -1,0 +1,160 @@
+//! `streamhost bench`: the runs that judge the host's speed, side by side on
+//! one Redis and one pre-filled stream, each on a fresh consumer group.
+//!
+//! 1. `wasm`: the bundled `order-validator` component through [`streamhost::Host`];
+//! 2. `native`: the same pipeline and rules as a native Rust handler;
+//! 3. `hand-written`: `XREADGROUP COUNT 10`, one `XACK` per entry, serde_json;
+//! 4. `per-message`: (1) with a fresh instance per entry;
+//! 5. `latency`: (1) fed at a fixed rate, produce-to-handled latency.
+
+pub mod handwritten;
+pub mod latency;
+pub mod native;
+pub mod pipeline;
+pub mod report;
+pub mod usage;
+pub mod workload;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use report::Report;
+
+use streamhost::config::Isolation;
+use streamhost::error::{Error, Result};
+
+/// What to run, and how much.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The Redis to use (the caller owns it; the bench only touches its own keys).
+    pub redis_url: String,
+    /// Entries pre-filled and consumed by the wasm and native runs.
+    pub entries: u64,
+    /// Entries for the slow runs (hand-written, per-message), at most `entries`.
+    pub slow_entries: u64,
+    /// Entries per second produced in the latency run.
+    pub latency_rate: u64,
+    /// How long the latency run records.
+    pub latency_duration: Duration,
+    /// Which runs to do (always in the order of [`RunKind::ALL`]).
+    pub runs: Vec<RunKind>,
+    /// Settings to try instead of the product defaults.
+    pub tuning: pipeline::Tuning,
+    /// The command line, recorded in the report.
+    pub command: String,
+}
+
+/// One of the benchmark's runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunKind {
+    /// The host pipeline with the order rules as a native Rust handler.
+    Native,
+    /// The host pipeline with the `order-validator` component.
+    Wasm,
+    /// `XREADGROUP COUNT 10`, serde_json, one `XACK` per entry.
+    HandWritten,
+    /// `wasm` with a fresh instance per entry.
+    PerMessage,
+    /// `wasm` fed at a fixed rate, produce-to-handled latency.
+    Latency,
+}
+
+impl RunKind {
+    /// Every run, in the order they run (the baselines first).
+    pub const ALL: [RunKind; 5] = [
+        RunKind::Native,
+        RunKind::Wasm,
+        RunKind::HandWritten,
+        RunKind::PerMessage,
+        RunKind::Latency,
+    ];
+}
+
+/// Runs every benchmark in order and returns the figures. Keys are unique to
+/// this run and deleted afterwards, so a shared server is not disturbed.
+pub async fn run(options: &BenchOptions) -> Result<Report> {
+    let tag = format!("streamhost-bench:{}:{}", std::process::id(), now_micros());
+    let stream = format!("{tag}:orders");
+    let client = redis::Client::open(options.redis_url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut report = Report::new(options, &mut conn).await?;
+
+    if options.runs.iter().any(|k| *k != RunKind::Latency) {
+        eprintln!("pre-filling {} entries into {stream} ...", options.entries);
+        workload::prefill(&mut conn, &stream, options.entries).await?;
+    }
+    let slow = options.slow_entries.min(options.entries);
+    let result = run_all(options, &mut report, &tag, slow).await;
+    let latency_stream = format!("{tag}:latency");
+    let _: std::result::Result<(), _> = redis::cmd("DEL")
+        .arg(&stream)
+        .arg(&latency_stream)
+        .query_async(&mut conn)
+        .await;
+    result?;
+    report.finish();
+    Ok(report)
+}
+
+async fn run_all(options: &BenchOptions, report: &mut Report, tag: &str, slow: u64) -> Result<()> {
+    let url = options.redis_url.as_str();
+    let stream = format!("{tag}:orders");
+    let n = options.entries;
+    for kind in RunKind::ALL
+        .into_iter()
+        .filter(|k| options.runs.contains(k))
+    {
+        let row = match kind {
+            RunKind::Native => {
+                eprintln!("native: {n} entries through the host pipeline, native handler ...");
+                pipeline::native(url, &stream, n, options.tuning).await?
+            }
+            RunKind::Wasm => {
+                eprintln!(
+                    "wasm: {n} entries through the host pipeline, order-validator component ..."
+                );
+                pipeline::wasm(url, &stream, n, Isolation::Reuse, options.tuning).await?
+            }
+            RunKind::HandWritten => {
+                eprintln!("hand-written: {slow} entries, COUNT 10, one XACK per entry ...");
+                handwritten::run(url, &stream, slow).await?
+            }
+            RunKind::PerMessage => {
+                eprintln!("per-message: {slow} entries, a fresh instance per entry ...");
+                pipeline::wasm(url, &stream, slow, Isolation::PerMessage, options.tuning).await?
+            }
+            RunKind::Latency => {
+                let (rate, duration) = (options.latency_rate, options.latency_duration);
+                eprintln!("latency: {rate}/s for {duration:?} ...");
+                latency::run(
+                    url,
+                    &format!("{tag}:latency"),
+                    rate,
+                    duration,
+                    options.tuning,
+                )
+                .await?
+            }
+        };
+        report.push(row);
+    }
+    Ok(())
+}
+
+/// Microseconds since the Unix epoch: the produce timestamp carried by
+/// latency-run entries, compared with the same clock when the handler returns.
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Gives up on a run that makes no progress for this long.
+pub(crate) const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The error for a run that stopped making progress.
+pub(crate) fn stalled(run: &str, done: u64, target: u64) -> Error {
+    Error::Other(format!(
+        "bench run {run:?} made no progress for {STALL_TIMEOUT:?} ({done} of {target} entries handled)"
+    ))
+}
