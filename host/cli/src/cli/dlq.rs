@@ -38,6 +38,7 @@ pub enum DlqAction {
     /// Show one dead letter with all metadata and fields.
     Show {
         /// The dead letter's id in the DLQ stream.
+        #[arg(value_parser = super::stream_id)]
         id: String,
     },
     /// Put dead letters back on their source stream (atomically removing them from the DLQ).
@@ -46,7 +47,7 @@ pub enum DlqAction {
         #[arg(long, conflicts_with_all = ["id", "reason"])]
         all: bool,
         /// Replay these ids (repeatable).
-        #[arg(long)]
+        #[arg(long, value_parser = super::stream_id)]
         id: Vec<String>,
         /// Replay those with this reason: rejected, attempts-exhausted, trap, trap:fuel, ...
         #[arg(long)]
@@ -92,7 +93,7 @@ pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
         }
         DlqAction::Show { id } => {
             let Some(d) = dlq::show(&mut conn, &stream, &id).await? else {
-                bail!("no dead letter {id} in {stream}");
+                bail!(super::BadInput(format!("no dead letter {id} in {stream}")));
             };
             print_letter(&mut out, &d)?;
         }
@@ -116,10 +117,10 @@ pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
                 if !missing.is_empty() {
-                    bail!(
+                    bail!(super::BadInput(format!(
                         "no dead letter {} in {stream}; nothing replayed",
                         missing.join(", ")
-                    );
+                    )));
                 }
             }
             let report = dlq::replay(&mut conn, &stream, &selection, |r| {
@@ -168,7 +169,7 @@ fn print_letter(out: &mut impl Write, d: &DeadLetter) -> std::io::Result<()> {
 /// Which Redis and which stream: explicit flags first, then the config.
 fn target(args: &DlqArgs) -> anyhow::Result<(String, String)> {
     let config = args.config.as_deref().map(super::load_config).transpose()?;
-    let url = super::redis_url(args.redis.as_deref(), config.as_ref());
+    let url = super::redis_url(args.redis.as_deref(), config.as_ref())?;
     if let Some(stream) = &args.stream {
         return Ok((url, stream.clone()));
     }

@@ -175,7 +175,7 @@ fn resolve(args: &StatusArgs) -> anyhow::Result<(String, Option<Vec<PluginConfig
         (None, None) => Some(super::load_config(std::path::Path::new("streamhost.toml"))?),
         (None, Some(_)) => None,
     };
-    let url = super::redis_url(args.redis.as_deref(), config.as_ref());
+    let url = super::redis_url(args.redis.as_deref(), config.as_ref())?;
     Ok((url, config.map(|c| c.plugins)))
 }
 
