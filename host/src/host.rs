@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::operations::Operations;
 use crate::plugin::{EngineOptions, LoadedPlugin, WasmEngine};
+use crate::redis_health::RedisHealth;
 
 /// A host with its plugins loaded and validated, ready to consume.
 pub struct Host {
@@ -20,6 +21,7 @@ pub struct Host {
     plugins: Vec<Arc<LoadedPlugin>>,
     metrics: Arc<Metrics>,
     watch: bool,
+    redis_health: Arc<RedisHealth>,
 }
 
 /// Engine sizing for a config: enough pool slots for every worker plus room
@@ -80,6 +82,7 @@ impl Host {
             plugins,
             metrics: Arc::new(Metrics::new()),
             watch: false,
+            redis_health: Default::default(),
         })
     }
 
@@ -99,7 +102,13 @@ impl Host {
             plugins,
             metrics: Arc::new(Metrics::new()),
             watch: false,
+            redis_health: Default::default(),
         })
+    }
+
+    /// Whether Redis answers, as every plugin's loops see it.
+    pub fn redis_health(&self) -> Arc<RedisHealth> {
+        self.redis_health.clone()
     }
 
     /// Also swap a plugin when its component file changes on disk (`run --watch`).
@@ -145,6 +154,7 @@ impl Host {
             );
             ctx.watch = self.watch;
             ctx.registry = Some(self.metrics.clone());
+            ctx.redis_health = self.redis_health.clone();
             let ctx = Arc::new(ctx);
             tracing::info!(plugin = %pc.name, stream = %pc.stream, group = pc.group(), consumer = %ctx.consumer, "consuming");
             let url = self.config.redis.url.clone();

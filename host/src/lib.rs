@@ -21,6 +21,7 @@ pub mod local_redis;
 pub mod metrics;
 pub mod operations;
 pub mod plugin;
+pub mod redis_health;
 pub mod retention;
 pub mod shutdown;
 pub mod streams;

@@ -60,7 +60,11 @@ async fn ack(ctx: &PluginContext, conn: &mut ConnectionManager, ids: &[String]) 
                 return;
             }
             Err(e) if started.elapsed() < GIVE_UP_AFTER => {
-                tracing::warn!(plugin = %ctx.plugin.name, error = %e, count = ids.len(), "ack failed; retrying");
+                if crate::redis_health::is_unreachable(&e) {
+                    ctx.redis_health.failed("ack", &e);
+                } else {
+                    tracing::warn!(plugin = %ctx.plugin.name, error = %e, count = ids.len(), "ack failed; retrying");
+                }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }

@@ -11,6 +11,7 @@ use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use super::{Batch, PluginContext, ensure_group_logged, pause, reader::dispatch, retry};
+use crate::redis_health::is_unreachable;
 use crate::streams::{self, Entry, entry, scripts};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -29,6 +30,7 @@ pub async fn run(
                 Some(r) if streams::is_nogroup(r) => {
                     ensure_group_logged(&ctx, &mut conn, true).await
                 }
+                Some(r) if is_unreachable(r) => ctx.redis_health.failed("claim", r),
                 _ => {
                     tracing::warn!(plugin = %ctx.plugin.name, error = %e, "claiming abandoned entries failed")
                 }

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::PluginConfig;
 use crate::metrics::PluginMetrics;
 use crate::plugin::LoadedPlugin;
+use crate::redis_health::RedisHealth;
 use crate::streams::{self, Entry};
 
 /// Margin over `BLOCK` for the reader's response timeout, so a blocking read
@@ -59,6 +60,8 @@ pub struct PluginContext {
     pub metrics: PluginMetrics,
     /// Entries this host holds (queued, being handled, awaiting ack or retry).
     pub inflight: inflight::InFlight,
+    /// Whether Redis answers: loops report to it instead of logging every retry.
+    pub redis_health: Arc<RedisHealth>,
 }
 
 impl PluginContext {
@@ -79,6 +82,7 @@ impl PluginContext {
             config,
             metrics,
             inflight: Default::default(),
+            redis_health: Default::default(),
         }
     }
 

@@ -47,13 +47,20 @@ pub async fn run(
             r = read => r,
         };
         let mut entries = match result {
-            Ok(entries) => entries,
+            Ok(entries) => {
+                ctx.redis_health.succeeded();
+                entries
+            }
             Err(e) => {
                 if e.is_nogroup() {
                     ensure_group_logged(&ctx, &mut commands, true).await;
                     continue;
                 }
-                tracing::warn!(plugin = %ctx.plugin.name, error = %e, "read failed; retrying");
+                if e.is_unreachable() {
+                    ctx.redis_health.failed("read", &e);
+                } else {
+                    tracing::warn!(plugin = %ctx.plugin.name, error = %e, "read failed; retrying");
+                }
                 if !pause(ERROR_DELAY, &shutdown).await {
                     break;
                 }

@@ -43,7 +43,10 @@ pub async fn connect(
             }
             Err(e) => {
                 failures += 1;
-                tracing::warn!(url = %redact(url), error = %e, retry_in = ?delay, "Redis unreachable");
+                // The first failure, then about once a minute (at the capped delay).
+                if failures % 12 == 1 {
+                    tracing::warn!(url = %redact(url), error = %e, failures, retry_in = ?delay, "Redis unreachable");
+                }
             }
         }
         tokio::select! {
