@@ -15,6 +15,7 @@ pub mod dlq;
 pub mod effects;
 pub mod error;
 pub mod gauges;
+pub mod heartbeat;
 pub mod host;
 pub mod inspect;
 pub mod local_redis;

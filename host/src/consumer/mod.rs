@@ -128,6 +128,9 @@ pub async fn run(
         return Ok(());
     };
     ensure_group_logged(&ctx, &mut commands, false).await;
+    if let Err(e) = crate::deploy::register_plugin(&mut commands, &ctx.plugin.name).await {
+        tracing::debug!(plugin = %ctx.plugin.name, error = %e, "cannot record the plugin name for deploy");
+    }
     swapper::initial_sync(&ctx, &mut commands).await;
 
     let (work_tx, work_rx) = async_channel::bounded::<Batch>(ctx.config.concurrency * 2);
@@ -175,6 +178,17 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    feeders.spawn(crate::heartbeat::run(
+        crate::heartbeat::Identity {
+            plugin: ctx.plugin.name.to_string(),
+            stream: ctx.config.stream.clone(),
+            group: ctx.group().to_owned(),
+            consumer: ctx.consumer.clone(),
+        },
+        commands.clone(),
+        ctx.redis_health.clone(),
+        shutdown.clone(),
+    ));
     feeders.spawn(swapper::run(
         ctx.clone(),
         redis_url.to_owned(),
