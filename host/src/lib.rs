@@ -7,10 +7,10 @@
 //! example plugins) is the `streamhost-cli` crate in `host/cli/`.
 
 pub mod admin;
+pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod deploy;
-pub mod dispatch;
 pub mod dlq;
 pub mod effects;
 pub mod error;
@@ -21,10 +21,13 @@ pub mod inspect;
 pub mod local_redis;
 pub mod metrics;
 pub mod operations;
+pub mod outcome;
+pub mod pipeline;
 pub mod plugin;
 pub mod redis_health;
 pub mod retention;
 pub mod shutdown;
+pub mod sources;
 pub mod streams;
 
 pub use config::Config;

@@ -98,6 +98,28 @@ pub fn is_nogroup(e: &redis::RedisError) -> bool {
     e.code() == Some("NOGROUP")
 }
 
+/// Whether Redis may take the same command later: the connection failed,
+/// or the server is out of memory, loading, busy or failing over. Anything
+/// else (a key of the wrong type, a script error) will fail again.
+pub fn is_transient(e: &redis::RedisError) -> bool {
+    is_connection_error(e)
+        || matches!(
+            e.code(),
+            Some(
+                "OOM"
+                    | "BUSY"
+                    | "LOADING"
+                    | "TRYAGAIN"
+                    | "MASTERDOWN"
+                    | "CLUSTERDOWN"
+                    | "READONLY"
+                    | "NOREPLICAS"
+                    | "MOVED"
+                    | "ASK"
+            )
+        )
+}
+
 /// Whether an error is about the connection rather than the command.
 pub fn is_connection_error(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error()
