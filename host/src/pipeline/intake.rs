@@ -87,30 +87,6 @@ impl ReadAhead {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn reads_shrink_to_what_the_budget_holds() {
-        let budget = ReadAhead::new(100 << 20);
-        assert_eq!(budget.room(256).await, 1, "nothing seen yet: one entry");
-        budget.take(100);
-        assert_eq!(budget.room(256).await, 256);
-        budget.take(10 << 20);
-        let n = budget.room(256).await;
-        assert!((1..=9).contains(&n), "{n}");
-        for _ in 0..9 {
-            budget.take(10 << 20);
-        }
-        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), budget.room(256));
-        assert!(waiting.await.is_err(), "a spent budget waits");
-        budget.give_back(20 << 20);
-        assert!(budget.room(256).await >= 1);
-        assert!(budget.held() < 100 << 20);
-    }
-}
-
 /// The way into one plugin's work queue.
 pub struct Intake<S> {
     ctx: Arc<PluginContext>,
@@ -213,5 +189,29 @@ impl<S: Source> Intake<S> {
             entries = rest;
         }
         self.work.send(entries).await.map_err(|_| Closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_shrink_to_what_the_budget_holds() {
+        let budget = ReadAhead::new(100 << 20);
+        assert_eq!(budget.room(256).await, 1, "nothing seen yet: one entry");
+        budget.take(100);
+        assert_eq!(budget.room(256).await, 256);
+        budget.take(10 << 20);
+        let n = budget.room(256).await;
+        assert!((1..=9).contains(&n), "{n}");
+        for _ in 0..9 {
+            budget.take(10 << 20);
+        }
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), budget.room(256));
+        assert!(waiting.await.is_err(), "a spent budget waits");
+        budget.give_back(20 << 20);
+        assert!(budget.room(256).await >= 1);
+        assert!(budget.held() < 100 << 20);
     }
 }
