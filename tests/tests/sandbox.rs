@@ -511,7 +511,10 @@ async fn empty_log_lines_and_prints_are_bounded_by_the_log_budget() {
     assert_eq!(host.wait(Duration::from_secs(30)), Some(0), "clean exit");
     let text = host.log();
     assert!(done, "not everything was handled; log:\n{}", tail(&text));
-    assert_eq!(xlen(&mut conn, &format!("dlq:{HOSTILE_STREAM}:log-flooder")).await, 0);
+    assert_eq!(
+        xlen(&mut conn, &format!("dlq:{HOSTILE_STREAM}:log-flooder")).await,
+        0
+    );
     let guest_lines = text
         .lines()
         .filter(|l| l.contains("plugin") && l.contains("log-flooder"))

@@ -59,7 +59,10 @@ async fn valkey_acks_every_valid_entry_once_and_dead_letters_the_rest() {
     );
     assert_eq!(m.received.get(), n as u64, "each entry handled once");
     assert_eq!(m.acked.get(), n as u64 - bad);
-    assert_eq!(xlen(&mut conn, &format!("dlq:{stream}:order-validator")).await, bad);
+    assert_eq!(
+        xlen(&mut conn, &format!("dlq:{stream}:order-validator")).await,
+        bad
+    );
     assert_eq!(pending(&mut conn, stream, "order-validator").await, 0);
 }
 

@@ -106,7 +106,9 @@ impl LoadedPlugin {
                     ))
                 })?
                 .map_err(|e| {
-                    instantiate_err(super::limits::name_the_key(crate::outcome::trap_message(&e)))
+                    instantiate_err(super::limits::name_the_key(crate::outcome::trap_message(
+                        &e,
+                    )))
                 })?,
             ),
             Code::Native(handler) => Guest::Native(*handler),

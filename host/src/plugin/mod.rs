@@ -11,7 +11,7 @@ pub mod preflight;
 pub mod registry;
 pub mod state;
 
-pub use bindings::{Field, HandlerError, Message};
+pub use bindings::{Field, HandlerError, Message, WIT_PACKAGES};
 pub use engine::{EngineOptions, WasmEngine};
 pub use instance::{Invocation, PluginInstance};
 pub use native::{InvocationTap, NativeHandler};
