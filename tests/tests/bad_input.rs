@@ -305,6 +305,16 @@ fn random_bytes(n: usize) -> Vec<u8> {
         .collect()
 }
 
+/// `streamhost-e2e check --offline --config <path>`.
+fn check_offline(config: &Path) -> Output {
+    Command::new(streamhost_bin())
+        .args(["check", "--offline", "--config"])
+        .arg(config)
+        .env_remove("REDIS_URL")
+        .output()
+        .expect("run streamhost check")
+}
+
 /// `check` warns when a component imports effects its `[plugin.allow]`
 /// permits nowhere (each such call would be refused), and only then.
 #[test]
@@ -317,7 +327,7 @@ fn check_warns_about_effects_the_config_does_not_allow() {
         probe,
         "[plugin.allow]\nemit = [\"out:*\"]\n",
     );
-    let out = streamhost("check", &cfg);
+    let out = check_offline(&cfg);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -339,7 +349,7 @@ fn check_warns_about_effects_the_config_does_not_allow() {
         Path::new(artifacts::ORDER_VALIDATOR),
         "",
     );
-    let out = streamhost("check", &cfg);
+    let out = check_offline(&cfg);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(
