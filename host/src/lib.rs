@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod deploy;
+pub mod display;
 pub mod dlq;
 pub mod effects;
 pub mod error;

@@ -217,6 +217,15 @@ pub async fn produce(
     ids
 }
 
+/// Fields with string names as stored: names and values as bytes (how
+/// [`streamhost::dlq::DeadLetter`] holds them).
+pub fn raw(fields: &[(String, Vec<u8>)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fields
+        .iter()
+        .map(|(n, v)| (n.as_bytes().to_vec(), v.clone()))
+        .collect()
+}
+
 /// A valid order for `order-validator`.
 pub fn order(i: usize) -> Vec<(String, Vec<u8>)> {
     vec![(

@@ -516,7 +516,7 @@ async fn status_json_matches_xinfo_and_xpending() {
     assert_eq!(consumers.get("flaky-test"), Some(&0));
 
     assert_eq!(g["stream_length"], xlen(&mut conn, stream).await);
-    assert_eq!(g["dlq"]["stream"], "dlq:ops:status");
+    assert_eq!(g["dlq"]["stream"], "dlq:ops:status:flaky");
     assert_eq!(g["dlq"]["length"], 3);
     let digest = streamhost::plugin::digest(&std::fs::read(artifacts::FLAKY).expect("artifact"));
     assert_eq!(g["version"]["digest"], digest);
