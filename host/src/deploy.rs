@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::aio::ConnectionLike;
 
-use crate::error::Error;
+use crate::error::{Error, RollbackError};
 use crate::streams::scripts;
 
 /// The Redis keys of one plugin's deployments.
@@ -104,16 +104,21 @@ pub async fn rollback<C: ConnectionLike + Send>(
     let history = versions(conn, plugin).await?;
     let current = history
         .last()
-        .ok_or_else(|| Error::Other(format!("plugin {plugin:?} has no deployed versions")))?;
+        .ok_or_else(|| RollbackError::NoVersions {
+            plugin: plugin.to_owned(),
+        })?;
     let target = match to {
         Some(n) => history.iter().find(|v| v.version == n),
         None => history.iter().rev().find(|v| v.digest != current.digest),
     }
     .ok_or_else(|| match to {
-        Some(n) => Error::Other(format!("plugin {plugin:?} has no version {n}")),
-        None => Error::Other(format!(
-            "plugin {plugin:?} has no earlier version to roll back to"
-        )),
+        Some(version) => RollbackError::NoSuchVersion {
+            plugin: plugin.to_owned(),
+            version,
+        },
+        None => RollbackError::NoEarlierVersion {
+            plugin: plugin.to_owned(),
+        },
     })?
     .clone();
     let exists: bool = redis::cmd("EXISTS")
@@ -121,10 +126,11 @@ pub async fn rollback<C: ConnectionLike + Send>(
         .query_async(conn)
         .await?;
     if !exists {
-        return Err(Error::Other(format!(
-            "the component of version {} is no longer stored",
-            target.version
-        )));
+        return Err(RollbackError::ComponentGone {
+            plugin: plugin.to_owned(),
+            version: target.version,
+        }
+        .into());
     }
     activate(
         conn,

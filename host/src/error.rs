@@ -87,6 +87,41 @@ pub enum LoadError {
     Instantiate { plugin: String, detail: String },
 }
 
+/// A reply that does not have the shape the command documents.
+#[derive(Debug, thiserror::Error)]
+#[error("unexpected reply from Redis: {0}")]
+pub struct ReplyError(pub String);
+
+/// A rollback that has nothing to go back to.
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    #[error("plugin {plugin:?} has no deployed versions")]
+    NoVersions { plugin: String },
+    #[error("plugin {plugin:?} has no version {version}")]
+    NoSuchVersion { plugin: String, version: u64 },
+    #[error("plugin {plugin:?} has no earlier version to roll back to")]
+    NoEarlierVersion { plugin: String },
+    #[error("plugin {plugin:?}: the component of version {version} is no longer stored")]
+    ComponentGone { plugin: String, version: u64 },
+}
+
+/// A private `redis-server` (see [`crate::local_redis`]) that could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalRedisError {
+    #[error("cannot create a temp dir for redis-server: {0}")]
+    TempDir(#[source] std::io::Error),
+    #[error("no free loopback port for redis-server: {0}")]
+    NoFreePort(#[source] std::io::Error),
+    #[error(
+        "cannot start redis-server ({0}); install it (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install redis`) or point REDIS_URL at a server"
+    )]
+    Spawn(#[source] std::io::Error),
+    #[error("redis-server on port {port} did not become ready in {seconds} s")]
+    NotReady { port: u16, seconds: u64 },
+    #[error("redis-server: {0}")]
+    Client(#[from] redis::RedisError),
+}
+
 /// The library's error for everything else.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -98,10 +133,25 @@ pub enum Error {
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
     Dlq(#[from] crate::dlq::DlqError),
+    /// Redis answered with a reply of a shape the command does not document.
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+    #[error(transparent)]
+    Rollback(#[from] RollbackError),
+    #[error(transparent)]
+    LocalRedis(#[from] LocalRedisError),
+    /// A host task (loading a plugin, consuming for one) panicked or was cancelled.
+    #[error("{task} failed: {source}")]
+    Task {
+        /// Which task.
+        task: String,
+        source: tokio::task::JoinError,
+    },
+    /// [`crate::Host::with_plugins`] got a different number of plugins than tables.
+    #[error("{loaded} loaded plugins for {tables} plugin tables")]
+    PluginCount { loaded: usize, tables: usize },
     #[error("wasm engine: {0}")]
     Engine(String),
-    #[error("{0}")]
-    Other(String),
 }
 
 /// Result with the library's error.
