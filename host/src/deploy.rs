@@ -102,11 +102,9 @@ pub async fn rollback<C: ConnectionLike + Send>(
     by: &str,
 ) -> Result<Version, Error> {
     let history = versions(conn, plugin).await?;
-    let current = history
-        .last()
-        .ok_or_else(|| RollbackError::NoVersions {
-            plugin: plugin.to_owned(),
-        })?;
+    let current = history.last().ok_or_else(|| RollbackError::NoVersions {
+        plugin: plugin.to_owned(),
+    })?;
     let target = match to {
         Some(n) => history.iter().find(|v| v.version == n),
         None => history.iter().rev().find(|v| v.digest != current.digest),

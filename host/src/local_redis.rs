@@ -26,8 +26,7 @@ impl LocalRedis {
 
     /// Starts `redis-server` with extra arguments (e.g. `["--appendonly", "yes"]`).
     pub fn start_with(extra: &[&str]) -> Result<LocalRedis, Error> {
-        let dir = tempfile::tempdir()
-            .map_err(Error::TempDir)?;
+        let dir = tempfile::tempdir().map_err(Error::TempDir)?;
         let port = free_port()?;
         let child = spawn(dir.path(), port, extra)?;
         let server = LocalRedis { child, port, dir };
@@ -87,7 +86,15 @@ impl Drop for LocalRedis {
 
 fn spawn(dir: &Path, port: u16, extra: &[&str]) -> Result<Child, Error> {
     Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--dir"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+        ])
         .arg(dir)
         .args(["--daemonize", "no", "--logfile", "redis.log"])
         .args(extra)

@@ -41,10 +41,7 @@ pub async fn run(url: &str, stream: &str, target: u64) -> Result<Run> {
         for entry in ids {
             let data: Vec<u8> = entry.get("data").unwrap_or_default();
             let order: serde_json::Value = serde_json::from_slice(&data).map_err(|e| {
-                anyhow!(
-                    "hand-written consumer: entry {} is not JSON: {e}",
-                    entry.id
-                )
+                anyhow!("hand-written consumer: entry {} is not JSON: {e}", entry.id)
             })?;
             std::hint::black_box(&order);
             let _: usize = conn.xack(stream, group, &[&entry.id]).await?;

@@ -18,8 +18,8 @@ use super::report::{Latency, Run};
 use super::usage::Meter;
 use super::{STALL_TIMEOUT, now_micros, stalled, workload};
 use crate::bundled;
-use streamhost::Host;
 use anyhow::{Result, anyhow};
+use streamhost::Host;
 use streamhost::host::engine_options;
 use streamhost::plugin::{LoadedPlugin, Message, WasmEngine};
 

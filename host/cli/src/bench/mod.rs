@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use report::Report;
 
-use streamhost::config::Isolation;
 use anyhow::{Error, Result, anyhow};
+use streamhost::config::Isolation;
 
 /// What to run, and how much.
 #[derive(Debug, Clone)]

@@ -10,9 +10,9 @@ use super::report::Run;
 use super::usage::Meter;
 use super::{STALL_TIMEOUT, stalled};
 use crate::bundled;
+use anyhow::{Result, anyhow};
 use streamhost::Host;
 use streamhost::config::{Config, Isolation, PluginConfig, RedisConfig};
-use anyhow::{Result, anyhow};
 use streamhost::host::engine_options;
 use streamhost::plugin::{LoadedPlugin, WasmEngine};
 
@@ -35,8 +35,7 @@ pub async fn wasm(
             "order-validator component, fresh instance per entry",
         ),
     };
-    let dir =
-        tempfile::tempdir().map_err(|e| anyhow!("cannot create a temp dir: {e}"))?;
+    let dir = tempfile::tempdir().map_err(|e| anyhow!("cannot create a temp dir: {e}"))?;
     let component = dir.path().join("order_validator.wasm");
     std::fs::write(&component, bundled::ORDER_VALIDATOR)
         .map_err(|e| anyhow!("cannot write {}: {e}", component.display()))?;
