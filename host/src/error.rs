@@ -87,23 +87,29 @@ pub enum LoadError {
     Instantiate { plugin: String, detail: String },
 }
 
+/// A deploy or rollback that names something that does not exist.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("plugin {plugin:?} was never deployed: there is no version to roll back to")]
+    NeverDeployed { plugin: String },
+    #[error("plugin {plugin:?} has no version {version} (its versions are {known})")]
+    NoSuchVersion {
+        plugin: String,
+        version: u64,
+        known: String,
+    },
+    #[error(
+        "plugin {plugin:?} has no earlier version with a different component than the current one"
+    )]
+    NoEarlierVersion { plugin: String },
+    #[error("the component of version {version} of plugin {plugin:?} is no longer stored in Redis")]
+    ComponentGone { plugin: String, version: u64 },
+}
+
 /// A reply that does not have the shape the command documents.
 #[derive(Debug, thiserror::Error)]
 #[error("unexpected reply from Redis: {0}")]
 pub struct ReplyError(pub String);
-
-/// A rollback that has nothing to go back to.
-#[derive(Debug, thiserror::Error)]
-pub enum RollbackError {
-    #[error("plugin {plugin:?} has no deployed versions")]
-    NoVersions { plugin: String },
-    #[error("plugin {plugin:?} has no version {version}")]
-    NoSuchVersion { plugin: String, version: u64 },
-    #[error("plugin {plugin:?} has no earlier version to roll back to")]
-    NoEarlierVersion { plugin: String },
-    #[error("plugin {plugin:?}: the component of version {version} is no longer stored")]
-    ComponentGone { plugin: String, version: u64 },
-}
 
 /// A private `redis-server` (see [`crate::local_redis`]) that could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -129,15 +135,20 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
     Dlq(#[from] crate::dlq::DlqError),
+    #[error(
+        "cannot reserve address space for {slots} instance slots ({detail}); lower the plugins' \
+         `concurrency` (each worker holds two slots) or lift the process's address-space limit (ulimit -v)"
+    )]
+    PoolReservation { slots: u32, detail: String },
     /// Redis answered with a reply of a shape the command does not document.
     #[error(transparent)]
     Reply(#[from] ReplyError),
-    #[error(transparent)]
-    Rollback(#[from] RollbackError),
     #[error(transparent)]
     LocalRedis(#[from] LocalRedisError),
     /// A host task (loading a plugin, consuming for one) panicked or was cancelled.
@@ -152,6 +163,25 @@ pub enum Error {
     PluginCount { loaded: usize, tables: usize },
     #[error("wasm engine: {0}")]
     Engine(String),
+}
+
+impl Error {
+    /// Whether the error is the user's input (config, component, arguments,
+    /// names of things that do not exist) rather than a failure of the
+    /// system: the CLI exits 2 for these.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            Error::Config(_) | Error::Load(_) | Error::PoolReservation { .. } => true,
+            Error::Deploy(e) => !matches!(e, DeployError::ComponentGone { .. }),
+            Error::Dlq(e) => matches!(e, crate::dlq::DlqError::NotReplayable { .. }),
+            Error::Redis(_)
+            | Error::Reply(_)
+            | Error::LocalRedis(_)
+            | Error::Task { .. }
+            | Error::PluginCount { .. }
+            | Error::Engine(_) => false,
+        }
+    }
 }
 
 /// Result with the library's error.

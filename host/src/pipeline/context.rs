@@ -9,6 +9,7 @@ use super::inflight;
 use crate::config::PluginConfig;
 use crate::metrics::PluginMetrics;
 use crate::plugin::LoadedPlugin;
+use crate::redis_health::RedisHealth;
 
 /// What every task of one plugin shares.
 pub struct PluginContext {
@@ -36,6 +37,8 @@ pub struct PluginContext {
     pub metrics: PluginMetrics,
     /// Entries this host holds (queued, being handled, awaiting ack or retry).
     pub inflight: inflight::InFlight,
+    /// Whether Redis answers: loops report to it instead of logging every retry.
+    pub redis_health: Arc<RedisHealth>,
 }
 
 impl PluginContext {
@@ -57,6 +60,7 @@ impl PluginContext {
             config,
             metrics,
             inflight: Default::default(),
+            redis_health: Default::default(),
         }
     }
 
