@@ -63,7 +63,10 @@ pub async fn load_plugins(
             LoadedPlugin::load_file(&engine, &name, &path, &limits)
         })
         .await
-        .map_err(|e| Error::Other(format!("loading plugin {:?} panicked: {e}", p.name)))??
+        .map_err(|source| Error::Task {
+            task: format!("loading plugin {:?}", p.name),
+            source,
+        })??
         .with_effects(EffectPolicy::from_config(p));
         // Instantiating once catches components whose start function traps.
         plugin.instantiate().await?;
@@ -91,11 +94,10 @@ impl Host {
     /// `plugin::native`), one per `config.plugins` entry, in the same order.
     pub fn with_plugins(config: Config, plugins: Vec<Arc<LoadedPlugin>>) -> Result<Host> {
         if plugins.len() != config.plugins.len() {
-            return Err(Error::Other(format!(
-                "{} loaded plugins for {} plugin tables",
-                plugins.len(),
-                config.plugins.len()
-            )));
+            return Err(Error::PluginCount {
+                loaded: plugins.len(),
+                tables: config.plugins.len(),
+            });
         }
         config.validate()?;
         Ok(Host {
@@ -169,7 +171,10 @@ impl Host {
         let mut first_error = None;
         while let Some(done) = tasks.join_next().await {
             let result = done
-                .map_err(|e| Error::Other(format!("plugin task failed: {e}")))
+                .map_err(|source| Error::Task {
+                    task: "a plugin's consuming task".to_owned(),
+                    source,
+                })
                 .and_then(|r| r);
             if let Err(e) = result {
                 tracing::error!(error = %e, "plugin stopped with an error");

@@ -6,7 +6,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::error::Error;
+use crate::error::LocalRedisError as Error;
+
+/// How long a fresh server may take to answer `PING`.
+const READY_WITHIN: Duration = Duration::from_secs(10);
 
 /// A running private Redis server.
 pub struct LocalRedis {
@@ -23,8 +26,7 @@ impl LocalRedis {
 
     /// Starts `redis-server` with extra arguments (e.g. `["--appendonly", "yes"]`).
     pub fn start_with(extra: &[&str]) -> Result<LocalRedis, Error> {
-        let dir = tempfile::tempdir()
-            .map_err(|e| Error::Other(format!("cannot create a temp dir for redis-server: {e}")))?;
+        let dir = tempfile::tempdir().map_err(Error::TempDir)?;
         let port = free_port()?;
         let child = spawn(dir.path(), port, extra)?;
         let server = LocalRedis { child, port, dir };
@@ -57,7 +59,7 @@ impl LocalRedis {
     }
 
     fn wait_ready(&self) -> Result<(), Error> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + READY_WITHIN;
         let client = redis::Client::open(self.url())?;
         loop {
             if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200))
@@ -66,10 +68,10 @@ impl LocalRedis {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(Error::Other(format!(
-                    "redis-server on port {} did not become ready in 10 s",
-                    self.port
-                )));
+                return Err(Error::NotReady {
+                    port: self.port,
+                    seconds: READY_WITHIN.as_secs(),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -84,7 +86,15 @@ impl Drop for LocalRedis {
 
 fn spawn(dir: &Path, port: u16, extra: &[&str]) -> Result<Child, Error> {
     Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--dir"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+        ])
         .arg(dir)
         .args(["--daemonize", "no", "--logfile", "redis.log"])
         .args(extra)
@@ -92,18 +102,13 @@ fn spawn(dir: &Path, port: u16, extra: &[&str]) -> Result<Child, Error> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| {
-            Error::Other(format!(
-                "cannot start redis-server ({e}); install it (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install redis`) or point REDIS_URL at a server"
-            ))
-        })
+        .map_err(Error::Spawn)
 }
 
 fn free_port() -> Result<u16, Error> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Other(format!("no free port: {e}")))?;
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(Error::NoFreePort)?;
     listener
         .local_addr()
         .map(|a| a.port())
-        .map_err(|e| Error::Other(format!("no free port: {e}")))
+        .map_err(Error::NoFreePort)
 }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::deploy::{self, DeployKeys};
 use crate::effects::EffectPolicy;
+use crate::error::Error;
 use crate::pipeline::PluginContext;
 use crate::plugin::LoadedPlugin;
 use crate::shutdown::pause;
@@ -130,12 +131,12 @@ async fn follow(ctx: &PluginContext, conn: &mut ConnectionManager, version: u64,
     ctx.note_followed(version);
     match loaded {
         Ok(candidate) => swap(ctx, candidate, &format!("version {version}")),
-        Err(e) => refuse(ctx, conn, digest, e).await,
+        Err(e) => refuse(ctx, conn, digest, e.to_string()).await,
     }
 }
 
 /// Compiles and instantiates a candidate once, off the async threads.
-async fn load(ctx: &PluginContext, bytes: Vec<u8>, what: String) -> Result<LoadedPlugin, String> {
+async fn load(ctx: &PluginContext, bytes: Vec<u8>, what: String) -> Result<LoadedPlugin, Error> {
     let (engine, name, limits) = (
         ctx.plugin.engine.clone(),
         ctx.plugin.name.to_string(),
@@ -145,10 +146,12 @@ async fn load(ctx: &PluginContext, bytes: Vec<u8>, what: String) -> Result<Loade
         LoadedPlugin::load_bytes(&engine, &name, &bytes, &what, &limits)
     })
     .await
-    .map_err(|e| format!("loading panicked: {e}"))?
-    .map_err(|e| e.to_string())?
+    .map_err(|source| Error::Task {
+        task: format!("loading a candidate of plugin {:?}", ctx.plugin.name),
+        source,
+    })??
     .with_effects(EffectPolicy::from_config(&ctx.config));
-    loaded.instantiate().await.map_err(|e| e.to_string())?;
+    loaded.instantiate().await?;
     Ok(loaded)
 }
 
