@@ -93,7 +93,7 @@ pub async fn dead_letter<C: ConnectionLike + Send>(
         let result: Result<Option<String>, _> = invocation.invoke_async(conn).await;
         match result {
             Ok(Some(dlq_id)) => {
-                ctx.metrics.dead_lettered.inc();
+                ctx.metrics.dead_lettered_for(&reason.label());
                 tracing::info!(plugin, id, attempt = msg.attempt, reason = %reason.label(), error, dlq_id, "dead-lettered");
                 return;
             }
@@ -106,6 +106,7 @@ pub async fn dead_letter<C: ConnectionLike + Send>(
                 return;
             }
             Err(e) if started.elapsed() < GIVE_UP_AFTER && !streams::is_nogroup(&e) => {
+                ctx.metrics.redis_error("dead_letter");
                 tracing::warn!(plugin, id, error = %e, "dead-lettering failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
@@ -138,7 +139,8 @@ impl DeadLetter {
             .map(|(_, v)| v.as_str())
     }
 
-    fn from_entry(e: entry::Entry) -> DeadLetter {
+    /// Splits a stream entry into metadata and original fields.
+    pub fn from_entry(e: entry::Entry) -> DeadLetter {
         let mut metadata = Vec::new();
         let mut fields = Vec::new();
         for f in e.fields.unwrap_or_default() {

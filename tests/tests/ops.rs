@@ -25,6 +25,7 @@ impl AdminHost {
         config.admin = Some(AdminConfig {
             listen: "127.0.0.1:0".to_owned(),
             refresh_ms: 100,
+            token: None,
         });
         // Bind first so the test knows the port before the host runs.
         let listener = streamhost::admin::Listener::bind("127.0.0.1:0")

@@ -43,6 +43,7 @@ async fn ack(ctx: &PluginContext, conn: &mut ConnectionManager, ids: &[String]) 
     let started = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(50);
     loop {
+        let sent = std::time::Instant::now();
         let result: Result<u64, _> = redis::cmd("XACK")
             .arg(ctx.stream())
             .arg(ctx.group())
@@ -51,7 +52,11 @@ async fn ack(ctx: &PluginContext, conn: &mut ConnectionManager, ids: &[String]) 
             .await;
         match result {
             Ok(n) => {
+                ctx.metrics
+                    .ack_round_trip
+                    .observe(sent.elapsed().as_secs_f64());
                 ctx.metrics.acked.inc_by(n);
+                ctx.metrics.observe_acked(ids.iter().map(String::as_str));
                 return;
             }
             Err(e) if crate::streams::is_nogroup(&e) => {
@@ -60,6 +65,7 @@ async fn ack(ctx: &PluginContext, conn: &mut ConnectionManager, ids: &[String]) 
                 return;
             }
             Err(e) if started.elapsed() < GIVE_UP_AFTER => {
+                ctx.metrics.redis_error("ack");
                 tracing::warn!(plugin = %ctx.plugin.name, error = %e, count = ids.len(), "ack failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));

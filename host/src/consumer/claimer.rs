@@ -24,7 +24,15 @@ pub async fn run(
 ) {
     let interval = Duration::from_millis(ctx.config.claim.interval_ms);
     while pause(interval, &shutdown).await {
+        // Paused: take over nothing either (the pending gauge still refreshes).
+        if ctx.paused.is_paused() {
+            if let Ok(pending) = pending_count(&ctx, &mut conn).await {
+                ctx.metrics.pending.set(pending);
+            }
+            continue;
+        }
         if let Err(e) = claim_abandoned(&ctx, &mut conn, &work, &shutdown).await {
+            ctx.metrics.redis_error("claim");
             match e.downcast_ref::<redis::RedisError>() {
                 Some(r) if streams::is_nogroup(r) => {
                     ensure_group_logged(&ctx, &mut conn, true).await

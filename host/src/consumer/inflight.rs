@@ -8,6 +8,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use prometheus_client::metrics::gauge::Gauge;
+
 use crate::streams::Entry;
 
 /// Ids held, plus whether the start-up replay of own pending entries is done.
@@ -17,18 +19,30 @@ pub struct InFlight {
     /// Until the reader has replayed this consumer's pending entries, those
     /// are the reader's to deliver, not the claimer's.
     replayed: AtomicBool,
+    /// Mirrors the count (`streamhost_entries_in_flight`).
+    gauge: Gauge,
 }
 
 impl InFlight {
+    /// An empty set whose size `gauge` mirrors.
+    pub fn counted(gauge: Gauge) -> InFlight {
+        InFlight {
+            gauge,
+            ..InFlight::default()
+        }
+    }
+
     /// Marks entries as held and returns them, minus those already held: a
     /// second copy (a claim or redelivery racing the first) is dropped, and
     /// the copy in hand is acked or dead-lettered as usual.
     pub fn admit(&self, entries: Vec<Entry>) -> Vec<Entry> {
         let mut ids = self.lock();
-        entries
+        let admitted = entries
             .into_iter()
             .filter(|e| ids.insert(e.id.clone()))
-            .collect()
+            .collect();
+        self.gauge.set(ids.len() as i64);
+        admitted
     }
 
     /// Lets go of ids that were acked, dead-lettered, or are no longer ours.
@@ -37,6 +51,7 @@ impl InFlight {
         for id in ids {
             held.remove(id);
         }
+        self.gauge.set(held.len() as i64);
     }
 
     /// Whether this host holds the entry.

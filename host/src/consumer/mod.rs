@@ -59,6 +59,10 @@ pub struct PluginContext {
     pub metrics: PluginMetrics,
     /// Entries this host holds (queued, being handled, awaiting ack or retry).
     pub inflight: inflight::InFlight,
+    /// Set while the plugin is paused: the reader and claimer wait on it.
+    pub paused: crate::pause::PauseFlag,
+    /// Entries waiting here for their next attempt (shown by the dashboard).
+    pub retries: retry::Waiting,
 }
 
 impl PluginContext {
@@ -75,10 +79,12 @@ impl PluginContext {
             registry: None,
             consumer: config.consumer(),
             dlq_stream: config.dlq_stream(),
+            inflight: inflight::InFlight::counted(metrics.in_flight.clone()),
+            retries: retry::Waiting::counted(metrics.retries_waiting.clone()),
+            paused: Default::default(),
             plugin,
             config,
             metrics,
-            inflight: Default::default(),
         }
     }
 
@@ -127,6 +133,7 @@ pub async fn run(
     swapper::initial_sync(&ctx, &mut commands).await;
 
     let (work_tx, work_rx) = async_channel::bounded::<Batch>(ctx.config.concurrency * 2);
+    ctx.metrics.workers.set(ctx.config.concurrency as i64);
     let (ack_tx, ack_rx) = tokio::sync::mpsc::unbounded_channel();
     let (retry_tx, retry_rx) = tokio::sync::mpsc::unbounded_channel();
 

@@ -39,6 +39,10 @@ pub async fn run(
     let mut cursor = Some("0".to_owned()); // Some: still replaying our own pending entries.
     let mut reading = None;
     while !shutdown.is_cancelled() {
+        // Paused: read nothing new; what was read finishes.
+        if !ctx.paused.wait_running(&shutdown).await {
+            break;
+        }
         let id = cursor.as_deref().unwrap_or(">");
         let block = cursor.is_none().then_some(ctx.config.block_ms);
         let read = read_batch(&ctx, &mut reading, &redis_url, read_timeout, id, block);
@@ -53,6 +57,7 @@ pub async fn run(
                     ensure_group_logged(&ctx, &mut commands, true).await;
                     continue;
                 }
+                ctx.metrics.redis_error("read");
                 tracing::warn!(plugin = %ctx.plugin.name, error = %e, "read failed; retrying");
                 if !pause(ERROR_DELAY, &shutdown).await {
                     break;
@@ -109,7 +114,15 @@ async fn read_batch(
         cmd.arg("BLOCK").arg(ms);
     }
     cmd.arg("STREAMS").arg(ctx.stream()).arg(id);
-    conn.read_entries(&cmd, timeout, 1).await
+    let started = std::time::Instant::now();
+    let entries = conn.read_entries(&cmd, timeout, 1).await?;
+    // An empty reply mostly measures the BLOCK wait, not Redis.
+    if !entries.is_empty() {
+        ctx.metrics
+            .read_round_trip
+            .observe(started.elapsed().as_secs_f64());
+    }
+    Ok(entries)
 }
 
 /// Replayed pending entries carry their delivery count in the PEL, not in the

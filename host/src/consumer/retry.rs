@@ -3,9 +3,11 @@
 //! re-claims them for this consumer, which makes Redis count the delivery.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use prometheus_client::metrics::gauge::Gauge;
 
 use redis::Value;
 use redis::aio::ConnectionManager;
@@ -22,6 +24,50 @@ pub struct RetryRequest {
     pub due: Instant,
     /// The entry id.
     pub id: String,
+}
+
+/// The retries this host waits on, with their due times, for the dashboard
+/// and `streamhost_retries_waiting` (bounded by the in-flight entries).
+#[derive(Debug, Default)]
+pub struct Waiting {
+    due: Mutex<HashMap<String, SystemTime>>,
+    gauge: Gauge,
+}
+
+impl Waiting {
+    /// An empty board whose size `gauge` mirrors.
+    pub fn counted(gauge: Gauge) -> Waiting {
+        Waiting {
+            gauge,
+            ..Waiting::default()
+        }
+    }
+
+    fn add(&self, request: &RetryRequest) {
+        let wall = SystemTime::now() + request.due.saturating_duration_since(Instant::now());
+        let mut due = self.due.lock().unwrap_or_else(PoisonError::into_inner);
+        due.insert(request.id.clone(), wall);
+        self.gauge.set(due.len() as i64);
+    }
+
+    fn remove<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut due = self.due.lock().unwrap_or_else(PoisonError::into_inner);
+        for id in ids {
+            due.remove(id);
+        }
+        self.gauge.set(due.len() as i64);
+    }
+
+    /// Up to `limit` waiting entries, soonest first, and how many wait in all.
+    pub fn soonest(&self, limit: usize) -> (Vec<(String, SystemTime)>, usize) {
+        let due = self.due.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<(String, SystemTime)> =
+            due.iter().map(|(id, t)| (id.clone(), *t)).collect();
+        all.sort_by_key(|(_, t)| *t);
+        let total = all.len();
+        all.truncate(limit);
+        (all, total)
+    }
 }
 
 /// Ids re-claimed in one script call.
@@ -44,7 +90,10 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             request = requests.recv() => match request {
-                Some(r) => queue.push(Reverse(r)),
+                Some(r) => {
+                    ctx.retries.add(&r);
+                    queue.push(Reverse(r));
+                }
                 None => return,
             },
             _ = tokio::time::sleep(wait), if next_due.is_some() => {
@@ -55,6 +104,7 @@ pub async fn run(
                         due.push(r.id);
                     }
                 }
+                ctx.retries.remove(due.iter().map(String::as_str));
                 match reclaim(&ctx, &mut conn, &due).await {
                     Ok(entries) => {
                         // Entries not returned were claimed by another
@@ -68,9 +118,14 @@ pub async fn run(
                         }
                     }
                     Err(e) => {
+                        ctx.metrics.redis_error("reclaim");
                         tracing::warn!(plugin = %ctx.plugin.name, error = %e, "re-claim for retry failed; trying again shortly");
                         let later = Instant::now() + Duration::from_millis(500);
-                        queue.extend(due.into_iter().map(|id| Reverse(RetryRequest { due: later, id })));
+                        for id in due {
+                            let request = RetryRequest { due: later, id };
+                            ctx.retries.add(&request);
+                            queue.push(Reverse(request));
+                        }
                     }
                 }
             }

@@ -104,7 +104,9 @@ async fn handle(
                 }
             },
         };
+        ctx.metrics.workers_busy.inc();
         let invocation = inst.invoke(&msg, &ctx.plugin.limits).await;
+        ctx.metrics.workers_busy.dec();
         ctx.metrics
             .handler_seconds
             .observe(invocation.elapsed.as_secs_f64());
@@ -174,6 +176,7 @@ async fn commit_effects(
         match effects::commit(conn, &target, &msg.id, inst.effects(), &ctx.plugin.effects).await {
             Ok(Commit::Committed) => {
                 ctx.metrics.acked.inc();
+                ctx.metrics.observe_acked([msg.id.as_str()]);
                 return Ok(Commit::Committed);
             }
             Ok(Commit::NotOwner) => {
@@ -182,6 +185,7 @@ async fn commit_effects(
             }
             Ok(Commit::Conflict) => return Ok(Commit::Conflict),
             Err(e) if crate::streams::is_connection_error(&e) => {
+                ctx.metrics.redis_error("commit");
                 tracing::warn!(plugin = %ctx.plugin.name, id = %msg.id, error = %e, "commit failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(std::time::Duration::from_secs(2));
