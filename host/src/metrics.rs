@@ -48,6 +48,17 @@ struct BuildLabels {
     wit: String,
 }
 
+/// The operations `streamhost_redis_errors_total` counts, by its `op` label.
+pub const REDIS_OPS: [&str; 7] = [
+    "read",
+    "ack",
+    "claim",
+    "reclaim",
+    "dead_letter",
+    "commit",
+    "inspect",
+];
+
 /// The WIT package version this host implements (`wit/plugin.wit`).
 pub const WIT_VERSION: &str = "streamhost:plugin@0.1.0";
 
@@ -305,6 +316,13 @@ impl Metrics {
             m.swap_refusals.clone(),
         );
         m.health.register(registry);
+        // Known label values start at 0, so dashboards and alerts see the
+        // series before the first error (Prometheus's advice for counters).
+        for op in REDIS_OPS {
+            m.health
+                .redis_errors
+                .get_or_create(&OpLabels { op: op.to_owned() });
+        }
         m.health
             .build_info
             .get_or_create(&BuildLabels {
@@ -346,6 +364,16 @@ impl Metrics {
                 })
                 .clone()
         };
+        let reasons = ["rejected".to_owned(), "attempts-exhausted".to_owned()]
+            .into_iter()
+            .chain(TrapKind::ALL.iter().map(|k| format!("trap:{}", k.as_str())));
+        for reason in reasons {
+            self.health.dead_lettered.get_or_create(&ReasonLabels {
+                plugin: plugin.to_owned(),
+                stream: stream.to_owned(),
+                reason,
+            });
+        }
         let round_trip = |op: &str| {
             self.health
                 .round_trip

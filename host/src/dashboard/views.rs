@@ -67,17 +67,10 @@ pub async fn overview<C: ConnectionLike + Send>(d: &Dashboard, conn: Option<&mut
 /// This host's counters for a plugin.
 fn local(ctx: &PluginContext) -> Value {
     let m = &ctx.metrics;
-    let traps = [
-        TrapKind::Fuel,
-        TrapKind::Timeout,
-        TrapKind::Memory,
-        TrapKind::StackOverflow,
-        TrapKind::Panic,
-    ];
     let mut failures = serde_json::Map::new();
     failures.insert("rejected".into(), m.rejected.get().into());
     failures.insert("retry".into(), m.retry.get().into());
-    for kind in traps {
+    for kind in TrapKind::ALL {
         failures.insert(kind.as_str().into(), m.trap(kind).get().into());
     }
     json!({
