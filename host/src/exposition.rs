@@ -65,9 +65,14 @@ mod tests {
             Format::Prometheus
         );
         assert_eq!(
-            Format::negotiate(Some("text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5")),
+            Format::negotiate(Some(
+                "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5"
+            )),
             Format::Prometheus
         );
-        assert_eq!(Format::negotiate(Some("text/plain;q=0")), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("text/plain;q=0")),
+            Format::OpenMetrics
+        );
     }
 }

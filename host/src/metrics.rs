@@ -319,7 +319,8 @@ impl Metrics {
         // Known label values start at 0, so dashboards and alerts see the
         // series before the first error (Prometheus's advice for counters).
         for op in REDIS_OPS {
-            m.health
+            let _ = m
+                .health
                 .redis_errors
                 .get_or_create(&OpLabels { op: op.to_owned() });
         }
@@ -368,7 +369,7 @@ impl Metrics {
             .into_iter()
             .chain(TrapKind::ALL.iter().map(|k| format!("trap:{}", k.as_str())));
         for reason in reasons {
-            self.health.dead_lettered.get_or_create(&ReasonLabels {
+            let _ = self.health.dead_lettered.get_or_create(&ReasonLabels {
                 plugin: plugin.to_owned(),
                 stream: stream.to_owned(),
                 reason,

@@ -39,7 +39,10 @@ pub async fn pause<C: ConnectionLike + Send>(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let _: () = redis::pipe()
-        .hset_multiple(key(plugin), &[("by", by.to_owned()), ("at-ms", at_ms.to_string())])
+        .hset_multiple(
+            key(plugin),
+            &[("by", by.to_owned()), ("at-ms", at_ms.to_string())],
+        )
         .ignore()
         .publish(DeployKeys::new(plugin).channel, "paused")
         .ignore()
@@ -99,7 +102,8 @@ impl Default for PauseFlag {
 impl PauseFlag {
     /// Sets the flag; returns whether it changed.
     pub fn set(&self, paused: bool) -> bool {
-        self.paused.send_if_modified(|p| std::mem::replace(p, paused) != paused)
+        self.paused
+            .send_if_modified(|p| std::mem::replace(p, paused) != paused)
     }
 
     /// Whether the plugin is paused.

@@ -127,7 +127,8 @@ impl Collector for ProcessCollector {
         for (name, help, unit, value) in gauges {
             if let Some(v) = value {
                 let gauge = ConstGauge::new(v);
-                let metric = encoder.encode_descriptor(name, help, unit.as_ref(), gauge.metric_type())?;
+                let metric =
+                    encoder.encode_descriptor(name, help, unit.as_ref(), gauge.metric_type())?;
                 gauge.encode(metric)?;
             }
         }
@@ -159,7 +160,10 @@ mod tests {
         assert_eq!(s.virtual_bytes, Some(123_456_789));
         assert_eq!(s.resident_bytes, Some(300 * 4096));
         assert_eq!(s.start_time_seconds, Some(1_700_000_010.0));
-        assert_eq!(parse_stat("garbage", 100.0, 4096, None), ProcessStats::default());
+        assert_eq!(
+            parse_stat("garbage", 100.0, 4096, None),
+            ProcessStats::default()
+        );
     }
 
     #[test]

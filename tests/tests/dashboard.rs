@@ -79,7 +79,9 @@ impl Driver {
                 .await
                 .unwrap_or_else(|_| panic!("browser did not reach step {step:?} within 90 s"))
                 .expect("read driver output")
-                .unwrap_or_else(|| panic!("browser driver exited before step {step:?} (see its stderr above)"));
+                .unwrap_or_else(|| {
+                    panic!("browser driver exited before step {step:?} (see its stderr above)")
+                });
             let Some(rest) = line.strip_prefix("@@ ") else {
                 eprintln!("driver: {line}");
                 continue;
@@ -91,7 +93,10 @@ impl Driver {
     }
 
     async fn go_on(&mut self) {
-        self.stdin.write_all(b"ok\n").await.expect("write to driver");
+        self.stdin
+            .write_all(b"ok\n")
+            .await
+            .expect("write to driver");
         self.stdin.flush().await.expect("flush");
     }
 }
@@ -106,14 +111,20 @@ async fn dashboard_in_chromium() {
     produce(&mut conn, STREAM, 5, order).await;
     produce(&mut conn, STREAM, 1, |_| {
         vec![
-            ("data".to_owned(), br#"{"order_id":"seven","amount_cents":5}"#.to_vec()),
+            (
+                "data".to_owned(),
+                br#"{"order_id":"seven","amount_cents":5}"#.to_vec(),
+            ),
             ("note".to_owned(), b"\x1b[31mred\x1b[0m".to_vec()),
             ("blob".to_owned(), vec![0xff, 0x00, 0xfe, 0x01]),
         ]
     })
     .await;
     let host = AdminHost::start(
-        config(&redis.url(), vec![plugin(PLUGIN, artifacts::ORDER_VALIDATOR, STREAM)]),
+        config(
+            &redis.url(),
+            vec![plugin(PLUGIN, artifacts::ORDER_VALIDATOR, STREAM)],
+        ),
         Some(TOKEN),
     )
     .await;
@@ -148,13 +159,23 @@ async fn dashboard_in_chromium() {
     );
 
     // Without the token, an action is refused outside the browser too.
-    let refused = http(host.addr, "POST", &format!("/api/plugins/{PLUGIN}/pause"), &[], "{}").await;
+    let refused = http(
+        host.addr,
+        "POST",
+        &format!("/api/plugins/{PLUGIN}/pause"),
+        &[],
+        "{}",
+    )
+    .await;
     assert_eq!(refused.status, 401, "{}", refused.body);
     let forged = http(
         host.addr,
         "POST",
         &format!("/api/plugins/{PLUGIN}/pause"),
-        &[("Authorization", &format!("Bearer {TOKEN}")), ("Origin", "http://evil.example")],
+        &[
+            ("Authorization", &format!("Bearer {TOKEN}")),
+            ("Origin", "http://evil.example"),
+        ],
         "{}",
     )
     .await;
@@ -169,13 +190,22 @@ async fn dashboard_in_chromium() {
     assert_eq!(seen["dlq"], "1", "{seen}");
     assert_eq!(seen["lag"], "0", "{seen}");
     assert_eq!(seen["pending"], "0", "{seen}");
-    assert!(seen["failures"].as_str().unwrap().contains("rejected 1"), "{seen}");
+    assert!(
+        seen["failures"].as_str().unwrap().contains("rejected 1"),
+        "{seen}"
+    );
     assert_eq!(seen["charts"], 1, "{seen}");
-    assert!(seen["host"].as_str().unwrap().contains("orders-test"), "names this host's consumer: {seen}");
+    assert!(
+        seen["host"].as_str().unwrap().contains("orders-test"),
+        "names this host's consumer: {seen}"
+    );
     driver.go_on().await;
 
     let seen = driver.expect("refused").await;
-    assert_eq!(seen["disabled"], true, "pause button disabled before sign-in: {seen}");
+    assert_eq!(
+        seen["disabled"], true,
+        "pause button disabled before sign-in: {seen}"
+    );
     assert_eq!(seen["status"], 401, "{seen}");
     assert_eq!(xlen(&mut conn, &dlq).await, 1);
     let paused: bool = redis::cmd("EXISTS")
@@ -203,9 +233,19 @@ async fn dashboard_in_chromium() {
             .unwrap_or_else(|| panic!("no field {name}: {seen}"))
     };
     assert_eq!(field("data")["kind"], "json");
-    assert!(field("data")["value"].as_str().unwrap().contains("\n  \"order_id\": \"seven\""), "{seen}");
+    assert!(
+        field("data")["value"]
+            .as_str()
+            .unwrap()
+            .contains("\n  \"order_id\": \"seven\""),
+        "{seen}"
+    );
     assert_eq!(field("note")["kind"], "text");
-    assert_eq!(field("note")["value"], "\\u{1b}[31mred\\u{1b}[0m", "escape neutralised: {seen}");
+    assert_eq!(
+        field("note")["value"],
+        "\\u{1b}[31mred\\u{1b}[0m",
+        "escape neutralised: {seen}"
+    );
     assert_eq!(field("blob")["kind"], "hex");
     assert_eq!(field("blob")["value"], "00000000  ff 00 fe 01");
     driver.go_on().await;
@@ -215,8 +255,15 @@ async fn dashboard_in_chromium() {
     driver.go_on().await;
 
     let seen = driver.expect("replayed").await;
-    assert!(seen["status"].as_str().unwrap().contains("Replayed 1"), "{seen}");
-    assert_eq!(xlen(&mut conn, &dlq).await, 0, "replayed entry left the DLQ");
+    assert!(
+        seen["status"].as_str().unwrap().contains("Replayed 1"),
+        "{seen}"
+    );
+    assert_eq!(
+        xlen(&mut conn, &dlq).await,
+        0,
+        "replayed entry left the DLQ"
+    );
     assert!(
         wait_until(Duration::from_secs(20), || {
             let m = m.clone();
@@ -233,7 +280,10 @@ async fn dashboard_in_chromium() {
         .await
         .expect("pause status")
         .expect("paused in Redis");
-    assert!(record.by.starts_with("ops-test from 127.0.0.1"), "{record:?}");
+    assert!(
+        record.by.starts_with("ops-test from 127.0.0.1"),
+        "{record:?}"
+    );
     // The reader notices at its next read (block_ms = 100 here).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     produce(&mut conn, STREAM, 3, order).await;
@@ -267,8 +317,17 @@ async fn dashboard_in_chromium() {
         .expect("driver exits")
         .expect("driver status");
     assert!(status.success(), "driver failed: {status}");
-    for shot in ["overview", "dead-letters", "message", "plugin", "plugin-paused"] {
-        assert!(shots.join(format!("{shot}.png")).is_file(), "screenshot {shot} saved");
+    for shot in [
+        "overview",
+        "dead-letters",
+        "message",
+        "plugin",
+        "plugin-paused",
+    ] {
+        assert!(
+            shots.join(format!("{shot}.png")).is_file(),
+            "screenshot {shot} saved"
+        );
     }
     host.stop().await;
 }

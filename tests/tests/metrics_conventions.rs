@@ -17,7 +17,11 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .find(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
@@ -35,9 +39,15 @@ async fn metrics_follow_prometheus_conventions_and_feed_the_grafana_dashboard() 
     let redis = start_redis();
     let mut conn = connect(&redis.url()).await;
     produce(&mut conn, STREAM, 3, order).await;
-    produce(&mut conn, STREAM, 1, |_| vec![("data".to_owned(), b"not json".to_vec())]).await;
+    produce(&mut conn, STREAM, 1, |_| {
+        vec![("data".to_owned(), b"not json".to_vec())]
+    })
+    .await;
     let host = AdminHost::start(
-        config(&redis.url(), vec![plugin(PLUGIN, artifacts::ORDER_VALIDATOR, STREAM)]),
+        config(
+            &redis.url(),
+            vec![plugin(PLUGIN, artifacts::ORDER_VALIDATOR, STREAM)],
+        ),
         None,
     )
     .await;
@@ -59,19 +69,48 @@ async fn metrics_follow_prometheus_conventions_and_feed_the_grafana_dashboard() 
         all.extend_from_slice(extra);
         sample(text, name, &all)
     };
-    assert_eq!(v("streamhost_end_to_end_latency_seconds_count", &[]), Some(3.0), "{text}");
-    assert_eq!(v("streamhost_dead_lettered_total", &[("reason", "rejected")]), Some(1.0));
-    assert_eq!(v("streamhost_dead_lettered_total", &[("reason", "trap:fuel")]), Some(0.0));
-    assert_eq!(sample(text, "streamhost_redis_errors_total", &[("op", "read")]), Some(0.0));
+    assert_eq!(
+        v("streamhost_end_to_end_latency_seconds_count", &[]),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        v("streamhost_dead_lettered_total", &[("reason", "rejected")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v("streamhost_dead_lettered_total", &[("reason", "trap:fuel")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(text, "streamhost_redis_errors_total", &[("op", "read")]),
+        Some(0.0)
+    );
     assert_eq!(v("streamhost_entries_in_flight", &[]), Some(0.0));
     assert_eq!(v("streamhost_workers_busy", &[]), Some(0.0));
     assert!(v("streamhost_workers", &[]).is_some_and(|n| n >= 1.0));
     assert_eq!(v("streamhost_retries_waiting", &[]), Some(0.0));
     assert_eq!(v("streamhost_plugin_paused", &[]), Some(0.0));
-    assert!(v("streamhost_redis_round_trip_seconds_count", &[("op", "read")]).is_some_and(|n| n >= 1.0));
-    assert!(v("streamhost_redis_round_trip_seconds_count", &[("op", "ack")]).is_some_and(|n| n >= 1.0));
+    assert!(
+        v(
+            "streamhost_redis_round_trip_seconds_count",
+            &[("op", "read")]
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
+    assert!(
+        v(
+            "streamhost_redis_round_trip_seconds_count",
+            &[("op", "ack")]
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
     assert_eq!(
-        sample(text, "streamhost_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        sample(
+            text,
+            "streamhost_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
         Some(1.0)
     );
     assert!(sample(text, "process_resident_memory_bytes", &[]).is_some_and(|b| b > 1e6));
@@ -87,41 +126,91 @@ async fn metrics_follow_prometheus_conventions_and_feed_the_grafana_dashboard() 
         ("process_resident_memory_bytes", "bytes"),
         ("process_cpu_seconds", "seconds"),
     ] {
-        assert!(text.contains(&format!("# UNIT {family} {unit}\n")), "no # UNIT for {family}:\n{text}");
+        assert!(
+            text.contains(&format!("# UNIT {family} {unit}\n")),
+            "no # UNIT for {family}:\n{text}"
+        );
     }
     for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
         let name = line.split_whitespace().nth(2).unwrap_or("");
         if name.ends_with("_seconds") || name.ends_with("_bytes") {
-            assert!(text.contains(&format!("# UNIT {name} ")), "{name} has a unit suffix but no # UNIT");
+            assert!(
+                text.contains(&format!("# UNIT {name} ")),
+                "{name} has a unit suffix but no # UNIT"
+            );
         }
     }
 
     // The classic format when the scraper prefers it.
-    let classic = http(host.addr, "GET", "/metrics", &[("Accept", "text/plain;version=0.0.4")], "").await;
+    let classic = http(
+        host.addr,
+        "GET",
+        "/metrics",
+        &[("Accept", "text/plain;version=0.0.4")],
+        "",
+    )
+    .await;
     assert_eq!(classic.status, 200);
-    assert!(classic.headers.contains("content-type: text/plain; version=0.0.4"), "{}", classic.headers);
+    assert!(
+        classic
+            .headers
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{}",
+        classic.headers
+    );
     assert!(!classic.body.contains("# EOF"), "0.0.4 has no EOF marker");
-    assert!(classic.body.contains("# TYPE streamhost_entries_acked_total counter"), "{}", classic.body);
-    assert_eq!(sample(&classic.body, "streamhost_entries_acked_total", &labels), Some(3.0));
-    let prometheus_default = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
-    let negotiated = http(host.addr, "GET", "/metrics", &[("Accept", prometheus_default)], "").await;
-    assert!(negotiated.headers.contains("application/openmetrics-text; version=1.0.0"));
+    assert!(
+        classic
+            .body
+            .contains("# TYPE streamhost_entries_acked_total counter"),
+        "{}",
+        classic.body
+    );
+    assert_eq!(
+        sample(&classic.body, "streamhost_entries_acked_total", &labels),
+        Some(3.0)
+    );
+    let prometheus_default =
+        "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+    let negotiated = http(
+        host.addr,
+        "GET",
+        "/metrics",
+        &[("Accept", prometheus_default)],
+        "",
+    )
+    .await;
+    assert!(
+        negotiated
+            .headers
+            .contains("application/openmetrics-text; version=1.0.0")
+    );
 
     // Every series the Grafana dashboard queries exists.
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grafana/streamhost.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/grafana/streamhost.json"
+    );
     let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("read the Grafana JSON")).expect("Grafana JSON parses");
+        serde_json::from_str(&std::fs::read_to_string(path).expect("read the Grafana JSON"))
+            .expect("Grafana JSON parses");
     let mut queried = BTreeSet::new();
     for panel in dashboard["panels"].as_array().expect("panels") {
         for target in panel["targets"].as_array().expect("targets") {
             queried.extend(series_in(target["expr"].as_str().expect("expr")));
         }
     }
-    assert!(queried.len() >= 20, "the dashboard queries the issue's series: {queried:?}");
+    assert!(
+        queried.len() >= 20,
+        "the dashboard queries the issue's series: {queried:?}"
+    );
     let missing: Vec<&String> = queried
         .iter()
         .filter(|name| sample(text, name, &[]).is_none())
         .collect();
-    assert!(missing.is_empty(), "Grafana queries series /metrics lacks: {missing:?}\n{text}");
+    assert!(
+        missing.is_empty(),
+        "Grafana queries series /metrics lacks: {missing:?}\n{text}"
+    );
     host.stop().await;
 }

@@ -109,7 +109,9 @@ async fn follow_pause(ctx: &PluginContext, conn: &mut ConnectionManager) {
             ctx.metrics.paused.set(i64::from(paused));
             if ctx.paused.set(paused) {
                 match record {
-                    Some(p) => tracing::info!(plugin = %ctx.plugin.name, by = %p.by, "paused: reading no new entries; entries already read finish"),
+                    Some(p) => {
+                        tracing::info!(plugin = %ctx.plugin.name, by = %p.by, "paused: reading no new entries; entries already read finish")
+                    }
                     None => tracing::info!(plugin = %ctx.plugin.name, "resumed: reading again"),
                 }
             }

@@ -146,8 +146,8 @@ impl Auth {
         if !same_origin(headers) {
             return Err(Denied::Origin);
         }
-        if let Some(bearer) = header(headers, AUTHORIZATION.as_str())
-            .and_then(|v| v.strip_prefix("Bearer "))
+        if let Some(bearer) =
+            header(headers, AUTHORIZATION.as_str()).and_then(|v| v.strip_prefix("Bearer "))
         {
             return if same(bearer.trim().as_bytes(), expected.as_bytes()) {
                 Ok(format!("bearer token from {}", peer.ip()))
@@ -259,16 +259,26 @@ mod tests {
     fn bearer_token_must_match() {
         let auth = Auth::new(Some(TOKEN.into()));
         let ok = headers(&[("authorization", &format!("Bearer {TOKEN}"))]);
-        assert!(auth.authorize(&ok, peer()).unwrap().starts_with("bearer token"));
+        assert!(
+            auth.authorize(&ok, peer())
+                .unwrap()
+                .starts_with("bearer token")
+        );
         let bad = headers(&[("authorization", "Bearer nope")]);
         assert_eq!(auth.authorize(&bad, peer()), Err(Denied::Unauthenticated));
-        assert_eq!(auth.authorize(&headers(&[]), peer()), Err(Denied::Unauthenticated));
+        assert_eq!(
+            auth.authorize(&headers(&[]), peer()),
+            Err(Denied::Unauthenticated)
+        );
     }
 
     #[test]
     fn sessions_need_csrf_and_same_origin() {
         let auth = Auth::new(Some(TOKEN.into()));
-        assert_eq!(auth.sign_in("wrong", "ann").map(|_| ()), Err(Denied::WrongToken));
+        assert_eq!(
+            auth.sign_in("wrong", "ann").map(|_| ()),
+            Err(Denied::WrongToken)
+        );
         let (id, info) = auth.sign_in(TOKEN, "ann\x1b[31m").unwrap();
         assert_eq!(info.user, "ann[31m", "control characters dropped");
         let cookie = format!("other=1; {COOKIE_NAME}={id}");
@@ -278,7 +288,11 @@ mod tests {
             ("origin", "http://127.0.0.1:9464"),
             ("x-csrf-token", &info.csrf),
         ]);
-        assert!(auth.authorize(&good, peer()).unwrap().starts_with("ann[31m from"));
+        assert!(
+            auth.authorize(&good, peer())
+                .unwrap()
+                .starts_with("ann[31m from")
+        );
         let no_csrf = headers(&[
             ("cookie", &cookie),
             ("host", "127.0.0.1:9464"),

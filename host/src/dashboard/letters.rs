@@ -3,8 +3,8 @@
 //! replay of chosen ids or of everything a filter matches, and purging what
 //! is older than a time. Every walk is bounded by [`MAX_SCAN`] entries.
 
-use redis::aio::ConnectionLike;
 use redis::Value;
+use redis::aio::ConnectionLike;
 
 use crate::dlq::{self, DeadLetter, meta};
 use crate::error::Error;
@@ -97,7 +97,9 @@ pub async fn page<C: ConnectionLike + Send>(
         }
         if scanned >= MAX_SCAN {
             out.capped = true;
-            out.next = out.next.or_else(|| out.letters.last().map(|l| l.id.clone()));
+            out.next = out
+                .next
+                .or_else(|| out.letters.last().map(|l| l.id.clone()));
             break;
         }
     }
@@ -124,7 +126,8 @@ async fn rev_range<C: ConnectionLike + Send>(
     };
     let mut out = Vec::with_capacity(items.len());
     for v in items {
-        out.push(DeadLetter::from_entry(entry::parse_entry(v, 0)?));
+        let e = entry::parse_entry(v, 0).map_err(|e| Error::Other(e.to_string()))?;
+        out.push(DeadLetter::from_entry(e));
     }
     Ok(out)
 }

@@ -111,14 +111,24 @@ async fn api(
                         .and_then(|(_, v)| v.parse().ok())
                         .unwrap_or(50usize)
                         .clamp(1, MAX_PAGE);
-                    let before = query.iter().find(|(k, _)| k == "before").map(|(_, v)| v.as_str());
+                    let before = query
+                        .iter()
+                        .find(|(k, _)| k == "before")
+                        .map(|(_, v)| v.as_str());
                     views::dead_letters(ctx, &mut conn, &filter, before, limit).await
                 }
-                ["dlq", id] => match letters::one(&mut conn, &ctx.dlq_stream, &ctx.plugin.name, id).await {
-                    Ok(Some(letter)) => Ok(views::message(ctx, &letter)),
-                    Ok(None) => return error(StatusCode::NOT_FOUND, "no such dead letter (replayed or purged?)"),
-                    Err(e) => Err(e),
-                },
+                ["dlq", id] => {
+                    match letters::one(&mut conn, &ctx.dlq_stream, &ctx.plugin.name, id).await {
+                        Ok(Some(letter)) => Ok(views::message(ctx, &letter)),
+                        Ok(None) => {
+                            return error(
+                                StatusCode::NOT_FOUND,
+                                "no such dead letter (replayed or purged?)",
+                            );
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
                 _ => return error(StatusCode::NOT_FOUND, "not found"),
             };
             match result {
@@ -185,11 +195,17 @@ async fn post(d: &Dashboard, request: Request<Incoming>, peer: SocketAddr, seg: 
             if let Err(e) = same_origin_only(&parts.headers, d, peer) {
                 return denied(e);
             }
-            let (token, user) = (body.token.unwrap_or_default(), body.user.unwrap_or_default());
+            let (token, user) = (
+                body.token.unwrap_or_default(),
+                body.user.unwrap_or_default(),
+            );
             match d.auth.sign_in(&token, &user) {
                 Ok((id, info)) => {
                     tracing::info!(user = %info.user, from = %peer.ip(), "dashboard: signed in");
-                    let mut reply = json_reply(StatusCode::OK, json!({ "user": info.user, "csrf": info.csrf }));
+                    let mut reply = json_reply(
+                        StatusCode::OK,
+                        json!({ "user": info.user, "csrf": info.csrf }),
+                    );
                     let cookie = format!(
                         "{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
                         SESSION_TTL.as_secs()
@@ -211,7 +227,9 @@ async fn post(d: &Dashboard, request: Request<Incoming>, peer: SocketAddr, seg: 
             let mut reply = json_reply(StatusCode::OK, json!({ "ok": true }));
             reply.headers_mut().insert(
                 SET_COOKIE,
-                HeaderValue::from_static("streamhost_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+                HeaderValue::from_static(
+                    "streamhost_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+                ),
             );
             reply
         }
@@ -321,7 +339,8 @@ async fn read_body(body: Incoming) -> Result<ActionBody, String> {
     if collected.is_empty() {
         return Ok(ActionBody::default());
     }
-    serde_json::from_slice(&collected).map_err(|e| format!("request body is not the expected JSON: {e}"))
+    serde_json::from_slice(&collected)
+        .map_err(|e| format!("request body is not the expected JSON: {e}"))
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Reply {
@@ -384,7 +403,11 @@ fn decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16);
-        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(h), Some(l)) => {
                 out.push((h * 16 + l) as u8);
                 i += 3;

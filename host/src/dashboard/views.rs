@@ -133,9 +133,9 @@ async fn latest_refusal_of_current<C: ConnectionLike + Send>(
         return Ok(None);
     };
     let refusals = deploy::refusals(conn, plugin).await?;
-    Ok(refusals.iter().rev().find(|r| &r.digest == digest).map(|r| {
-        json!({ "host": neutralize(&r.host), "error": neutralize(&r.error), "at_ms": r.at_ms })
-    }))
+    Ok(refusals.iter().rev().find(|r| &r.digest == digest).map(
+        |r| json!({ "host": neutralize(&r.host), "error": neutralize(&r.error), "at_ms": r.at_ms }),
+    ))
 }
 
 fn attention(d: &Dashboard, i: usize, ctx: &PluginContext, fleet: &Value) -> Vec<String> {
@@ -152,8 +152,7 @@ fn attention(d: &Dashboard, i: usize, ctx: &PluginContext, fleet: &Value) -> Vec
     if !fleet["paused"].is_null() {
         out.push("paused".to_owned());
     }
-    if ctx.metrics.workers_busy.get() >= ctx.config.concurrency as i64
-        && ctx.config.concurrency > 0
+    if ctx.metrics.workers_busy.get() >= ctx.config.concurrency as i64 && ctx.config.concurrency > 0
     {
         out.push("every worker busy".to_owned());
     }
@@ -185,7 +184,9 @@ pub async fn plugin<C: ConnectionLike + Send>(
     let retries: Vec<Value> = soonest
         .into_iter()
         .map(|(id, due)| {
-            let due_ms = due.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            let due_ms = due
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
             json!({ "id": id, "due_ms": due_ms })
         })
         .collect();
