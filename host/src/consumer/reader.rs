@@ -40,7 +40,7 @@ pub async fn run(
     let mut reading = None;
     while !shutdown.is_cancelled() {
         // Paused: read nothing new; what was read finishes.
-        if !ctx.paused.wait_running(&shutdown).await {
+        if ctx.paused.is_paused() && !ctx.paused.wait_running(&shutdown).await {
             break;
         }
         let id = cursor.as_deref().unwrap_or(">");

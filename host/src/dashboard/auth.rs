@@ -180,7 +180,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// No `Origin` (not a browser, or a same-origin GET), or one naming the
 /// `Host` the request was sent to.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = header(headers, ORIGIN.as_str()) else {
         return true;
     };

@@ -192,8 +192,10 @@ async fn post(d: &Dashboard, request: Request<Incoming>, peer: SocketAddr, seg: 
     };
     match seg {
         ["login"] => {
-            if let Err(e) = same_origin_only(&parts.headers, d, peer) {
-                return denied(e);
+            // Not an action, but a cross-origin page must not sign a
+            // victim's browser in either.
+            if !super::auth::same_origin(&parts.headers) {
+                return denied(Denied::Origin);
             }
             let (token, user) = (
                 body.token.unwrap_or_default(),
@@ -263,28 +265,6 @@ async fn post(d: &Dashboard, request: Request<Incoming>, peer: SocketAddr, seg: 
             }
         }
         _ => error(StatusCode::NOT_FOUND, "not found"),
-    }
-}
-
-/// Sign-in is not an action, but a cross-origin page must not sign a
-/// victim's browser in either.
-fn same_origin_only(
-    headers: &hyper::HeaderMap,
-    _d: &Dashboard,
-    _peer: SocketAddr,
-) -> Result<(), Denied> {
-    let origin = headers.get("origin").and_then(|v| v.to_str().ok());
-    let host = headers.get("host").and_then(|v| v.to_str().ok());
-    match (origin, host) {
-        (None, _) => Ok(()),
-        (Some(o), Some(h))
-            if o.strip_prefix("http://")
-                .or_else(|| o.strip_prefix("https://"))
-                .is_some_and(|o| o.eq_ignore_ascii_case(h)) =>
-        {
-            Ok(())
-        }
-        _ => Err(Denied::Origin),
     }
 }
 
