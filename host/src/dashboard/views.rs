@@ -165,10 +165,10 @@ pub async fn plugin<C: ConnectionLike + Send>(
     ctx: &PluginContext,
     conn: &mut C,
 ) -> Result<Value, Error> {
-    let consumers = match inspect::consumers(conn, ctx.stream(), ctx.group()).await {
-        Ok(c) => c,
-        Err(_) => Vec::new(), // no group yet
-    };
+    // An error here is a group not created yet; Redis failures surface below.
+    let consumers: Vec<inspect::ConsumerInfo> = inspect::consumers(conn, ctx.stream(), ctx.group())
+        .await
+        .unwrap_or_default();
     let consumers: Vec<Value> = consumers
         .into_iter()
         .map(|c| {
