@@ -114,7 +114,8 @@ async fn metrics_follow_prometheus_conventions_and_feed_the_grafana_dashboard() 
         Some(1.0)
     );
     assert!(sample(text, "process_resident_memory_bytes", &[]).is_some_and(|b| b > 1e6));
-    assert!(sample(text, "process_cpu_seconds_total", &[]).is_some_and(|s| s > 0.0));
+    // A short test may have used less than one clock tick: present is the point.
+    assert!(sample(text, "process_cpu_seconds_total", &[]).is_some_and(|s| s >= 0.0));
     assert!(sample(text, "process_open_fds", &[]).is_some_and(|n| n > 0.0));
 
     // `# UNIT` on every unit-bearing family.
