@@ -121,6 +121,12 @@ pub struct PluginConfig {
     /// Entries fetched per `XREADGROUP`.
     #[serde(default = "default_batch")]
     pub batch: usize,
+    /// Most bytes of entries read ahead of the handlers (queued or being
+    /// handled), in MiB. Beside `batch`, it keeps memory bounded by bytes when
+    /// entries are large: reads ask for fewer entries, and wait while the
+    /// budget is spent.
+    #[serde(default = "default_read_ahead_mib")]
+    pub read_ahead_mib: u64,
     /// Handler instances running in parallel. Defaults to half the CPUs (at
     /// least one); raise it for handlers that mostly wait (state reads).
     #[serde(default = "default_concurrency")]
@@ -200,6 +206,9 @@ fn default_batch() -> usize {
 fn default_concurrency() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
+fn default_read_ahead_mib() -> u64 {
+    64
+}
 fn default_block_ms() -> u64 {
     2000
 }
@@ -214,6 +223,7 @@ impl PluginConfig {
             group: None,
             consumer: None,
             batch: default_batch(),
+            read_ahead_mib: default_read_ahead_mib(),
             concurrency: default_concurrency(),
             block_ms: default_block_ms(),
             retry: RetryConfig::default(),
@@ -224,6 +234,11 @@ impl PluginConfig {
             allow: AllowConfig::default(),
             state: StateConfig::default(),
         }
+    }
+
+    /// The read-ahead budget in bytes.
+    pub fn read_ahead_bytes(&self) -> usize {
+        usize::try_from(self.read_ahead_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 
     /// The consumer group, defaulting to the plugin name.
@@ -268,8 +283,9 @@ pub fn default_consumer_name() -> String {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
-    /// Deliveries in total, the first included; after the last failed one the
-    /// entry is dead-lettered.
+    /// Handler attempts in total, the first included; after the last failed
+    /// one the entry is dead-lettered. Deliveries no handler saw and
+    /// deliveries whose settling Redis refused do not count.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
     /// How the delay grows between attempts.
@@ -587,6 +603,9 @@ impl Config {
             }
             if p.concurrency == 0 || p.concurrency > 1024 {
                 return Err(invalid("concurrency", "must be between 1 and 1024"));
+            }
+            if p.read_ahead_mib == 0 || p.read_ahead_mib > 1 << 20 {
+                return Err(invalid("read_ahead_mib", "must be between 1 and 1048576"));
             }
             if p.block_ms == 0 {
                 return Err(invalid("block_ms", "must be at least 1"));

@@ -5,15 +5,14 @@
 //! prefixed with `msg.`, plus metadata under `dlq.` names. Because every
 //! original name gets the prefix, no user field can collide with metadata.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::Value;
 use redis::aio::ConnectionLike;
 
-use crate::consumer::PluginContext;
-use crate::dispatch::DeadReason;
+use crate::outcome::DeadReason;
 use crate::plugin::Message;
-use crate::streams::{self, entry, scripts};
+use crate::streams::{entry, scripts};
 
 /// Prefix of original field names in a dead-letter entry.
 pub const FIELD_PREFIX: &str = "msg.";
@@ -41,41 +40,60 @@ pub mod meta {
     pub const TIME_MS: &str = "dlq.time-ms";
 }
 
-/// Tries to dead-letter for this long while Redis is unreachable; after that
-/// the entry stays pending and is redelivered (and dead-lettered again).
-const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
+/// Where and what to dead-letter: one delivery of an entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Letter<'a> {
+    /// The key the entry was read from (its ack happens there).
+    pub source_stream: &'a str,
+    /// The dead-letter stream.
+    pub dlq_stream: &'a str,
+    /// The consumer group.
+    pub group: &'a str,
+    /// This consumer (the script checks it still owns the entry).
+    pub consumer: &'a str,
+    /// The plugin name.
+    pub plugin: &'a str,
+    /// `sha256:<hex>` of the component version that made the last attempt.
+    pub digest: &'a str,
+    /// Why.
+    pub reason: &'a DeadReason,
+    /// The last error.
+    pub error: &'a str,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The entry as delivered.
+    pub message: &'a Message,
+}
 
-/// Moves a pending entry to the plugin's DLQ and acks it, in one script, if
-/// this consumer still owns it. Failures leave the entry pending (never lost).
+/// Moves a pending entry to the DLQ and acks it, in one script, if this
+/// consumer still owns it: `Some(dlq id)`, or `None` when another consumer
+/// owns it now. One try: the caller retries (the entry stays pending).
 pub async fn dead_letter<C: ConnectionLike + Send>(
-    ctx: &PluginContext,
     conn: &mut C,
-    msg: &Message,
-    reason: &DeadReason,
-    error: &str,
-    digest: &str,
-) {
+    letter: &Letter<'_>,
+) -> Result<Option<String>, redis::RedisError> {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
+    let msg = letter.message;
     let mut invocation = scripts::DEAD_LETTER.prepare_invoke();
     invocation
-        .key(ctx.stream())
-        .key(&ctx.dlq_stream)
-        .arg(ctx.group())
-        .arg(&ctx.consumer)
+        .key(letter.source_stream)
+        .key(letter.dlq_stream)
+        .arg(letter.group)
+        .arg(letter.consumer)
         .arg(&msg.id);
     let metadata = [
-        (meta::SOURCE_STREAM, ctx.stream().to_owned()),
+        (meta::SOURCE_STREAM, letter.source_stream.to_owned()),
         (meta::SOURCE_ID, msg.id.clone()),
-        (meta::GROUP, ctx.group().to_owned()),
-        (meta::CONSUMER, ctx.consumer.clone()),
-        (meta::PLUGIN, ctx.plugin.name.to_string()),
-        (meta::DIGEST, digest.to_owned()),
-        (meta::REASON, reason.label()),
-        (meta::ERROR, error.to_owned()),
-        (meta::ATTEMPTS, msg.attempt.to_string()),
+        (meta::GROUP, letter.group.to_owned()),
+        (meta::CONSUMER, letter.consumer.to_owned()),
+        (meta::PLUGIN, letter.plugin.to_owned()),
+        (meta::DIGEST, letter.digest.to_owned()),
+        (meta::REASON, letter.reason.label()),
+        (meta::ERROR, letter.error.to_owned()),
+        (meta::ATTEMPTS, letter.attempts.to_string()),
         (meta::TIME_MS, now_ms.to_string()),
     ];
     for (name, value) in &metadata {
@@ -86,37 +104,7 @@ pub async fn dead_letter<C: ConnectionLike + Send>(
             .arg(format!("{FIELD_PREFIX}{}", field.name))
             .arg(&field.value);
     }
-    let started = tokio::time::Instant::now();
-    let mut delay = Duration::from_millis(50);
-    let (plugin, id) = (&*ctx.plugin.name, &msg.id);
-    loop {
-        let result: Result<Option<String>, _> = invocation.invoke_async(conn).await;
-        match result {
-            Ok(Some(dlq_id)) => {
-                ctx.metrics.dead_lettered_for(&reason.label());
-                tracing::info!(plugin, id, attempt = msg.attempt, reason = %reason.label(), error, dlq_id, "dead-lettered");
-                return;
-            }
-            Ok(None) => {
-                tracing::info!(
-                    plugin,
-                    id,
-                    "entry was claimed by another consumer meanwhile; leaving it to that consumer"
-                );
-                return;
-            }
-            Err(e) if started.elapsed() < GIVE_UP_AFTER && !streams::is_nogroup(&e) => {
-                ctx.metrics.redis_error("dead_letter");
-                tracing::warn!(plugin, id, error = %e, "dead-lettering failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => {
-                tracing::error!(plugin, id, error = %e, "cannot dead-letter; the entry stays pending and will be redelivered");
-                return;
-            }
-        }
-    }
+    invocation.invoke_async(conn).await
 }
 
 /// One entry of a dead-letter stream, split into metadata and original fields.

@@ -8,9 +8,9 @@ use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PluginConfig;
-use crate::consumer::pause;
 use crate::inspect;
 use crate::metrics::GroupGauges;
+use crate::shutdown::pause;
 use crate::streams;
 
 /// Response timeout for the refresher's queries: a slow Redis delays the

@@ -7,11 +7,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::consumer::{self, PluginContext};
+use crate::consumer;
 use crate::effects::EffectPolicy;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::operations::Operations;
+use crate::pipeline::PluginContext;
 use crate::plugin::{EngineOptions, LoadedPlugin, WasmEngine};
 
 /// A host with its plugins loaded and validated, ready to consume.

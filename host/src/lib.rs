@@ -7,11 +7,11 @@
 //! example plugins) is the `streamhost-cli` crate in `host/cli/`.
 
 pub mod admin;
+pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod dashboard;
 pub mod deploy;
-pub mod dispatch;
 pub mod dlq;
 pub mod effects;
 pub mod error;
@@ -22,11 +22,14 @@ pub mod inspect;
 pub mod local_redis;
 pub mod metrics;
 pub mod operations;
+pub mod outcome;
 pub mod pause;
+pub mod pipeline;
 pub mod plugin;
 pub mod process_stats;
 pub mod retention;
 pub mod shutdown;
+pub mod sources;
 pub mod streams;
 
 pub use config::Config;

@@ -5,8 +5,8 @@
 //! `streamhost_` prefix, as every exporter names it.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::dispatch::TrapKind;
+use crate::outcome::{FailureKind, TrapKind};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginLabels {
@@ -106,6 +106,7 @@ pub struct Metrics {
     retried: Family<PluginLabels, Counter>,
     dead_lettered: Family<PluginLabels, Counter>,
     failed: Family<FailureLabels, Counter>,
+    postponed: Family<PluginLabels, Counter>,
     claimed: Family<PluginLabels, Counter>,
     trimmed: Family<PluginLabels, Counter>,
     groups_recreated: Family<PluginLabels, Counter>,
@@ -234,6 +235,7 @@ impl Metrics {
             retried: Family::default(),
             dead_lettered: Family::default(),
             failed: Family::default(),
+            postponed: Family::default(),
             claimed: Family::default(),
             trimmed: Family::default(),
             groups_recreated: Family::default(),
@@ -267,7 +269,12 @@ impl Metrics {
             "Entries moved to the dead-letter stream",
             m.dead_lettered.clone(),
         );
-        registry.register("entries_failed", "Failed invocations by kind (rejected, retry, fuel, timeout, memory, stack-overflow, trap)", m.failed.clone());
+        registry.register("entries_failed", "Failed handler attempts by kind (rejected, retry, fuel, timeout, memory, stack-overflow, trap, instantiate, commit, no-outcome); their sum is entries_retried plus the entries dead-lettered", m.failed.clone());
+        registry.register(
+            "entries_postponed",
+            "Deliveries settled again later because Redis refused or could not take the commit (not handler attempts)",
+            m.postponed.clone(),
+        );
         registry.register(
             "entries_claimed",
             "Entries claimed from other (presumed dead) consumers",
@@ -410,8 +417,12 @@ impl Metrics {
             effect_conflicts: self.effect_conflicts.get_or_create(&l).clone(),
             swaps: self.swaps.get_or_create(&l).clone(),
             swap_refusals: self.swap_refusals.get_or_create(&l).clone(),
+            postponed: self.postponed.get_or_create(&l).clone(),
             rejected: failed("rejected"),
             retry: failed("retry"),
+            instantiate: failed("instantiate"),
+            commit: failed("commit"),
+            no_outcome: failed("no-outcome"),
             traps: [
                 failed(TrapKind::Fuel.as_str()),
                 failed(TrapKind::Timeout.as_str()),
@@ -478,8 +489,16 @@ pub struct PluginMetrics {
     pub effect_conflicts: Counter,
     pub swaps: Counter,
     pub swap_refusals: Counter,
+    /// Deliveries whose settling Redis refused or could not take (not attempts).
+    pub postponed: Counter,
     pub rejected: Counter,
     pub retry: Counter,
+    /// Attempts that found no instance (pool exhausted, instantiation failed).
+    pub instantiate: Counter,
+    /// Commits Redis refused for good (a key of the wrong type).
+    pub commit: Counter,
+    /// Entries dead-lettered after deliveries that ended without an outcome.
+    pub no_outcome: Counter,
     traps: [Counter; 5],
 }
 
@@ -516,6 +535,18 @@ impl PluginMetrics {
         }
     }
 
+    /// The `entries_failed` counter of a failure kind.
+    pub fn failed(&self, kind: FailureKind) -> &Counter {
+        match kind {
+            FailureKind::Retry => &self.retry,
+            FailureKind::Rejected => &self.rejected,
+            FailureKind::Trap(kind) => self.trap(kind),
+            FailureKind::Instantiate => &self.instantiate,
+            FailureKind::Commit => &self.commit,
+            FailureKind::NoOutcome => &self.no_outcome,
+        }
+    }
+
     /// The failure counter for a trap kind.
     pub fn trap(&self, kind: TrapKind) -> &Counter {
         &self.traps[match kind {
@@ -527,9 +558,6 @@ impl PluginMetrics {
         }]
     }
 }
-
-/// Shared metrics handle.
-pub type SharedMetrics = Arc<Metrics>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InfoLabels {

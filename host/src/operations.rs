@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, Consuming, Listener, Readiness};
 use crate::config::Config;
-use crate::consumer::PluginContext;
+use crate::pipeline::PluginContext;
 use crate::dashboard::Dashboard;
 use crate::error::Result;
 use crate::metrics::Metrics;

@@ -15,10 +15,10 @@ use redis::aio::ConnectionLike;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RetentionConfig;
-use crate::consumer::pause;
 use crate::error::{Error, Result};
 use crate::inspect::{number, text};
 use crate::metrics::RetentionMetrics;
+use crate::shutdown::pause;
 use crate::streams::{self, scripts};
 
 /// Entries one round may look past to find the length bound, and about what

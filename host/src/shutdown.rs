@@ -36,3 +36,11 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// Sleeps for `delay` unless `shutdown` fires first; returns whether to go on.
+pub async fn pause(delay: std::time::Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(delay) => true,
+    }
+}

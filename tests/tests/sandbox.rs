@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use streamhost::config::{Config, LimitsConfig, OnTrap, PluginConfig};
-use streamhost::dispatch::TrapKind;
 use streamhost::metrics::PluginMetrics;
+use streamhost::outcome::TrapKind;
 use streamhost_tests::*;
 
 const VALIDATOR: &str = "order-validator";

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
-use super::{PluginContext, pause};
 use crate::effects::{PROMOTE_INTERVAL, promote_due};
+use crate::pipeline::PluginContext;
+use crate::shutdown::pause;
 
 /// Runs until shutdown. Several hosts may promote the same set: each move is
 /// one atomic script, so an entry is delivered once whoever moves it.

@@ -15,10 +15,11 @@ use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
-use super::{PluginContext, pause};
 use crate::deploy::{self, DeployKeys};
 use crate::effects::EffectPolicy;
+use crate::pipeline::PluginContext;
 use crate::plugin::LoadedPlugin;
+use crate::shutdown::pause;
 
 /// How often the deployed version is polled besides the announcements
 /// (Pub/Sub messages are lost while a subscriber reconnects).

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::consumer::PluginContext;
+use crate::pipeline::PluginContext;
 use crate::metrics::Metrics;
 
 /// Response timeout of the dashboard's Redis queries.

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::auth::{COOKIE_NAME, Denied, SESSION_TTL};
 use super::letters::{self, Filter};
 use super::{Dashboard, views};
-use crate::consumer::PluginContext;
+use crate::pipeline::PluginContext;
 use crate::{deploy, pause};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use super::Dashboard;
 use super::letters::{self, Filter};
 use super::pretty::{self, neutralize};
-use crate::consumer::PluginContext;
-use crate::dispatch::TrapKind;
+use crate::pipeline::PluginContext;
+use crate::outcome::TrapKind;
 use crate::dlq::{DeadLetter, meta};
 use crate::error::Error;
 use crate::{deploy, inspect, pause};
@@ -183,11 +183,11 @@ pub async fn plugin<C: ConnectionLike + Send>(
     let (soonest, waiting) = ctx.retries.soonest(LISTED);
     let retries: Vec<Value> = soonest
         .into_iter()
-        .map(|(id, due)| {
+        .map(|(key, id, due)| {
             let due_ms = due
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
-            json!({ "id": id, "due_ms": due_ms })
+            json!({ "key": neutralize(&key), "id": id, "due_ms": due_ms })
         })
         .collect();
     let scheduled = scheduled(conn, &ctx.plugin.effects.schedule_key).await?;

@@ -10,8 +10,8 @@ use super::bindings::{Handler, Message};
 use super::native::{Code, InvocationTap, NativeHandler};
 use super::registry::LoadedPlugin;
 use super::state::HostState;
-use crate::dispatch::{Outcome, TrapSignals, classify};
 use crate::error::LoadError;
+use crate::outcome::{Outcome, TrapSignals, classify};
 
 /// Bytes a guest may pass to the host in one host call (bounds log lines and,
 /// later, effect payloads).
@@ -30,8 +30,14 @@ pub struct Invocation {
     pub fuel: u64,
     /// Wall-clock time in the guest.
     pub elapsed: Duration,
-    /// Log bytes the guest wrote over its budget, dropped.
-    pub log_dropped: usize,
+}
+
+/// An instance that trapped was called again: a caller bug. The caller
+/// discards the instance; no outcome is made up for the entry.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {plugin:?}: a trapped instance was called again")]
+pub struct Poisoned {
+    plugin: String,
 }
 
 /// A store plus an instantiated handler. Never used again after a trap.
@@ -101,7 +107,7 @@ impl LoadedPlugin {
                         self.limits.timeout_ms
                     ))
                 })?
-                .map_err(|e| instantiate_err(crate::dispatch::trap_message(&e)))?,
+                .map_err(|e| instantiate_err(crate::outcome::trap_message(&e)))?,
             ),
             Code::Native(handler) => Guest::Native(*handler),
         };
@@ -136,25 +142,18 @@ impl PluginInstance {
         self.poisoned
     }
 
-    /// Calls `handle` once under fuel, time, memory and log budgets.
+    /// Calls `handle` once under fuel, time, memory and log budgets. Refuses
+    /// an instance a trap left undefined.
     pub async fn invoke(
         &mut self,
         msg: &Message,
         limits: &crate::config::LimitsConfig,
-    ) -> Invocation {
+    ) -> Result<Invocation, Poisoned> {
         let started = Instant::now();
         if self.poisoned {
-            // A caller bug, not the guest's doing: refuse rather than enter
-            // an instance whose state a trap left undefined.
-            tracing::error!(plugin = %self.store.data().plugin, id = %msg.id, "a trapped instance was called again; refused");
-            return Invocation {
-                outcome: Outcome::Retry(
-                    "host error: instance was poisoned by an earlier trap".into(),
-                ),
-                fuel: 0,
-                elapsed: started.elapsed(),
-                log_dropped: 0,
-            };
+            return Err(Poisoned {
+                plugin: self.store.data().plugin.to_string(),
+            });
         }
         {
             let state = self.store.data_mut();
@@ -209,11 +208,10 @@ impl PluginInstance {
             self.store.data_mut().effects.clear();
         }
         self.store.data_mut().entry_id.clear();
-        Invocation {
+        Ok(Invocation {
             outcome,
             fuel,
             elapsed,
-            log_dropped,
-        }
+        })
     }
 }

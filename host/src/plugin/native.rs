@@ -10,8 +10,8 @@ use super::engine::WasmEngine;
 use super::registry::LoadedPlugin;
 use super::state::HostState;
 use crate::config::LimitsConfig;
-use crate::dispatch::Outcome;
 use crate::effects::EffectPolicy;
+use crate::outcome::Outcome;
 
 /// A handler compiled into the host: the `handle` contract without the
 /// sandbox, so no fuel, memory or time limit applies to it.

@@ -13,10 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use entry::Entry;
 
-/// Longest wait between reconnection attempts.
+/// Longest wait between reconnection attempts inside a connection manager.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
-/// Opens a self-reconnecting connection, retrying with capped backoff until
+/// Opens a self-reconnecting connection, retrying by the host's
+/// [`backoff`](crate::backoff) policy until
 /// Redis answers or `shutdown` fires (then `None`). `response_timeout` must
 /// exceed any `BLOCK` used on this connection.
 pub async fn connect(
@@ -30,7 +31,7 @@ pub async fn connect(
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_number_of_retries(2)
         .set_max_delay(MAX_RECONNECT_DELAY);
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = crate::backoff::Backoff::new();
     let mut failures = 0u32;
     loop {
         match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
@@ -42,14 +43,16 @@ pub async fn connect(
             }
             Err(e) => {
                 failures += 1;
-                tracing::warn!(url = %redact(url), error = %e, retry_in = ?delay, "Redis unreachable");
+                // The first failure and then every 10th: an outage is one
+                // line every ~50 s, not one per try.
+                if failures % 10 == 1 {
+                    tracing::warn!(url = %redact(url), error = %e, failures, "Redis unreachable; retrying with backoff");
+                }
             }
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(None),
-            _ = tokio::time::sleep(delay) => {}
+        if !backoff.wait(shutdown).await {
+            return Ok(None);
         }
-        delay = (delay * 2).min(MAX_RECONNECT_DELAY);
     }
 }
 
@@ -111,6 +114,28 @@ pub async fn eviction_policy(conn: &mut ConnectionManager) -> Option<String> {
 /// Whether an error says the consumer group (or its stream) is gone.
 pub fn is_nogroup(e: &redis::RedisError) -> bool {
     e.code() == Some("NOGROUP")
+}
+
+/// Whether Redis may take the same command later: the connection failed,
+/// or the server is out of memory, loading, busy or failing over. Anything
+/// else (a key of the wrong type, a script error) will fail again.
+pub fn is_transient(e: &redis::RedisError) -> bool {
+    is_connection_error(e)
+        || matches!(
+            e.code(),
+            Some(
+                "OOM"
+                    | "BUSY"
+                    | "LOADING"
+                    | "TRYAGAIN"
+                    | "MASTERDOWN"
+                    | "CLUSTERDOWN"
+                    | "READONLY"
+                    | "NOREPLICAS"
+                    | "MOVED"
+                    | "ASK"
+            )
+        )
 }
 
 /// Whether an error is about the connection rather than the command.

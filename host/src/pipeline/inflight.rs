@@ -6,16 +6,20 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::streams::Entry;
+use super::delivery::Delivery;
 
-/// Ids held, plus whether the start-up replay of own pending entries is done.
+/// A held entry: the key it was read from and its id (two source keys may
+/// hold equal ids).
+type Held = (Arc<str>, String);
+
+/// Entries held, plus whether the start-up replay of own pending entries is done.
 #[derive(Debug, Default)]
 pub struct InFlight {
-    ids: Mutex<HashSet<String>>,
+    ids: Mutex<HashSet<Held>>,
     /// Until the reader has replayed this consumer's pending entries, those
     /// are the reader's to deliver, not the claimer's.
     replayed: AtomicBool,
@@ -35,28 +39,31 @@ impl InFlight {
     /// Marks entries as held and returns them, minus those already held: a
     /// second copy (a claim or redelivery racing the first) is dropped, and
     /// the copy in hand is acked or dead-lettered as usual.
-    pub fn admit(&self, entries: Vec<Entry>) -> Vec<Entry> {
+    pub fn admit(&self, deliveries: Vec<Delivery>) -> Vec<Delivery> {
         let mut ids = self.lock();
-        let admitted = entries
+        let admitted = deliveries
             .into_iter()
-            .filter(|e| ids.insert(e.id.clone()))
+            .filter(|d| ids.insert((d.key.clone(), d.entry.id.clone())))
             .collect();
         self.gauge.set(ids.len() as i64);
         admitted
     }
 
-    /// Lets go of ids that were acked, dead-lettered, or are no longer ours.
-    pub fn release<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+    /// Lets go of ids read from `key` that were acked, dead-lettered, or are
+    /// no longer ours.
+    pub fn release<'a>(&self, key: &Arc<str>, ids: impl IntoIterator<Item = &'a str>) {
         let mut held = self.lock();
+        let mut probe: Held = (key.clone(), String::new());
         for id in ids {
-            held.remove(id);
+            id.clone_into(&mut probe.1);
+            held.remove(&probe);
         }
         self.gauge.set(held.len() as i64);
     }
 
-    /// Whether this host holds the entry.
-    pub fn holds(&self, id: &str) -> bool {
-        self.lock().contains(id)
+    /// Whether this host holds entry `id` of `key`.
+    pub fn holds(&self, key: &Arc<str>, id: &str) -> bool {
+        self.lock().contains(&(key.clone(), id.to_owned()))
     }
 
     /// How many entries this host holds.
@@ -79,7 +86,7 @@ impl InFlight {
         self.replayed.load(Ordering::Acquire)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+    fn lock(&self) -> MutexGuard<'_, HashSet<Held>> {
         // The set stays consistent even if a holder panicked: every operation
         // is a single insert or remove.
         self.ids.lock().unwrap_or_else(PoisonError::into_inner)
@@ -90,12 +97,15 @@ impl InFlight {
 mod tests {
     use super::*;
 
-    fn entry(id: &str) -> Entry {
-        Entry {
-            id: id.to_owned(),
-            fields: Some(Vec::new()),
-            attempt: 1,
-        }
+    fn entry(id: &str) -> Delivery {
+        Delivery::new(
+            Arc::from("s"),
+            crate::streams::Entry {
+                id: id.to_owned(),
+                fields: Some(Vec::new()),
+                attempt: 1,
+            },
+        )
     }
 
     #[test]
@@ -104,12 +114,17 @@ mod tests {
         assert_eq!(held.admit(vec![entry("1-0"), entry("2-0")]).len(), 2);
         let again = held.admit(vec![entry("2-0"), entry("3-0")]);
         assert_eq!(
-            again.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            again
+                .iter()
+                .map(|d| d.entry.id.as_str())
+                .collect::<Vec<_>>(),
             ["3-0"]
         );
-        held.release(["2-0"]);
-        assert!(!held.holds("2-0"));
-        assert!(held.holds("1-0"));
+        let key: Arc<str> = Arc::from("s");
+        held.release(&key, ["2-0"]);
+        assert!(!held.holds(&key, "2-0"));
+        assert!(held.holds(&key, "1-0"));
+        assert!(!held.holds(&Arc::from("other"), "1-0"));
         assert_eq!(held.admit(vec![entry("2-0")]).len(), 1);
         assert_eq!(held.len(), 3);
     }

@@ -1,5 +1,5 @@
-//! The acker: collects ids of entries handled with ok and acknowledges them
-//! with one `XACK` per round trip, however many arrived meanwhile.
+//! The acker: collects receipts of entries handled with ok and acknowledges
+//! them with one `XACK` per key and round trip, however many arrived meanwhile.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +7,8 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::PluginContext;
+use crate::backoff::Backoff;
+use crate::pipeline::{PluginContext, Receipt};
 
 /// Most ids in one `XACK`.
 const MAX_IDS_PER_ACK: usize = 8192;
@@ -18,34 +19,40 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 /// Acks until every sender is gone and the queue is empty.
 pub async fn run(
     ctx: Arc<PluginContext>,
-    mut ids: UnboundedReceiver<Vec<String>>,
+    mut receipts: UnboundedReceiver<Vec<Receipt>>,
     mut conn: ConnectionManager,
 ) {
-    let mut pending: Vec<String> = Vec::new();
-    while let Some(first) = ids.recv().await {
+    let mut pending: Vec<Receipt> = Vec::new();
+    while let Some(first) = receipts.recv().await {
         pending.extend(first);
         while pending.len() < MAX_IDS_PER_ACK
-            && let Ok(more) = ids.try_recv()
+            && let Ok(more) = receipts.try_recv()
         {
             pending.extend(more);
         }
-        for chunk in pending.chunks(MAX_IDS_PER_ACK) {
-            ack(&ctx, &mut conn, chunk).await;
-            // Acked, or left pending after giving up: either way this host is
-            // done with them (the claimer re-claims what is still pending).
-            ctx.inflight.release(chunk.iter().map(String::as_str));
+        // Almost always one key; entries of another key go in their own XACK.
+        while let Some(key) = pending.first().map(|r| r.key.clone()) {
+            let (same, rest): (Vec<Receipt>, Vec<Receipt>) =
+                pending.into_iter().partition(|r| r.key == key);
+            pending = rest;
+            let ids: Vec<&str> = same.iter().map(|r| r.id.as_str()).collect();
+            for chunk in ids.chunks(MAX_IDS_PER_ACK) {
+                ack(&ctx, &mut conn, &key, chunk).await;
+                // Acked, or left pending after giving up: either way this host is
+                // done with them (the claimer re-claims what is still pending).
+                ctx.inflight.release(&key, chunk.iter().copied());
+            }
         }
-        pending.clear();
     }
 }
 
-async fn ack(ctx: &PluginContext, conn: &mut ConnectionManager, ids: &[String]) {
+async fn ack(ctx: &PluginContext, conn: &mut ConnectionManager, key: &str, ids: &[&str]) {
     let started = tokio::time::Instant::now();
-    let mut delay = Duration::from_millis(50);
+    let mut backoff = Backoff::new();
     loop {
         let sent = std::time::Instant::now();
         let result: Result<u64, _> = redis::cmd("XACK")
-            .arg(ctx.stream())
+            .arg(key)
             .arg(ctx.group())
             .arg(ids)
             .query_async(conn)
@@ -56,7 +63,6 @@ async fn ack(ctx: &PluginContext, conn: &mut ConnectionManager, ids: &[String]) 
                     .ack_round_trip
                     .observe(sent.elapsed().as_secs_f64());
                 ctx.metrics.acked.inc_by(n);
-                ctx.metrics.observe_acked(ids.iter().map(String::as_str));
                 return;
             }
             Err(e) if crate::streams::is_nogroup(&e) => {
@@ -67,8 +73,7 @@ async fn ack(ctx: &PluginContext, conn: &mut ConnectionManager, ids: &[String]) 
             Err(e) if started.elapsed() < GIVE_UP_AFTER => {
                 ctx.metrics.redis_error("ack");
                 tracing::warn!(plugin = %ctx.plugin.name, error = %e, count = ids.len(), "ack failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
+                backoff.sleep().await;
             }
             Err(e) => {
                 tracing::error!(plugin = %ctx.plugin.name, error = %e, count = ids.len(),

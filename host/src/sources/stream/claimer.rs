@@ -8,45 +8,73 @@ use std::time::Duration;
 
 use redis::Value;
 use redis::aio::ConnectionManager;
+use redis::streams::StreamPendingReply;
 use tokio_util::sync::CancellationToken;
 
-use super::{Batch, PluginContext, ensure_group_logged, pause, reader::dispatch, retry};
-use crate::streams::{self, Entry, entry, scripts};
+use super::group::Group;
+use super::retry::{self, ReclaimError};
+use crate::pipeline::intake::{Closed, Intake};
+use crate::pipeline::source::Source;
+use crate::pipeline::{Delivery, PluginContext, Uncounted};
+use crate::shutdown::pause;
+use crate::streams::entry::{self, ReplyError};
+use crate::streams::{self, Entry, scripts};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Why a claim round stopped early.
+#[derive(Debug, thiserror::Error)]
+enum ClaimError {
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+    #[error(transparent)]
+    Closed(#[from] Closed),
+}
+
+impl From<ReclaimError> for ClaimError {
+    fn from(e: ReclaimError) -> Self {
+        match e {
+            ReclaimError::Redis(e) => ClaimError::Redis(e),
+            ReclaimError::Reply(e) => ClaimError::Reply(e),
+        }
+    }
+}
 
 /// Runs until shutdown.
-pub async fn run(
+pub async fn run<S: Source>(
     ctx: Arc<PluginContext>,
+    key: Arc<str>,
+    group: Arc<Group>,
     mut conn: ConnectionManager,
-    work: async_channel::Sender<Batch>,
+    intake: Intake<S>,
     shutdown: CancellationToken,
 ) {
     let interval = Duration::from_millis(ctx.config.claim.interval_ms);
     while pause(interval, &shutdown).await {
         // Paused: take over nothing either (the pending gauge still refreshes).
         if ctx.paused.is_paused() {
-            if let Ok(pending) = pending_count(&ctx, &mut conn).await {
+            if let Ok(pending) = pending_count(&ctx, &key, &mut conn).await {
                 ctx.metrics.pending.set(pending);
             }
             continue;
         }
-        if let Err(e) = claim_abandoned(&ctx, &mut conn, &work, &shutdown).await {
-            ctx.metrics.redis_error("claim");
-            match e.downcast_ref::<redis::RedisError>() {
-                Some(r) if streams::is_nogroup(r) => {
-                    ensure_group_logged(&ctx, &mut conn, true).await
-                }
-                _ => {
-                    tracing::warn!(plugin = %ctx.plugin.name, error = %e, "claiming abandoned entries failed")
-                }
+        match claim_abandoned(&ctx, &key, &mut conn, &intake, &shutdown).await {
+            Ok(()) => {}
+            Err(ClaimError::Closed(_)) => return,
+            Err(ClaimError::Redis(e)) if streams::is_nogroup(&e) => {
+                group.ensure(&mut conn, true, &shutdown).await;
+                continue;
             }
-            continue;
+            Err(e) => {
+                ctx.metrics.redis_error("claim");
+                tracing::warn!(plugin = %ctx.plugin.name, error = %e, "claiming abandoned entries failed");
+                continue;
+            }
         }
-        if let Err(e) = delete_idle_consumers(&ctx, &mut conn).await {
+        if let Err(e) = delete_idle_consumers(&ctx, &key, &mut conn).await {
             tracing::debug!(plugin = %ctx.plugin.name, error = %e, "idle consumer cleanup failed");
         }
-        if let Ok(pending) = pending_count(&ctx, &mut conn).await {
+        if let Ok(pending) = pending_count(&ctx, &key, &mut conn).await {
             ctx.metrics.pending.set(pending);
         }
     }
@@ -70,15 +98,16 @@ struct Step {
 
 /// Walks the whole PEL, claiming what other consumers abandoned and
 /// re-claiming own entries this host lost track of.
-async fn claim_abandoned(
+async fn claim_abandoned<S: Source>(
     ctx: &PluginContext,
+    key: &Arc<str>,
     conn: &mut ConnectionManager,
-    work: &async_channel::Sender<Batch>,
+    intake: &Intake<S>,
     shutdown: &CancellationToken,
-) -> Result<(), BoxError> {
+) -> Result<(), ClaimError> {
     let mut cursor = "-".to_owned();
     loop {
-        let step = claim_step(ctx, conn, &cursor).await?;
+        let step = claim_step(ctx, key, conn, &cursor).await?;
         if !step.deleted.is_empty() {
             ctx.metrics.trimmed.inc_by(step.deleted.len() as u64);
             tracing::warn!(plugin = %ctx.plugin.name, count = step.deleted.len(), "abandoned entries were deleted or trimmed while pending; dropped from the group");
@@ -86,10 +115,14 @@ async fn claim_abandoned(
         if !step.claimed.is_empty() {
             ctx.metrics.claimed.inc_by(step.claimed.len() as u64);
             tracing::info!(plugin = %ctx.plugin.name, count = step.claimed.len(), "claimed entries abandoned by other consumers");
-            let claimed = ctx.inflight.admit(step.claimed);
-            dispatch(ctx, conn, work, claimed).await?;
+            let claimed = step
+                .claimed
+                .into_iter()
+                .map(|e| Delivery::new(key.clone(), e))
+                .collect();
+            intake.submit(claimed).await?;
         }
-        recover_own(ctx, conn, work, step.own_idle).await?;
+        recover_own(ctx, key, conn, intake, step.own_idle).await?;
         if step.next == "0-0" || shutdown.is_cancelled() {
             return Ok(());
         }
@@ -99,11 +132,12 @@ async fn claim_abandoned(
 
 async fn claim_step(
     ctx: &PluginContext,
+    key: &str,
     conn: &mut ConnectionManager,
     cursor: &str,
-) -> Result<Step, BoxError> {
+) -> Result<Step, ClaimError> {
     let reply: Value = scripts::AUTOCLAIM
-        .key(ctx.stream())
+        .key(key)
         .arg(ctx.group())
         .arg(&ctx.consumer)
         .arg(ctx.config.claim.min_idle_ms)
@@ -112,11 +146,11 @@ async fn claim_step(
         .invoke_async(conn)
         .await?;
     let Value::Array(parts) = reply else {
-        return Err("claim script returned an unexpected reply".into());
+        return Err(ReplyError("claim script returned an unexpected reply".into()).into());
     };
     let [next, claimed, deleted, own_idle]: [Value; 4] = parts
         .try_into()
-        .map_err(|_| "claim script returned an unexpected reply")?;
+        .map_err(|_| ReplyError("claim script returned an unexpected reply".into()))?;
     Ok(Step {
         next: entry::parse_ids(Value::Array(vec![next]))?
             .pop()
@@ -128,43 +162,59 @@ async fn claim_step(
 }
 
 /// Re-claims this consumer's idle entries that this host does not hold: their
-/// read reply was lost (a dropped connection, a Redis restart), or acking or
-/// dead-lettering them gave up. Entries it holds are queued, being handled or
-/// waiting for a retry, and are left alone. Until the reader has replayed the
-/// consumer's pending entries at start, they are the reader's.
-async fn recover_own(
+/// read reply was lost (a dropped connection, a timed-out read that Redis ran
+/// later), or acking or dead-lettering them gave up. Entries it holds are
+/// queued, being handled or waiting for a retry, and are left alone. Until
+/// the reader has replayed the consumer's pending entries at start, they are
+/// the reader's.
+///
+/// The delivery that left such an entry idle reached no handler of this host
+/// (it would hold the entry until settled), so it is not counted as an attempt.
+async fn recover_own<S: Source>(
     ctx: &PluginContext,
+    key: &Arc<str>,
     conn: &mut ConnectionManager,
-    work: &async_channel::Sender<Batch>,
+    intake: &Intake<S>,
     idle: Vec<String>,
-) -> Result<(), BoxError> {
+) -> Result<(), ClaimError> {
     if !ctx.inflight.replayed() {
         return Ok(());
     }
     let lost: Vec<String> = idle
         .into_iter()
-        .filter(|id| !ctx.inflight.holds(id))
+        .filter(|id| !ctx.inflight.holds(key, id))
         .collect();
     if lost.is_empty() {
         return Ok(());
     }
-    let entries = retry::reclaim(ctx, conn, &lost).await?;
+    let entries = retry::reclaim(ctx, conn, key, &lost).await?;
     if !entries.is_empty() {
         ctx.metrics.claimed.inc_by(entries.len() as u64);
         tracing::warn!(plugin = %ctx.plugin.name, count = entries.len(),
             "re-claimed own pending entries this host had lost track of (a lost read reply, or an ack or dead-letter that gave up)");
-        let entries = ctx.inflight.admit(entries);
-        dispatch(ctx, conn, work, entries).await?;
+        let deliveries = entries
+            .into_iter()
+            .map(|e| Delivery {
+                key: key.clone(),
+                entry: e,
+                uncounted: Uncounted {
+                    unseen: 1,
+                    refused: 0,
+                },
+            })
+            .collect();
+        intake.submit(deliveries).await?;
     }
     Ok(())
 }
 
 async fn delete_idle_consumers(
     ctx: &PluginContext,
+    key: &str,
     conn: &mut ConnectionManager,
-) -> Result<(), BoxError> {
+) -> Result<(), redis::RedisError> {
     let removed: Vec<String> = scripts::DELETE_IDLE_CONSUMERS
-        .key(ctx.stream())
+        .key(key)
         .arg(ctx.group())
         .arg(ctx.config.claim.delete_idle_consumers_ms)
         .arg(&ctx.consumer)
@@ -176,17 +226,15 @@ async fn delete_idle_consumers(
     Ok(())
 }
 
-async fn pending_count(ctx: &PluginContext, conn: &mut ConnectionManager) -> Result<i64, BoxError> {
-    let summary: Value = redis::cmd("XPENDING")
-        .arg(ctx.stream())
+async fn pending_count(
+    ctx: &PluginContext,
+    key: &str,
+    conn: &mut ConnectionManager,
+) -> Result<i64, redis::RedisError> {
+    let summary: StreamPendingReply = redis::cmd("XPENDING")
+        .arg(key)
         .arg(ctx.group())
         .query_async(conn)
         .await?;
-    match summary {
-        Value::Array(items) => match items.first() {
-            Some(Value::Int(n)) => Ok(*n),
-            _ => Err("unexpected XPENDING summary".into()),
-        },
-        _ => Err("unexpected XPENDING summary".into()),
-    }
+    Ok(i64::try_from(summary.count()).unwrap_or(i64::MAX))
 }

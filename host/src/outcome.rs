@@ -1,11 +1,10 @@
-//! Turns a handler invocation into an [`Outcome`] (exactly once, here) and an
-//! outcome into what happens to the entry ([`Disposition`]).
+//! The vocabulary of what happened to an entry: a handler invocation
+//! classified into an [`Outcome`] (exactly once, here), trap kinds, and the
+//! reasons an entry is dead-lettered. What happens *next* is decided in
+//! [`crate::pipeline::settle`].
 
-use std::fmt;
-use std::time::Duration;
-
-use crate::config::{Backoff, OnTrap, RetryConfig};
 use crate::plugin::bindings::HandlerError;
+use std::fmt;
 
 /// Why an invocation trapped. The names appear in logs, DLQ metadata and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -146,6 +145,13 @@ pub enum DeadReason {
     AttemptsExhausted,
     /// A trap with `on_trap = "dead-letter"`.
     Trapped(TrapKind),
+    /// No instance could be made for `max_attempts` attempts (the pool
+    /// exhausted, or instantiation trapped or timed out).
+    Instantiate,
+    /// Redis delivered the entry far more often than handler attempts were
+    /// made (lost read replies, hosts that died before a handler ran): the
+    /// safety net that keeps such an entry from circulating forever.
+    DeliveredTooOften,
 }
 
 impl DeadReason {
@@ -155,122 +161,47 @@ impl DeadReason {
             DeadReason::Rejected => "rejected".to_owned(),
             DeadReason::AttemptsExhausted => "attempts-exhausted".to_owned(),
             DeadReason::Trapped(kind) => format!("trap:{}", kind.as_str()),
+            DeadReason::Instantiate => "instantiate".to_owned(),
+            DeadReason::DeliveredTooOften => "delivered-too-often".to_owned(),
         }
     }
 }
 
-/// What happens to an entry after an invocation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Disposition {
-    /// Acknowledge it.
-    Ack,
-    /// Leave it pending and deliver it again after `delay`.
-    RetryAfter(Duration),
-    /// Move it to the dead-letter stream, atomically with the ack.
-    DeadLetter { reason: DeadReason, error: String },
+/// Why an entry did not succeed, as `entries_failed{kind}` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The handler asked for a retry.
+    Retry,
+    /// The handler rejected the entry.
+    Rejected,
+    /// The invocation trapped.
+    Trap(TrapKind),
+    /// No instance could be made.
+    Instantiate,
+    /// Redis refused the effects' commit for good (a key of the wrong type).
+    Commit,
+    /// Delivered more often than allowed, the last deliveries without an
+    /// outcome (a host died or stopped while handling it).
+    NoOutcome,
 }
 
-/// Decides an entry's fate from its outcome and delivery attempt (1-based, from Redis).
-pub fn decide(outcome: &Outcome, attempt: u32, policy: &RetryConfig) -> Disposition {
-    let (error, trap) = match outcome {
-        Outcome::Ok => return Disposition::Ack,
-        Outcome::Reject(reason) => {
-            return Disposition::DeadLetter {
-                reason: DeadReason::Rejected,
-                error: reason.clone(),
-            };
-        }
-        Outcome::Retry(reason) => (reason.clone(), None),
-        Outcome::Trap(kind, text) => (format!("{kind}: {text}"), Some(*kind)),
-    };
-    if let (Some(kind), OnTrap::DeadLetter) = (trap, policy.on_trap) {
-        return Disposition::DeadLetter {
-            reason: DeadReason::Trapped(kind),
-            error,
-        };
-    }
-    if attempt >= policy.max_attempts {
-        return Disposition::DeadLetter {
-            reason: DeadReason::AttemptsExhausted,
-            error,
-        };
-    }
-    Disposition::RetryAfter(backoff(policy, attempt))
-}
-
-/// Delay before the attempt after `attempt`, with up to 20% jitter below the
-/// computed value so that a burst of failures does not retry in lockstep.
-pub fn backoff(policy: &RetryConfig, attempt: u32) -> Duration {
-    let base = match policy.backoff {
-        Backoff::Fixed => policy.initial_ms,
-        Backoff::Exponential => {
-            let shift = attempt.saturating_sub(1).min(32);
-            policy.initial_ms.saturating_mul(1u64 << shift)
+impl FailureKind {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureKind::Retry => "retry",
+            FailureKind::Rejected => "rejected",
+            FailureKind::Trap(kind) => kind.as_str(),
+            FailureKind::Instantiate => "instantiate",
+            FailureKind::Commit => "commit",
+            FailureKind::NoOutcome => "no-outcome",
         }
     }
-    .min(policy.max_ms);
-    let jitter = if base >= 5 {
-        rand::random_range(0..=base / 5)
-    } else {
-        0
-    };
-    Duration::from_millis(base - jitter)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn policy() -> RetryConfig {
-        RetryConfig {
-            max_attempts: 3,
-            initial_ms: 100,
-            max_ms: 1000,
-            ..RetryConfig::default()
-        }
-    }
-
-    #[test]
-    fn retry_until_attempts_run_out() {
-        let p = policy();
-        let retry = Outcome::Retry("later".into());
-        assert!(matches!(decide(&retry, 1, &p), Disposition::RetryAfter(_)));
-        assert!(matches!(decide(&retry, 2, &p), Disposition::RetryAfter(_)));
-        assert_eq!(
-            decide(&retry, 3, &p),
-            Disposition::DeadLetter {
-                reason: DeadReason::AttemptsExhausted,
-                error: "later".into()
-            }
-        );
-    }
-
-    #[test]
-    fn reject_dead_letters_at_once() {
-        let d = decide(&Outcome::Reject("bad".into()), 1, &policy());
-        assert!(matches!(
-            d,
-            Disposition::DeadLetter {
-                reason: DeadReason::Rejected,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn trap_follows_on_trap() {
-        let mut p = policy();
-        let trap = Outcome::Trap(TrapKind::Fuel, "x".into());
-        assert!(matches!(decide(&trap, 1, &p), Disposition::RetryAfter(_)));
-        p.on_trap = OnTrap::DeadLetter;
-        assert!(matches!(
-            decide(&trap, 1, &p),
-            Disposition::DeadLetter {
-                reason: DeadReason::Trapped(TrapKind::Fuel),
-                ..
-            }
-        ));
-    }
 
     #[test]
     fn handler_text_is_one_bounded_line() {
@@ -295,16 +226,5 @@ mod tests {
         };
         assert_eq!(kind, TrapKind::Panic);
         assert_eq!(text, "wasm trap: wasm `unreachable` instruction executed");
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let p = policy();
-        let d1 = backoff(&p, 1).as_millis();
-        let d3 = backoff(&p, 3).as_millis();
-        let d9 = backoff(&p, 9).as_millis();
-        assert!((80..=100).contains(&d1), "{d1}");
-        assert!((320..=400).contains(&d3), "{d3}");
-        assert!((800..=1000).contains(&d9), "{d9}");
     }
 }

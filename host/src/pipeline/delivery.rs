@@ -1,0 +1,134 @@
+//! A delivery of an entry by a source, and what is left of it once its
+//! fields went to the handler, with the accounting that tells handler
+//! attempts from deliveries.
+
+use std::sync::Arc;
+
+use crate::streams::Entry;
+
+/// Deliveries of an entry that were not handler attempts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Uncounted {
+    /// Deliveries no handler saw (a read reply lost, or a timed-out read
+    /// that Redis ran later).
+    pub unseen: u32,
+    /// Deliveries whose settling Redis refused or could not take (a commit
+    /// refused while out of memory, a failed state read).
+    pub refused: u32,
+}
+
+impl Uncounted {
+    fn total(self) -> u32 {
+        self.unseen.saturating_add(self.refused)
+    }
+}
+
+/// One delivery of an entry by a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The Redis key the entry was read from (a stream, a redelivery stream,
+    /// a list...): every action on the delivery targets this key.
+    pub key: Arc<str>,
+    /// The entry; `entry.attempt` is how often the source (Redis) has
+    /// delivered it, this delivery included.
+    pub entry: Entry,
+    /// Earlier deliveries that were not handler attempts.
+    pub uncounted: Uncounted,
+}
+
+impl Delivery {
+    /// A delivery of `entry` from `key` with every earlier delivery counted.
+    pub fn new(key: Arc<str>, entry: Entry) -> Delivery {
+        Delivery {
+            key,
+            entry,
+            uncounted: Uncounted::default(),
+        }
+    }
+
+    /// The handler attempt this delivery is (1-based): Redis's delivery count
+    /// minus the deliveries that were not attempts.
+    pub fn attempt(&self) -> u32 {
+        attempt(self.entry.attempt, self.uncounted)
+    }
+
+    /// Deliveries that could have reached a handler: all but those Redis
+    /// refused to settle (which this host saw happen). Bounded by
+    /// [`settle::before_handling`](super::settle::before_handling).
+    pub fn reachable_deliveries(&self) -> u32 {
+        self.entry.attempt.saturating_sub(self.uncounted.refused)
+    }
+
+    /// Bytes of the entry's names and values (what it costs to hold it).
+    pub fn bytes(&self) -> usize {
+        self.entry.fields.as_ref().map_or(0, |fields| {
+            fields
+                .iter()
+                .map(|f| f.name.len() + f.value.len() + 16)
+                .sum()
+        }) + self.entry.id.len()
+            + 64
+    }
+
+    /// What is left of a delivery once its fields went to the handler.
+    pub fn receipt(&self) -> Receipt {
+        Receipt {
+            key: self.key.clone(),
+            id: self.entry.id.clone(),
+            deliveries: self.entry.attempt,
+            uncounted: self.uncounted,
+        }
+    }
+}
+
+/// A delivery without its fields: enough to ack, retry or let it go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The key it was read from.
+    pub key: Arc<str>,
+    /// The entry id.
+    pub id: String,
+    /// Redis's delivery count at this delivery.
+    pub deliveries: u32,
+    /// Earlier deliveries that were not handler attempts.
+    pub uncounted: Uncounted,
+}
+
+impl Receipt {
+    /// The handler attempt the delivery was (see [`Delivery::attempt`]).
+    pub fn attempt(&self) -> u32 {
+        attempt(self.deliveries, self.uncounted)
+    }
+}
+
+fn attempt(deliveries: u32, uncounted: Uncounted) -> u32 {
+    deliveries.saturating_sub(uncounted.total()).max(1)
+}
+
+/// A batch of deliveries on its way to the workers.
+pub type Batch = Vec<Delivery>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_leave_out_what_no_handler_saw_or_redis_refused() {
+        let mut d = Delivery::new(
+            "s".into(),
+            Entry {
+                id: "1-0".into(),
+                fields: Some(Vec::new()),
+                attempt: 5,
+            },
+        );
+        assert_eq!(d.attempt(), 5);
+        d.uncounted = Uncounted {
+            unseen: 1,
+            refused: 2,
+        };
+        assert_eq!(d.attempt(), 2);
+        assert_eq!(d.reachable_deliveries(), 3);
+        assert_eq!(d.receipt().attempt(), 2);
+    }
+}

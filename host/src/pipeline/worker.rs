@@ -1,0 +1,186 @@
+//! A worker: owns one plugin instance and hands it deliveries one by one.
+//! It asks [`settle`] what each result means and has the source carry that
+//! out; it never decides an entry's fate itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+
+use super::intake::ReadAhead;
+use super::settle::{self, Facts, Handled, Verdict};
+use super::source::{DeadLetterRequest, Source};
+use super::{Batch, Delivery, PluginContext, Receipt};
+use crate::config::Isolation;
+use crate::plugin::{Message, PluginInstance};
+
+/// Longest a handled entry waits in a worker before its ack is sent.
+const ACK_FLUSH: Duration = Duration::from_millis(5);
+
+/// Handles batches until the work queue closes and is empty.
+pub async fn run<S: Source>(
+    ctx: Arc<PluginContext>,
+    source: Arc<S>,
+    read_ahead: Arc<ReadAhead>,
+    work: async_channel::Receiver<Batch>,
+    conn: ConnectionManager,
+) {
+    let mut instance: Option<PluginInstance> = None;
+    while let Ok(batch) = work.recv().await {
+        let mut acked = Vec::with_capacity(batch.len());
+        let mut flushed = Instant::now();
+        for delivery in batch {
+            // Slow entries must not hold back the acks of fast ones: an entry
+            // left pending long enough is claimed and handled again elsewhere.
+            if !acked.is_empty() && flushed.elapsed() >= ACK_FLUSH {
+                source.ack(std::mem::take(&mut acked));
+                flushed = Instant::now();
+            }
+            let bytes = delivery.bytes();
+            if let Some(receipt) = handle(&ctx, &*source, &mut instance, delivery, &conn).await {
+                acked.push(receipt);
+            }
+            read_ahead.give_back(bytes);
+        }
+        if !acked.is_empty() {
+            source.ack(acked);
+        }
+    }
+}
+
+/// Handles one delivery; returns its receipt when it is to be acked.
+async fn handle<S: Source>(
+    ctx: &PluginContext,
+    source: &S,
+    instance: &mut Option<PluginInstance>,
+    delivery: Delivery,
+    conn: &ConnectionManager,
+) -> Option<Receipt> {
+    ctx.metrics.received.inc();
+    let receipt = delivery.receipt();
+    let attempt = delivery.attempt();
+    let msg = Message {
+        stream: ctx.config.stream.clone(),
+        id: delivery.entry.id,
+        fields: delivery.entry.fields.unwrap_or_default(),
+        attempt,
+    };
+    // The version is pinned for the whole delivery, re-runs after a state
+    // conflict included; a hot swap takes effect at the next entry.
+    let running = ctx.running();
+    if instance
+        .as_ref()
+        .is_some_and(|i| *i.digest() != running.digest)
+    {
+        *instance = None;
+    }
+    let mut conflicts = 0u32;
+    loop {
+        let inst = match instance {
+            Some(inst) => Ok(inst),
+            None => match running.instantiate().await {
+                Ok(mut inst) => {
+                    inst.attach_redis(conn.clone());
+                    Ok(instance.insert(inst))
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        let (handled, read_failed, has_effects) = match inst {
+            Ok(inst) => match busy(ctx, inst.invoke(&msg, &ctx.plugin.limits)).await {
+                Ok(invocation) => {
+                    ctx.metrics
+                        .handler_seconds
+                        .observe(invocation.elapsed.as_secs_f64());
+                    ctx.metrics.fuel.observe(invocation.fuel as f64);
+                    let effects = inst.effects();
+                    (
+                        Handled::Ran(invocation.outcome),
+                        effects.read_failed(),
+                        !effects.is_empty(),
+                    )
+                }
+                Err(poisoned) => {
+                    // Never reached (spent instances are dropped below); a
+                    // fresh instance takes its place rather than an outcome
+                    // being made up.
+                    tracing::error!(error = %poisoned, "discarding the instance");
+                    *instance = None;
+                    continue;
+                }
+            },
+            Err(error) => (Handled::NoInstance(error), false, false),
+        };
+        let facts = Facts {
+            handled: &handled,
+            read_failed,
+            has_effects,
+            commit: None,
+            conflicts,
+            attempt,
+            refused: receipt.uncounted.refused,
+        };
+        let mut verdict = settle::decide(&facts, &ctx.config.retry);
+        if verdict == Verdict::Commit
+            && let Some(inst) = instance.as_ref()
+        {
+            let state = source.commit(&receipt, inst.effects()).await;
+            verdict = settle::decide(
+                &Facts {
+                    commit: Some(&state),
+                    ..facts
+                },
+                &ctx.config.retry,
+            );
+        }
+        drop_if_spent(ctx, instance);
+        settle::record(ctx, &receipt, &verdict, &running.digest);
+        match verdict {
+            Verdict::Ack => return Some(receipt),
+            // `Commit` comes back from `decide` only before a commit was tried.
+            Verdict::Rerun | Verdict::Commit => {
+                conflicts += 1;
+                // Jittered, growing pause so contending workers interleave.
+                let pause_us = rand::random_range(0..(100u64 << conflicts.min(7)));
+                tokio::time::sleep(Duration::from_micros(pause_us)).await;
+            }
+            Verdict::Committed | Verdict::LeaveToOwner => {
+                source.forget(&receipt);
+                return None;
+            }
+            Verdict::Retry { delay, failure, .. } => {
+                source.retry(receipt, delay, failure.is_some());
+                return None;
+            }
+            Verdict::DeadLetter { reason, error, .. } => {
+                let request = DeadLetterRequest {
+                    attempts: receipt.attempt(),
+                    receipt,
+                    message: msg,
+                    reason,
+                    error,
+                    digest: running.digest.to_string(),
+                };
+                source.dead_letter(request).await;
+                return None;
+            }
+        }
+    }
+}
+
+/// Drops an instance that trapped, or every instance under `per-message` isolation.
+fn drop_if_spent(ctx: &PluginContext, instance: &mut Option<PluginInstance>) {
+    if instance.as_ref().is_some_and(PluginInstance::is_poisoned)
+        || ctx.config.isolation == Isolation::PerMessage
+    {
+        *instance = None;
+    }
+}
+
+/// Runs `invocation` counted in `streamhost_workers_busy`.
+async fn busy<T>(ctx: &PluginContext, invocation: impl Future<Output = T>) -> T {
+    ctx.metrics.workers_busy.inc();
+    let result = invocation.await;
+    ctx.metrics.workers_busy.dec();
+    result
+}
