@@ -246,12 +246,32 @@ impl PluginConfig {
         self.group.as_deref().unwrap_or(&self.name)
     }
 
-    /// The dead-letter stream, defaulting to `dlq:` + the source stream.
+    /// The dead-letter stream, defaulting to `dlq:<stream>:<plugin>` (its
+    /// own per plugin; it keeps the stream's hash tag).
     pub fn dlq_stream(&self) -> String {
         self.dlq
             .stream
             .clone()
-            .unwrap_or_else(|| format!("dlq:{}", self.stream))
+            .unwrap_or_else(|| crate::dlq::dlq_key(&self.stream, &self.name))
+    }
+
+    /// Whose entries in the DLQ are this plugin's.
+    pub fn dlq_owner(&self) -> crate::dlq::Owner {
+        crate::dlq::Owner {
+            plugin: self.name.clone(),
+            group: self.group().to_owned(),
+        }
+    }
+
+    /// Whether the DLQ is this plugin's own default one (not named in the config).
+    pub fn dlq_is_own(&self) -> bool {
+        self.dlq.stream.is_none()
+    }
+
+    /// The stream replayed dead letters go to, `redeliver:<stream>:<plugin>`,
+    /// which the plugin's group reads besides the source stream.
+    pub fn redeliver_stream(&self) -> String {
+        crate::dlq::redeliver_key(&self.stream, &self.name)
     }
 
     /// The state key prefix, defaulting to `state:<plugin name>:`.
@@ -385,7 +405,10 @@ fn default_consumer_idle_ms() -> u64 {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DlqConfig {
-    /// The dead-letter stream; defaults to `dlq:` + the source stream.
+    /// The dead-letter stream; defaults to `dlq:<stream>:<plugin>`. Several
+    /// plugins may share one on purpose: every `dlq` command, `status` and the
+    /// DLQ gauge still count and act on each plugin's own entries
+    /// (`dlq.plugin`); `check` warns about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
 }
@@ -625,8 +648,11 @@ impl Config {
                     "fuel, timeout_ms and memory_mib must be positive",
                 ));
             }
-            if p.dlq_stream() == p.stream {
-                return Err(invalid("dlq.stream", "must differ from the source stream"));
+            if p.dlq_stream() == p.stream || p.dlq_stream() == p.redeliver_stream() {
+                return Err(invalid(
+                    "dlq.stream",
+                    "must differ from the source stream and the redelivery stream",
+                ));
             }
             for (kind, patterns) in [
                 ("emit", &p.allow.emit),
@@ -692,6 +718,21 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// Dead-letter streams that several plugins write to, with those plugins'
+    /// names. Allowed (commands filter by plugin), but worth a warning.
+    pub fn shared_dlqs(&self) -> Vec<(String, Vec<String>)> {
+        let mut by_dlq: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for p in &self.plugins {
+            by_dlq
+                .entry(p.dlq_stream())
+                .or_default()
+                .push(p.name.clone());
+        }
+        by_dlq.into_iter().filter(|(_, v)| v.len() > 1).collect()
     }
 }
 
@@ -784,7 +825,8 @@ mod tests {
             .unwrap();
         let p = &c.plugins[0];
         assert_eq!(p.group(), "a");
-        assert_eq!(p.dlq_stream(), "dlq:s");
+        assert_eq!(p.dlq_stream(), "dlq:s:a");
+        assert_eq!(p.redeliver_stream(), "redeliver:s:a");
         assert_eq!(p.batch, 256);
         assert_eq!(p.retry.max_attempts, 5);
         assert_eq!(c.redis.url, "redis://127.0.0.1:6379");
@@ -820,6 +862,37 @@ mod tests {
         assert!(err.to_string().contains("allow.emit"), "{err}");
         assert_eq!(hash_tag("{a}b"), "a");
         assert_eq!(hash_tag("{}b"), "{}b");
+    }
+
+    #[test]
+    fn default_dlq_and_redelivery_keys_keep_the_streams_hash_tag() {
+        use crate::dlq::{dlq_key, redeliver_key};
+        assert_eq!(dlq_key("orders", "flaky"), "dlq:orders:flaky");
+        assert_eq!(hash_tag(&dlq_key("{o}:events", "p")), "o");
+        assert_eq!(hash_tag(&redeliver_key("{o}:events", "p")), "o");
+        assert_eq!(hash_tag(&redeliver_key("a}b{c}", "p")), "c");
+    }
+
+    #[test]
+    fn each_plugin_has_its_own_dlq_and_sharing_is_reported() {
+        let plugin = |name: &str, dlq: &str| {
+            format!("[[plugin]]\nname = \"{name}\"\ncomponent = \"a.wasm\"\nstream = \"s\"\n{dlq}")
+        };
+        let c = Config::parse(&format!("{}{}", plugin("a", ""), plugin("b", ""))).unwrap();
+        assert_ne!(c.plugins[0].dlq_stream(), c.plugins[1].dlq_stream());
+        assert!(c.shared_dlqs().is_empty());
+        let shared = "[plugin.dlq]\nstream = \"dlq:s\"\n";
+        let c = Config::parse(&format!(
+            "{}{}{}",
+            plugin("a", shared),
+            plugin("b", shared),
+            plugin("c", "")
+        ))
+        .unwrap();
+        assert_eq!(
+            c.shared_dlqs(),
+            vec![("dlq:s".to_owned(), vec!["a".to_owned(), "b".to_owned()])]
+        );
     }
 
     #[test]

@@ -96,6 +96,8 @@ pub enum Error {
     Load(#[from] LoadError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Dlq(#[from] crate::dlq::DlqError),
     #[error("wasm engine: {0}")]
     Engine(String),
     #[error("{0}")]

@@ -46,8 +46,8 @@ pub async fn run(
     }
 }
 
-/// One refresh: `XINFO GROUPS`, the `XPENDING` summary, `XLEN` of the DLQ and
-/// Redis's clock.
+/// One refresh: `XINFO GROUPS`, the `XPENDING` summary, the plugin's own
+/// entries in its DLQ and Redis's clock.
 pub async fn refresh(
     plugin: &PluginConfig,
     gauges: &GroupGauges,
@@ -73,7 +73,13 @@ pub async fn refresh(
     gauges
         .oldest_pending_age_seconds
         .set(age_ms as f64 / 1000.0);
-    let dlq = inspect::stream_len(conn, &plugin.dlq_stream()).await?;
+    let dlq = crate::dlq::owned_count(
+        conn,
+        &plugin.dlq_stream(),
+        &plugin.dlq_owner(),
+        plugin.dlq_is_own(),
+    )
+    .await?;
     gauges
         .dlq_entries
         .set(i64::try_from(dlq).unwrap_or(i64::MAX));

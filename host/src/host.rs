@@ -156,11 +156,11 @@ impl Host {
         for (ctx, pc) in contexts.into_iter().zip(&self.config.plugins) {
             tracing::info!(plugin = %pc.name, stream = %pc.stream, group = pc.group(), consumer = %ctx.consumer, "consuming");
             let url = self.config.redis.url.clone();
-            let shutdown = shutdown.clone();
+            let stop = shutdown.clone();
             let consuming = ops.consuming(&pc.name);
             tasks.spawn(async move {
                 let _consuming = consuming;
-                consumer::run(ctx, &url, shutdown).await
+                consumer::run(ctx, &url, stop).await
             });
         }
         let mut first_error = None;

@@ -12,6 +12,7 @@ pub mod config;
 pub mod consumer;
 pub mod dashboard;
 pub mod deploy;
+pub mod display;
 pub mod dlq;
 pub mod effects;
 pub mod error;

@@ -423,6 +423,7 @@ impl Metrics {
             instantiate: failed("instantiate"),
             commit: failed("commit"),
             no_outcome: failed("no-outcome"),
+            undeliverable: failed("undeliverable"),
             traps: [
                 failed(TrapKind::Fuel.as_str()),
                 failed(TrapKind::Timeout.as_str()),
@@ -499,6 +500,9 @@ pub struct PluginMetrics {
     pub commit: Counter,
     /// Entries dead-lettered after deliveries that ended without an outcome.
     pub no_outcome: Counter,
+    /// Entries dead-lettered unhandled because WIT 0.1 cannot carry them
+    /// (a field name that is not UTF-8).
+    pub undeliverable: Counter,
     traps: [Counter; 5],
 }
 
@@ -544,6 +548,7 @@ impl PluginMetrics {
             FailureKind::Instantiate => &self.instantiate,
             FailureKind::Commit => &self.commit,
             FailureKind::NoOutcome => &self.no_outcome,
+            FailureKind::Undeliverable => &self.undeliverable,
         }
     }
 

@@ -152,6 +152,10 @@ pub enum DeadReason {
     /// made (lost read replies, hosts that died before a handler ran): the
     /// safety net that keeps such an entry from circulating forever.
     DeliveredTooOften,
+    /// The entry cannot be handed to the handler as it is: a field name is
+    /// not UTF-8, which WIT 0.1 `string` names cannot carry. The handler was
+    /// not invoked; the entry is kept byte for byte.
+    FieldNameNotUtf8,
 }
 
 impl DeadReason {
@@ -163,6 +167,7 @@ impl DeadReason {
             DeadReason::Trapped(kind) => format!("trap:{}", kind.as_str()),
             DeadReason::Instantiate => "instantiate".to_owned(),
             DeadReason::DeliveredTooOften => "delivered-too-often".to_owned(),
+            DeadReason::FieldNameNotUtf8 => "undeliverable:field-name-not-utf8".to_owned(),
         }
     }
 }
@@ -183,6 +188,9 @@ pub enum FailureKind {
     /// Delivered more often than allowed, the last deliveries without an
     /// outcome (a host died or stopped while handling it).
     NoOutcome,
+    /// The entry cannot be handed to the handler as it is (a field name that
+    /// is not UTF-8); no handler ran.
+    Undeliverable,
 }
 
 impl FailureKind {
@@ -195,6 +203,7 @@ impl FailureKind {
             FailureKind::Instantiate => "instantiate",
             FailureKind::Commit => "commit",
             FailureKind::NoOutcome => "no-outcome",
+            FailureKind::Undeliverable => "undeliverable",
         }
     }
 }

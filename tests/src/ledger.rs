@@ -206,7 +206,7 @@ fn flat_map(v: Value) -> HashMap<String, String> {
 
 /// `dlq.source-id` of every entry of a dead-letter stream, in DLQ order.
 pub async fn dead_lettered_ids(conn: &mut MultiplexedConnection, dlq_stream: &str) -> Vec<String> {
-    streamhost::dlq::list(conn, dlq_stream, "-", 1_000_000)
+    streamhost::dlq::range(conn, dlq_stream, "-", 1_000_000)
         .await
         .expect("read the dead-letter stream")
         .iter()

@@ -217,6 +217,15 @@ pub async fn produce(
     ids
 }
 
+/// Fields with string names as stored: names and values as bytes (how
+/// [`streamhost::dlq::DeadLetter`] holds them).
+pub fn raw(fields: &[(String, Vec<u8>)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fields
+        .iter()
+        .map(|(n, v)| (n.as_bytes().to_vec(), v.clone()))
+        .collect()
+}
+
 /// A valid order for `order-validator`.
 pub fn order(i: usize) -> Vec<(String, Vec<u8>)> {
     vec![(
@@ -267,6 +276,20 @@ where
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// The value of the first sample `name{labels...}` in Prometheus text.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// A response read by [`http`].

@@ -256,7 +256,7 @@ async fn kill_9_with_1000_pending_second_host_claims_them_nothing_lost() {
     );
     let all: Vec<Handled> = log_a.iter().chain(&log_b).cloned().collect();
     let pending = ledger::pending_entries(&mut conn, stream, GROUP).await;
-    let dlq = ledger::dead_lettered_ids(&mut conn, &format!("dlq:{stream}")).await;
+    let dlq = ledger::dead_lettered_ids(&mut conn, &format!("dlq:{stream}:recorder")).await;
     let expected = |id: &str| if flaky.contains(id) { 2 } else { 1 };
     let account = Account::settle(&ids, expected, &all, &pending, &dlq);
     account.print("kill -9 failover");
@@ -366,7 +366,7 @@ async fn host_stopped_past_min_idle_then_resumed_corrupts_nothing() {
     );
     let all: Vec<Handled> = log_a.iter().chain(&log_b).cloned().collect();
     let pending = ledger::pending_entries(&mut conn, stream, GROUP).await;
-    let dlq = ledger::dead_lettered_ids(&mut conn, &format!("dlq:{stream}")).await;
+    let dlq = ledger::dead_lettered_ids(&mut conn, &format!("dlq:{stream}:recorder")).await;
     let account = Account::settle(&ids, |_| 1, &all, &pending, &dlq);
     account.print("SIGSTOP past min_idle, then SIGCONT");
     eprintln!(
@@ -452,33 +452,37 @@ async fn dead_letter_script_refuses_a_consumer_that_lost_the_entry() {
         .await
         .expect("claim as b");
 
-    let dead_letter = |consumer: &str| {
-        let mut inv = streamhost::streams::scripts::DEAD_LETTER.prepare_invoke();
-        inv.key(stream)
-            .key(dlq)
-            .arg(group)
-            .arg(consumer)
-            .arg(&id)
-            .arg("dlq.reason")
-            .arg("rejected")
-            .arg("msg.data")
-            .arg(&b"\x00\xff"[..]);
-        inv
+    let fields = vec![(b"data".to_vec(), b"\x00\xff".to_vec())];
+    let dead_letter = async |conn: &mut redis::aio::MultiplexedConnection, consumer: &str| {
+        let letter = streamhost::dlq::Letter {
+            pending_stream: stream,
+            pending_id: &id,
+            group,
+            consumer,
+            dlq,
+            source_stream: stream,
+            source_id: &id,
+            plugin: "p",
+            digest: "sha256:0",
+            reason: "rejected",
+            error: "",
+            attempts: 1,
+            fields: &fields,
+        };
+        match streamhost::dlq::dead_letter(conn, &letter).await {
+            Ok(streamhost::dlq::Written::Moved(dlq_id)) => Some(dlq_id),
+            Ok(streamhost::dlq::Written::NotOwner) => None,
+            Err(e) => panic!("script runs: {e}"),
+        }
     };
-    let late: Option<String> = dead_letter("a")
-        .invoke_async(&mut conn)
-        .await
-        .expect("script runs");
+    let late: Option<String> = dead_letter(&mut conn, "a").await;
     assert_eq!(late, None, "the consumer that lost the entry is refused");
     assert_eq!(xlen(&mut conn, dlq).await, 0);
     let owner = ledger::pending_entries(&mut conn, stream, group).await;
     assert_eq!(owner.len(), 1);
     assert_eq!(owner[0].consumer, "b", "still pending on its new owner");
 
-    let moved: Option<String> = dead_letter("b")
-        .invoke_async(&mut conn)
-        .await
-        .expect("script runs");
+    let moved: Option<String> = dead_letter(&mut conn, "b").await;
     assert!(moved.is_some(), "the owner dead-letters it");
     assert_eq!(xlen(&mut conn, dlq).await, 1);
     assert_eq!(
@@ -486,10 +490,7 @@ async fn dead_letter_script_refuses_a_consumer_that_lost_the_entry() {
         0,
         "and it is acked"
     );
-    let again: Option<String> = dead_letter("b")
-        .invoke_async(&mut conn)
-        .await
-        .expect("script runs");
+    let again: Option<String> = dead_letter(&mut conn, "b").await;
     assert_eq!(
         again, None,
         "an entry no longer pending is not dead-lettered twice"
@@ -530,7 +531,7 @@ async fn attempt_count_survives_a_crash_and_counts_against_max_attempts() {
     );
     kill(&mut host_a);
     let mut host_b = HostProcess::spawn(dir.path(), "host-b", &with_retries("host-b"));
-    let dlq = format!("dlq:{stream}");
+    let dlq = format!("dlq:{stream}:recorder");
     assert!(
         wait_until(Duration::from_secs(30), || async {
             xlen(&mut conn.clone(), &dlq).await == 1
@@ -554,7 +555,7 @@ async fn attempt_count_survives_a_crash_and_counts_against_max_attempts() {
         !on_b.is_empty() && on_b[0] >= 3,
         "B continued the count: {on_b:?}"
     );
-    let letters = streamhost::dlq::list(&mut conn, &dlq, "-", 10)
+    let letters = streamhost::dlq::range(&mut conn, &dlq, "-", 10)
         .await
         .expect("DLQ");
     assert_eq!(letters[0].meta(streamhost::dlq::meta::ATTEMPTS), Some("4"));
@@ -602,7 +603,7 @@ async fn entry_that_keeps_killing_its_host_is_dead_lettered_after_max_attempts()
     .await;
     let mut last_host = HostProcess::spawn(dir.path(), "round-3", &cfg);
     let last = after.last().expect("ids").clone();
-    let dlq = format!("dlq:{stream}");
+    let dlq = format!("dlq:{stream}:recorder");
     assert!(
         wait_until(Duration::from_secs(30), || async {
             let mut c = conn.clone();
@@ -620,7 +621,7 @@ async fn entry_that_keeps_killing_its_host_is_dead_lettered_after_max_attempts()
         "the killer entry ran a third time"
     );
     assert_eq!(handled.len(), after.len(), "the entries after it flowed");
-    let letters = streamhost::dlq::list(&mut conn, &dlq, "-", 10)
+    let letters = streamhost::dlq::range(&mut conn, &dlq, "-", 10)
         .await
         .expect("DLQ");
     let d = &letters[0];
@@ -639,7 +640,7 @@ async fn entry_that_keeps_killing_its_host_is_dead_lettered_after_max_attempts()
         "{:?}",
         d.meta(streamhost::dlq::meta::ERROR)
     );
-    assert_eq!(d.fields, killer_fields);
+    assert_eq!(d.fields, raw(&killer_fields));
 }
 
 /// Pending entries deleted from the stream (XDEL, trimming) are counted and

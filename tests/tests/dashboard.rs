@@ -3,7 +3,10 @@
 //! private Redis: the overview's counts, a rejected entry on the dead-letter
 //! and message pages, replay from the page reaching Redis and the plugin,
 //! pause stopping consumption on the host, and actions without the token
-//! refused. Saves a screenshot of each screen into `docs/dashboard/`.
+//! refused. Saves a screenshot of each screen into the test's temporary
+//! directory, or into `$STREAMHOST_SCREENSHOTS` (relative to the repository
+//! root) when set: `STREAMHOST_SCREENSHOTS=docs/dashboard` refreshes the
+//! screenshots the docs show.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -181,8 +184,8 @@ async fn dashboard_in_chromium() {
     .await;
     assert_eq!(forged.status, 403, "cross-origin refused: {}", forged.body);
 
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dashboard");
-    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let scratch = tempfile::tempdir().expect("temporary directory");
+    let shots = screenshot_dir(scratch.path());
     let mut driver = Driver::spawn(&format!("http://{}", host.addr), &shots);
 
     let seen = driver.expect("overview").await;
@@ -330,4 +333,16 @@ async fn dashboard_in_chromium() {
         );
     }
     host.stop().await;
+}
+
+/// Where screenshots go: `$STREAMHOST_SCREENSHOTS` (relative paths from the
+/// repository root) when set, so a plain test run leaves the tree as it was;
+/// otherwise `scratch`.
+fn screenshot_dir(scratch: &Path) -> PathBuf {
+    let Some(asked) = std::env::var_os("STREAMHOST_SCREENSHOTS").filter(|v| !v.is_empty()) else {
+        return scratch.to_owned();
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(asked);
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
 }

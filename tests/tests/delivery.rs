@@ -101,7 +101,7 @@ async fn flaky_entry_is_acked_on_attempt_n_plus_1_after_backoff_without_blocking
         min(3),
         "attempt 3 and the ack of attempt 4",
     );
-    assert_eq!(xlen(&mut conn, &format!("dlq:{stream}")).await, 0);
+    assert_eq!(xlen(&mut conn, &format!("dlq:{stream}:flaky")).await, 0);
     eprintln!(
         "flaky: attempts at +0, +{:?}, +{:?}, acked by +{:?}",
         retries[1]
@@ -162,7 +162,7 @@ async fn poison_entry_is_dead_lettered_after_max_attempts_with_metadata_and_othe
         "each entry once, the poison one 3 times"
     );
     assert_eq!(pending(&mut conn, stream, "flaky").await, 0);
-    let letters = dlq::list(&mut conn, &format!("dlq:{stream}"), "-", 10)
+    let letters = dlq::range(&mut conn, &format!("dlq:{stream}:flaky"), "-", 10)
         .await
         .expect("read DLQ");
     assert_eq!(letters.len(), 1);
@@ -197,7 +197,8 @@ async fn poison_entry_is_dead_lettered_after_max_attempts_with_metadata_and_othe
         d.meta(meta::TIME_MS)
     );
     assert_eq!(
-        d.fields, poison_fields,
+        d.fields,
+        raw(&poison_fields),
         "original fields byte for byte, in order"
     );
 }

@@ -60,9 +60,44 @@ async fn entries(conn: &mut MultiplexedConnection, stream: &str) -> Vec<(String,
                 .fields
                 .unwrap_or_default()
                 .into_iter()
-                .map(|f| (f.name, f.value))
+                .map(|f| (String::from_utf8(f.name).expect("UTF-8 name"), f.value))
                 .collect();
             (e.id, fields)
+        })
+        .collect()
+}
+
+/// Every entry of a redelivery stream, decoded into origin and original fields.
+async fn redelivered(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+) -> Vec<(String, dlq::redeliver::Redelivered)> {
+    let reply: redis::Value = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .expect("XRANGE");
+    let redis::Value::Array(items) = reply else {
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let e = entry::parse_entry(item, 1).expect("entry");
+            (e.id, dlq::redeliver::decode(e.fields.unwrap_or_default()))
+        })
+        .collect()
+}
+
+/// String-named fields as raw entry fields.
+fn raw_fields(fields: &[(String, Vec<u8>)]) -> Vec<entry::RawField> {
+    fields
+        .iter()
+        .map(|(n, v)| entry::RawField {
+            name: n.as_bytes().to_vec(),
+            value: v.clone(),
         })
         .collect()
 }
@@ -71,7 +106,8 @@ async fn entries(conn: &mut MultiplexedConnection, stream: &str) -> Vec<(String,
 async fn rejected_entry_is_dead_lettered_at_once_and_replay_round_trips_byte_for_byte() {
     let redis = start_redis();
     let mut conn = connect(&redis.url()).await;
-    let (stream, dlq_stream) = ("events:orders", "dlq:events:orders");
+    let (stream, dlq_stream) = ("events:orders", "dlq:events:orders:order-validator");
+    let redeliver = "redeliver:events:orders:order-validator";
     let original: Fields = vec![
         ("data".to_owned(), b"not json \x00\xff".to_vec()),
         ("bin".to_owned(), vec![0, 255, 1, 2, 13, 10]),
@@ -109,7 +145,7 @@ async fn rejected_entry_is_dead_lettered_at_once_and_replay_round_trips_byte_for
     );
     assert_eq!(m.retried.get(), 0);
     assert_eq!(pending(&mut conn, stream, "order-validator").await, 0);
-    let letters = dlq::list(&mut conn, dlq_stream, "-", 10)
+    let letters = dlq::range(&mut conn, dlq_stream, "-", 10)
         .await
         .expect("DLQ");
     assert_eq!(letters.len(), 1);
@@ -122,7 +158,7 @@ async fn rejected_entry_is_dead_lettered_at_once_and_replay_round_trips_byte_for
         "{:?}",
         d.meta(meta::ERROR)
     );
-    assert_eq!(d.fields, original);
+    assert_eq!(d.fields, raw(&original));
 
     let out = dlq_cli(&[
         "--redis",
@@ -141,16 +177,34 @@ async fn rejected_entry_is_dead_lettered_at_once_and_replay_round_trips_byte_for
     );
     assert_eq!(xlen(&mut conn, dlq_stream).await, 0, "removed from the DLQ");
     let source = entries(&mut conn, stream).await;
-    assert_eq!(source.len(), 2);
-    assert_eq!(source[0], (source_id, original.clone()));
-    assert_eq!(source[1].1, original, "replayed byte for byte, in order");
+    assert_eq!(
+        source,
+        vec![(source_id.clone(), original.clone())],
+        "nothing added to the source stream other groups read"
+    );
+    let replayed = redelivered(&mut conn, redeliver).await;
+    assert_eq!(replayed.len(), 1);
+    assert!(
+        stdout(&out).contains(&format!("{} -> {redeliver} {}", d.id, replayed[0].0)),
+        "prints the new id: {}",
+        stdout(&out)
+    );
+    let (_, r) = &replayed[0];
+    assert_eq!(r.source_id.as_deref(), Some(source_id.as_str()));
+    assert_eq!(r.source_stream.as_deref(), Some(stream));
+    assert_eq!(
+        r.fields,
+        raw_fields(&original),
+        "replayed byte for byte, in order"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dlq_list_show_replay_by_reason_and_purge() {
     let redis = start_redis();
     let mut conn = connect(&redis.url()).await;
-    let (stream, dlq_stream) = ("events:mixed", "dlq:events:mixed");
+    let (stream, dlq_stream) = ("events:mixed", "dlq:events:mixed:recorder");
+    let redeliver = "redeliver:events:mixed:recorder";
     let mut p = plugin("recorder", artifacts::RECORDER, stream);
     p.retry.max_attempts = 2;
     let cfg = config(&redis.url(), vec![p]);
@@ -187,7 +241,7 @@ async fn dlq_list_show_replay_by_reason_and_purge() {
     assert!(listed.contains(&format!("{stream}/{}", ids[0])), "{listed}");
 
     // show
-    let letters = dlq::list(&mut conn, dlq_stream, "-", 100)
+    let letters = dlq::range(&mut conn, dlq_stream, "-", 100)
         .await
         .expect("DLQ");
     let exhausted = letters
@@ -214,7 +268,7 @@ async fn dlq_list_show_replay_by_reason_and_purge() {
         assert!(shown.contains(&want), "{want:?} missing from:\n{shown}");
     }
     let out = dlq_cli(&["--config", cfg_path, "show", "0-1"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "an unknown id is bad input");
     assert!(
         stderr(&out).contains("no dead letter 0-1"),
         "{}",
@@ -246,6 +300,36 @@ async fn dlq_list_show_replay_by_reason_and_purge() {
 
     // replay by reason
     let before = xlen(&mut conn, stream).await;
+    let dry = dlq_cli(&[
+        "--config",
+        cfg_path,
+        "replay",
+        "--reason",
+        "attempts-exhausted",
+        "--dry-run",
+    ]);
+    assert_ok(&dry);
+    assert!(
+        stdout(&dry).contains("would replay 4 dead letter(s)")
+            && stdout(&dry)
+                .matches(&format!("would go to {redeliver}"))
+                .count()
+                == 4,
+        "{}",
+        stdout(&dry)
+    );
+    assert_eq!(
+        xlen(&mut conn, dlq_stream).await,
+        8,
+        "a dry run changes nothing"
+    );
+    let bad = dlq_cli(&["--config", cfg_path, "replay", "--reason", "rejectd"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("reasons present: attempts-exhausted (4), rejected (4)"),
+        "{}",
+        stderr(&bad)
+    );
     let out = dlq_cli(&[
         "--config",
         cfg_path,
@@ -260,8 +344,17 @@ async fn dlq_list_show_replay_by_reason_and_purge() {
         stdout(&out)
     );
     assert!(stdout(&out).contains("4 not selected"), "{}", stdout(&out));
-    assert_eq!(xlen(&mut conn, stream).await, before + 4);
-    let left = dlq::list(&mut conn, dlq_stream, "-", 100)
+    assert_eq!(
+        xlen(&mut conn, stream).await,
+        before,
+        "not to the source stream"
+    );
+    assert_eq!(
+        xlen(&mut conn, redeliver).await,
+        4,
+        "to the plugin's redelivery stream"
+    );
+    let left = dlq::range(&mut conn, dlq_stream, "-", 100)
         .await
         .expect("DLQ");
     assert_eq!(left.len(), 4);
@@ -269,11 +362,11 @@ async fn dlq_list_show_replay_by_reason_and_purge() {
         left.iter()
             .all(|d| d.meta(meta::REASON) == Some("rejected"))
     );
-    let replayed = entries(&mut conn, stream).await;
+    let replayed = redelivered(&mut conn, redeliver).await;
     assert!(
-        replayed[ids.len()..]
+        replayed
             .iter()
-            .all(|(_, f)| f == &vec![("fail_times".to_owned(), b"9".to_vec())]),
+            .all(|(_, r)| r.fields == raw_fields(&[("fail_times".to_owned(), b"9".to_vec())])),
         "{replayed:?}"
     );
 
@@ -297,7 +390,7 @@ async fn long_replay_shows_progress_and_puts_every_entry_back() {
     const N: usize = 1_200;
     let redis = start_redis();
     let mut conn = connect(&redis.url()).await;
-    let (stream, dlq_stream) = ("events:many", "dlq:events:many");
+    let (stream, dlq_stream) = ("events:many", "dlq:events:many:recorder");
     let fields = |i: usize| -> Fields {
         vec![
             ("n".to_owned(), i.to_string().into_bytes()),
@@ -338,9 +431,15 @@ async fn long_replay_shows_progress_and_puts_every_entry_back() {
         );
     }
     assert_eq!(xlen(&mut conn, dlq_stream).await, 0);
-    let mut back: Vec<Fields> = entries(&mut conn, stream).await[N..]
-        .iter()
-        .map(|(_, f)| f.clone())
+    let mut back: Vec<Fields> = redelivered(&mut conn, "redeliver:events:many:recorder")
+        .await
+        .into_iter()
+        .map(|(_, r)| {
+            r.fields
+                .into_iter()
+                .map(|f| (String::from_utf8(f.name).expect("UTF-8 name"), f.value))
+                .collect()
+        })
         .collect();
     back.sort_by_key(|f| {
         String::from_utf8_lossy(&f[0].1)

@@ -57,7 +57,9 @@ async fn emit_commits_with_the_ack_and_never_on_failure_or_outside_the_allow_lis
         "refused emit writes nothing"
     );
     assert_eq!(pending(&mut conn, stream, "probe").await, 0);
-    let letters = dlq::list(&mut conn, "dlq:in", "-", 10).await.unwrap();
+    let letters = dlq::range(&mut conn, "dlq:in:probe", "-", 10)
+        .await
+        .unwrap();
     assert_eq!(letters.len(), 2);
     let errors: Vec<&str> = letters
         .iter()
@@ -198,7 +200,9 @@ async fn a_commit_that_cannot_complete_writes_nothing() {
         t, "none",
         "neither the emit nor the state write of a refused commit happened"
     );
-    let letters = dlq::list(&mut conn, "dlq:in", "-", 10).await.unwrap();
+    let letters = dlq::range(&mut conn, "dlq:in:probe", "-", 10)
+        .await
+        .unwrap();
     assert!(
         letters.iter().all(|d| d
             .meta(dlq::meta::ERROR)

@@ -194,7 +194,10 @@ async fn beside_validator(
     );
     assert_eq!(validator.acked.get(), n as u64);
     assert_eq!(pending(&mut conn, VALIDATOR_STREAM, VALIDATOR).await, 0);
-    assert_eq!(xlen(&mut conn, &format!("dlq:{VALIDATOR_STREAM}")).await, 0);
+    assert_eq!(
+        xlen(&mut conn, &format!("dlq:{VALIDATOR_STREAM}:{VALIDATOR}")).await,
+        0
+    );
     assert_eq!(
         pending(&mut conn, HOSTILE_STREAM, &name).await,
         0,
@@ -209,7 +212,7 @@ async fn beside_validator(
     Run {
         validator,
         hostile: hostile_m,
-        dlq: dlq_entries(&mut conn, &format!("dlq:{HOSTILE_STREAM}")).await,
+        dlq: dlq_entries(&mut conn, &format!("dlq:{HOSTILE_STREAM}:{name}")).await,
         rss_growth_kib: rss_after.saturating_sub(rss_before),
     }
 }
@@ -451,7 +454,7 @@ async fn a_trapped_instance_is_replaced_by_a_fresh_one() {
         m.dead_lettered.get(),
         modes.len()
     );
-    let seen: Vec<String> = dlq_entries(&mut conn, &format!("dlq:{HOSTILE_STREAM}"))
+    let seen: Vec<String> = dlq_entries(&mut conn, &format!("dlq:{HOSTILE_STREAM}:instance-probe"))
         .await
         .into_iter()
         .map(|(reason, error)| match reason.as_str() {
@@ -524,11 +527,14 @@ async fn log_flooder_is_truncated_and_sanitized() {
     let text = String::from_utf8_lossy(&log);
     assert!(done, "not everything was handled; log:\n{}", tail(&text));
     assert_eq!(
-        xlen(&mut conn, &format!("dlq:{HOSTILE_STREAM}")).await,
+        xlen(&mut conn, &format!("dlq:{HOSTILE_STREAM}:log-flooder")).await,
         0,
         "log-flooder's entries were acked"
     );
-    assert_eq!(xlen(&mut conn, &format!("dlq:{VALIDATOR_STREAM}")).await, 0);
+    assert_eq!(
+        xlen(&mut conn, &format!("dlq:{VALIDATOR_STREAM}:{VALIDATOR}")).await,
+        0
+    );
     println!(
         "sandbox: log-flooder: host log {} bytes, host RSS {rss} KiB",
         log.len()

@@ -68,6 +68,22 @@ pub async fn run(
         key,
         group,
         redis_url,
+        intake.clone(),
+        &shutdown,
+        &mut feeders,
+    );
+    // Replayed dead letters reach this plugin alone: its group also reads its
+    // own redelivery stream, with the same source code on another key.
+    let redeliver: Arc<str> = Arc::from(ctx.redeliver_stream.as_str());
+    let redeliver_group = Arc::new(Group::new(ctx.clone(), redeliver.clone()));
+    redeliver_group
+        .ensure(&mut commands, false, &shutdown)
+        .await;
+    stream::spawn_key(
+        &source,
+        redeliver,
+        redeliver_group,
+        redis_url,
         intake,
         &shutdown,
         &mut feeders,

@@ -1,220 +1,118 @@
-//! The dashboard's view of one plugin's dead letters, over [`crate::dlq`]:
-//! newest-first pages filtered by reason and text with a total, one letter,
-//! replay of chosen ids or of everything a filter matches, and purging what
-//! is older than a time. Every walk is bounded by [`MAX_SCAN`] entries.
+//! The dashboard's view of one plugin's dead letters, over [`crate::dlq`]'s
+//! list/count/replay/purge API: which letters belong to the plugin
+//! ([`dlq::Owner`]), a newest-first page with its total and the reasons to
+//! filter by, one letter, replay to that plugin alone, and purging what is
+//! older than a time. Matching is the dlq module's, so the dashboard and the
+//! CLI agree on what a filter selects.
 
-use redis::Value;
 use redis::aio::ConnectionLike;
 
-use crate::dlq::{self, DeadLetter, meta};
-use crate::error::Error;
-use crate::streams::entry;
+use crate::dlq::{self, DeadLetter, DlqError, Filter, Owner, ReplayOptions, ReplayReport, Summary};
+use crate::pipeline::PluginContext;
 
-/// Most dead letters one request looks at.
-pub const MAX_SCAN: usize = 10_000;
-/// Entries read per round trip.
-const PAGE: usize = 200;
-
-/// Which dead letters of a plugin.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// The plugin (a DLQ may be shared: only its letters count).
-    pub plugin: String,
-    /// `dlq.reason` equal to this, or its prefix before `:` (`trap`).
-    pub reason: Option<String>,
-    /// Bytes contained in a field name or value, or the error text.
-    pub text: Option<Vec<u8>>,
+/// Whose letters: this plugin's (a DLQ may be shared by plugins).
+pub fn owner(ctx: &PluginContext) -> Owner {
+    Owner {
+        plugin: ctx.plugin.name.to_string(),
+        group: ctx.group().to_owned(),
+    }
 }
 
-impl Filter {
-    /// Whether `d` matches.
-    pub fn matches(&self, d: &DeadLetter) -> bool {
-        let plugin_ok = d.meta(meta::PLUGIN).is_none_or(|p| p == self.plugin);
-        let reason_ok = self.reason.as_deref().is_none_or(|r| {
-            d.meta(meta::REASON).is_some_and(|x| {
-                x == r || x.strip_prefix(r).is_some_and(|rest| rest.starts_with(':'))
-            })
-        });
-        let text_ok = self.text.as_deref().is_none_or(|t| {
-            let has = |hay: &[u8]| t.is_empty() || hay.windows(t.len()).any(|w| w == t);
-            d.fields.iter().any(|(n, v)| has(n.as_bytes()) || has(v))
-                || d.meta(meta::ERROR).is_some_and(|e| has(e.as_bytes()))
-        });
-        plugin_ok && reason_ok && text_ok
+/// The plugin's letters with this reason (or reason prefix, `trap`) and
+/// containing these bytes; empty strings select everything.
+pub fn filter(ctx: &PluginContext, reason: Option<String>, text: Option<String>) -> Filter {
+    Filter {
+        owner: Some(owner(ctx)),
+        reason: reason.filter(|r| !r.is_empty()),
+        text: text.filter(|t| !t.is_empty()).map(String::into_bytes),
+        before_ms: None,
     }
 }
 
 /// One page, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
-    /// The letters on this page.
-    pub letters: Vec<DeadLetter>,
-    /// Matching letters seen in the walk (all of them unless `capped`).
+    /// The letters on this page, without their bodies.
+    pub letters: Vec<Summary>,
+    /// Letters matching the filter, in all.
     pub total: u64,
-    /// The walk stopped at [`MAX_SCAN`]: `total` is a lower bound.
-    pub capped: bool,
     /// Pass as `before` for the next page.
     pub next: Option<String>,
-    /// Every reason seen in the walk, for the filter's choices.
-    pub reasons: Vec<String>,
+    /// Every reason among the plugin's letters, with its count (the filter's
+    /// choices, whatever the filter is now).
+    pub reasons: Vec<(String, u64)>,
 }
 
-/// Walks the DLQ newest first from below `before`, keeping `limit` matches.
+/// Up to `limit` letters matching `filter` below `before`, newest first.
 pub async fn page<C: ConnectionLike + Send>(
     conn: &mut C,
     dlq_stream: &str,
     filter: &Filter,
     before: Option<&str>,
     limit: usize,
-) -> Result<Page, Error> {
-    let mut out = Page::default();
-    let mut end = before.map_or_else(|| "+".to_owned(), |b| format!("({b}"));
-    let mut scanned = 0;
-    loop {
-        let batch = rev_range(conn, dlq_stream, &end, PAGE).await?;
-        let Some(last) = batch.last() else { break };
-        end = format!("({}", last.id);
-        let full = batch.len() == PAGE;
-        for d in batch {
-            scanned += 1;
-            if let Some(r) = d.meta(meta::REASON)
-                && !out.reasons.iter().any(|x| x == r)
-            {
-                out.reasons.push(r.to_owned());
-            }
-            if !filter.matches(&d) {
-                continue;
-            }
-            out.total += 1;
-            if out.letters.len() < limit {
-                out.letters.push(d);
-            } else if out.next.is_none() {
-                out.next = out.letters.last().map(|l| l.id.clone());
-            }
-        }
-        if !full {
-            break;
-        }
-        if scanned >= MAX_SCAN {
-            out.capped = true;
-            out.next = out
-                .next
-                .or_else(|| out.letters.last().map(|l| l.id.clone()));
-            break;
-        }
-    }
-    out.reasons.sort();
-    Ok(out)
-}
-
-async fn rev_range<C: ConnectionLike + Send>(
-    conn: &mut C,
-    key: &str,
-    end: &str,
-    count: usize,
-) -> Result<Vec<DeadLetter>, Error> {
-    let reply: Value = redis::cmd("XREVRANGE")
-        .arg(key)
-        .arg(end)
-        .arg("-")
-        .arg("COUNT")
-        .arg(count)
-        .query_async(conn)
-        .await?;
-    let Value::Array(items) = reply else {
-        return Ok(Vec::new());
+) -> Result<Page, DlqError> {
+    let listed = dlq::list(conn, dlq_stream, filter, before, limit).await?;
+    let everything = Filter {
+        owner: filter.owner.clone(),
+        ..Filter::default()
     };
-    let mut out = Vec::with_capacity(items.len());
-    for v in items {
-        let e = entry::parse_entry(v, 0).map_err(|e| Error::Other(e.to_string()))?;
-        out.push(DeadLetter::from_entry(e));
-    }
-    Ok(out)
+    let counts = dlq::count(conn, dlq_stream, &everything).await?;
+    Ok(Page {
+        letters: listed.letters,
+        total: listed.total,
+        next: listed.next,
+        reasons: counts.reasons.into_iter().collect(),
+    })
 }
 
-/// One letter of the plugin, by id.
+/// One letter of the plugin, by id, whole.
 pub async fn one<C: ConnectionLike + Send>(
     conn: &mut C,
     dlq_stream: &str,
-    plugin: &str,
+    owner: &Owner,
     id: &str,
-) -> Result<Option<DeadLetter>, Error> {
+) -> Result<Option<DeadLetter>, DlqError> {
     let found = dlq::show(conn, dlq_stream, id).await?;
-    Ok(found.filter(|d| d.meta(meta::PLUGIN).is_none_or(|p| p == plugin)))
+    Ok(found.filter(|d| owner.owns(d)))
 }
 
-/// Ids of every letter matching `filter` (bounded by [`MAX_SCAN`]).
-pub async fn matching_ids<C: ConnectionLike + Send>(
-    conn: &mut C,
-    dlq_stream: &str,
-    filter: &Filter,
-) -> Result<Vec<String>, Error> {
-    let p = page(conn, dlq_stream, filter, None, MAX_SCAN).await?;
-    Ok(p.letters.into_iter().map(|d| d.id).collect())
+/// What to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chosen {
+    /// These ids (only the plugin's are taken).
+    Ids(Vec<String>),
+    /// Everything the filter matches now.
+    Matching,
 }
 
-/// Replays these letters (only the plugin's); returns how many were replayed.
+/// Replays the chosen letters to the plugin's redelivery stream, which only
+/// its group reads: no other plugin on the stream sees them again.
 pub async fn replay<C: ConnectionLike + Send>(
     conn: &mut C,
     dlq_stream: &str,
-    plugin: &str,
-    ids: Vec<String>,
-) -> Result<u64, Error> {
-    let mut own = Vec::with_capacity(ids.len());
-    for id in ids.into_iter().take(MAX_SCAN) {
-        if one(conn, dlq_stream, plugin, &id).await?.is_some() {
-            own.push(id);
-        }
-    }
-    if own.is_empty() {
-        return Ok(0);
-    }
-    let report = dlq::replay(conn, dlq_stream, &dlq::Selection::Ids(own), |_| {}).await?;
-    Ok(report.replayed)
+    filter: &Filter,
+    chosen: Chosen,
+) -> Result<ReplayReport, DlqError> {
+    let selection = match chosen {
+        Chosen::Ids(ids) => dlq::Selection::Ids(ids),
+        Chosen::Matching => dlq::Selection::Matching,
+    };
+    let options = ReplayOptions::default();
+    dlq::replay(conn, dlq_stream, filter, &selection, &options, |_, _| {}, |_| {}).await
 }
 
-/// Deletes the plugin's letters dead-lettered before `before_ms` (by DLQ id
-/// time); returns how many.
+/// Deletes the plugin's letters dead-lettered before `before_ms`; returns
+/// how many.
 pub async fn purge_before<C: ConnectionLike + Send>(
     conn: &mut C,
     dlq_stream: &str,
-    plugin: &str,
+    owner: Owner,
     before_ms: u64,
-) -> Result<u64, Error> {
+) -> Result<u64, DlqError> {
     let filter = Filter {
-        plugin: plugin.to_owned(),
+        owner: Some(owner),
+        before_ms: Some(before_ms),
         ..Filter::default()
     };
-    let mut deleted = 0;
-    let mut start = "-".to_owned();
-    // Oldest first, stopping at the first letter not older than the cut.
-    'walk: for _ in 0..MAX_SCAN.div_ceil(PAGE) {
-        let batch = dlq::list(conn, dlq_stream, &start, PAGE).await?;
-        let Some(last) = batch.last() else { break };
-        start = format!("({}", last.id);
-        let full = batch.len() == PAGE;
-        let mut doomed = Vec::new();
-        let mut done = !full;
-        for d in batch {
-            if crate::inspect::id_time_ms(&d.id).is_none_or(|t| t >= before_ms) {
-                done = true;
-                break;
-            }
-            if filter.matches(&d) {
-                doomed.push(d.id);
-            }
-        }
-        if !doomed.is_empty() {
-            let n: u64 = redis::cmd("XDEL")
-                .arg(dlq_stream)
-                .arg(&doomed)
-                .query_async(conn)
-                .await?;
-            deleted += n;
-        }
-        if done {
-            break 'walk;
-        }
-    }
-    Ok(deleted)
+    dlq::purge(conn, dlq_stream, &filter).await
 }

@@ -55,6 +55,15 @@ fn indent_json(s: &str) -> Option<String> {
     serde_json::to_string_pretty(&v).ok()
 }
 
+/// A field or metadata name on one line: UTF-8 neutralised, anything else
+/// with each byte outside printable ASCII as `\xNN` (lossless).
+pub fn name(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => neutralize(s),
+        Err(_) => bytes.escape_ascii().to_string(),
+    }
+}
+
 /// Replaces control characters (ESC and the rest of C0, DEL, C1) and
 /// bidirectional overrides with `\u{..}` escapes; keeps newlines and tabs.
 pub fn neutralize(s: &str) -> String {
@@ -87,6 +96,12 @@ fn hex_dump(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_show_every_byte() {
+        assert_eq!(name(b"ok\x1b"), "ok\\u{1b}");
+        assert_eq!(name(b"a\xff\x00b"), "a\\xff\\x00b");
+    }
 
     #[test]
     fn json_is_indented() {

@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{COOKIE_NAME, Denied, SESSION_TTL};
-use super::letters::{self, Filter};
+use super::letters::{self, Chosen};
+use crate::dlq::Filter;
 use super::{Dashboard, views};
 use crate::pipeline::PluginContext;
 use crate::{deploy, pause};
@@ -118,7 +119,7 @@ async fn api(
                     views::dead_letters(ctx, &mut conn, &filter, before, limit).await
                 }
                 ["dlq", id] => {
-                    match letters::one(&mut conn, &ctx.dlq_stream, &ctx.plugin.name, id).await {
+                    match letters::one(&mut conn, &ctx.dlq_stream, &letters::owner(ctx), id).await {
                         Ok(Some(letter)) => Ok(views::message(ctx, &letter)),
                         Ok(None) => {
                             return error(
@@ -126,7 +127,7 @@ async fn api(
                                 "no such dead letter (replayed or purged?)",
                             );
                         }
-                        Err(e) => Err(e),
+                        Err(e) => Err(e.into()),
                     }
                 }
                 _ => return error(StatusCode::NOT_FOUND, "not found"),
@@ -155,11 +156,26 @@ fn filter_of(ctx: &PluginContext, query: &[(String, String)]) -> Filter {
             .find(|(n, v)| n == k && !v.is_empty())
             .map(|(_, v)| v.clone())
     };
-    Filter {
-        plugin: ctx.plugin.name.to_string(),
-        reason: get("reason"),
-        text: get("text").map(String::into_bytes),
-    }
+    letters::filter(ctx, get("reason"), get("text"))
+}
+
+/// Why an action failed.
+#[derive(Debug, thiserror::Error)]
+enum ActionError {
+    /// The host or Redis failed.
+    #[error(transparent)]
+    Host(#[from] crate::Error),
+    /// A dead-letter operation failed.
+    #[error(transparent)]
+    Dlq(#[from] crate::dlq::DlqError),
+    /// The request lacks a field the action needs.
+    #[error("{action} needs `{field}` in the request body")]
+    Missing {
+        /// The action.
+        action: &'static str,
+        /// The missing field.
+        field: &'static str,
+    },
 }
 
 /// What an action's body may carry.
@@ -274,7 +290,7 @@ async fn act(
     action: &str,
     body: ActionBody,
     who: &str,
-) -> crate::Result<Option<Value>> {
+) -> Result<Option<Value>, ActionError> {
     let plugin = &*ctx.plugin.name;
     let v = match action {
         "pause" => json!({ "paused": pause::pause(conn, plugin, who).await? }),
@@ -284,25 +300,35 @@ async fn act(
             json!({ "version": v.version, "digest": v.digest, "action": v.action })
         }
         "dlq/replay" => {
-            let ids = if body.all == Some(true) {
-                let filter = Filter {
-                    plugin: plugin.to_owned(),
-                    reason: body.reason.filter(|r| !r.is_empty()),
-                    text: body.text.filter(|t| !t.is_empty()).map(String::into_bytes),
-                };
-                letters::matching_ids(conn, &ctx.dlq_stream, &filter).await?
+            let filter = letters::filter(ctx, body.reason, body.text);
+            let chosen = if body.all == Some(true) {
+                Chosen::Matching
             } else {
-                body.ids.unwrap_or_default()
+                Chosen::Ids(body.ids.unwrap_or_default())
             };
-            let asked = ids.len();
-            let replayed = letters::replay(conn, &ctx.dlq_stream, plugin, ids).await?;
-            json!({ "asked": asked, "replayed": replayed })
+            let asked = match &chosen {
+                Chosen::Ids(ids) => Some(ids.len()),
+                Chosen::Matching => None,
+            };
+            let r = letters::replay(conn, &ctx.dlq_stream, &filter, chosen).await?;
+            json!({
+                "asked": asked,
+                "replayed": r.replayed,
+                "gone": r.gone,
+                "not_replayable": r.not_replayable,
+                "unknown": r.unknown,
+            })
         }
         "dlq/purge" => {
             let Some(before_ms) = body.before_ms else {
-                return Err(crate::Error::Other("purge needs before_ms".into()));
+                return Err(ActionError::Missing {
+                    action: "dlq/purge",
+                    field: "before_ms",
+                });
             };
-            let purged = letters::purge_before(conn, &ctx.dlq_stream, plugin, before_ms).await?;
+            let purged =
+                letters::purge_before(conn, &ctx.dlq_stream, letters::owner(ctx), before_ms)
+                    .await?;
             json!({ "purged": purged, "before_ms": before_ms })
         }
         _ => return Ok(None),

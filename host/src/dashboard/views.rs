@@ -8,11 +8,11 @@ use redis::aio::ConnectionLike;
 use serde_json::{Value, json};
 
 use super::Dashboard;
-use super::letters::{self, Filter};
+use super::letters;
 use super::pretty::{self, neutralize};
 use crate::pipeline::PluginContext;
 use crate::outcome::TrapKind;
-use crate::dlq::{DeadLetter, meta};
+use crate::dlq::{DeadLetter, Filter, Summary, meta};
 use crate::error::Error;
 use crate::{deploy, inspect, pause};
 
@@ -246,20 +246,29 @@ async fn scheduled<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<
     Ok(json!({ "key": key, "total": total, "soonest": due }))
 }
 
-/// One row of the dead-letter list.
-fn summary(d: &DeadLetter) -> Value {
-    let error = d.meta(meta::ERROR).unwrap_or("");
+/// One row of the dead-letter list: from a listed [`Summary`] or a whole
+/// [`DeadLetter`], which carry the same metadata.
+fn summary<'a>(
+    id: &str,
+    meta: impl Fn(&str) -> Option<&'a str>,
+    time_ms: Option<u64>,
+    fields: usize,
+) -> Value {
+    let error = meta(meta::ERROR).unwrap_or("");
     let preview: String = error.chars().take(ERROR_PREVIEW).collect();
     json!({
-        "id": d.id,
-        "time_ms": d.meta(meta::TIME_MS).and_then(|t| t.parse::<u64>().ok())
-            .or_else(|| inspect::id_time_ms(&d.id)),
-        "reason": d.meta(meta::REASON).map(neutralize),
-        "attempts": d.meta(meta::ATTEMPTS).and_then(|a| a.parse::<u64>().ok()),
-        "source_id": d.meta(meta::SOURCE_ID).map(neutralize),
+        "id": id,
+        "time_ms": time_ms,
+        "reason": meta(meta::REASON).map(neutralize),
+        "attempts": meta(meta::ATTEMPTS).and_then(|a| a.parse::<u64>().ok()),
+        "source_id": meta(meta::SOURCE_ID).map(neutralize),
         "error": neutralize(&preview),
-        "fields": d.fields.len(),
+        "fields": fields,
     })
+}
+
+fn listed(d: &Summary) -> Value {
+    summary(&d.id, |n| d.meta(n), d.time_ms(), d.field_count)
 }
 
 /// A page of a plugin's dead letters.
@@ -277,10 +286,9 @@ pub async fn dead_letters<C: ConnectionLike + Send>(
         "dlq_stream": ctx.dlq_stream,
         "now_ms": now_ms,
         "total": page.total,
-        "capped": page.capped,
         "next": page.next,
-        "reasons": page.reasons.iter().map(|r| neutralize(r)).collect::<Vec<_>>(),
-        "letters": page.letters.iter().map(summary).collect::<Vec<_>>(),
+        "reasons": page.reasons.iter().map(|(r, n)| json!({ "reason": neutralize(r), "count": n })).collect::<Vec<_>>(),
+        "letters": page.letters.iter().map(listed).collect::<Vec<_>>(),
     }))
 }
 
@@ -288,8 +296,8 @@ pub async fn dead_letters<C: ConnectionLike + Send>(
 pub fn message(ctx: &PluginContext, d: &DeadLetter) -> Value {
     json!({
         "plugin": &*ctx.plugin.name,
-        "summary": summary(d),
-        "metadata": d.metadata.iter().map(|(k, v)| json!({ "name": neutralize(k), "value": neutralize(v) })).collect::<Vec<_>>(),
-        "fields": d.fields.iter().map(|(k, v)| json!({ "name": neutralize(k), "value": pretty::show(v) })).collect::<Vec<_>>(),
+        "summary": summary(&d.id, |n| d.meta(n), d.time_ms(), d.fields.len()),
+        "metadata": d.metadata.iter().map(|(k, v)| json!({ "name": pretty::name(k), "value": pretty::name(v) })).collect::<Vec<_>>(),
+        "fields": d.fields.iter().map(|(k, v)| json!({ "name": pretty::name(k), "value": pretty::show(v) })).collect::<Vec<_>>(),
     })
 }

@@ -30,6 +30,9 @@ pub struct PluginContext {
     pub consumer: String,
     /// The dead-letter stream.
     pub dlq_stream: String,
+    /// The plugin's redelivery stream (where `dlq replay` puts its dead
+    /// letters), read by the same group beside the source stream.
+    pub redeliver_stream: String,
     /// Metric handles.
     pub metrics: PluginMetrics,
     /// Entries this host holds (queued, being handled, awaiting ack or retry).
@@ -54,6 +57,7 @@ impl PluginContext {
             registry: None,
             consumer: config.consumer(),
             dlq_stream: config.dlq_stream(),
+            redeliver_stream: config.redeliver_stream(),
             inflight: inflight::InFlight::counted(metrics.in_flight.clone()),
             retries: Waiting::counted(metrics.retries_waiting.clone()),
             paused: Default::default(),

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::streams::Entry;
+use crate::streams::entry::RawField;
 
 /// Deliveries of an entry that were not handler attempts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -103,6 +104,41 @@ impl Receipt {
 
 fn attempt(deliveries: u32, uncounted: Uncounted) -> u32 {
     deliveries.saturating_sub(uncounted.total()).max(1)
+}
+
+/// An entry as first written: for a replayed dead letter read from the
+/// plugin's redelivery stream, the stream it came from and its own fields;
+/// for anything else, what was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Original {
+    /// The stream it was first written to.
+    pub stream: String,
+    /// Its id there, when it differs from the id read (a replayed entry).
+    pub id: Option<String>,
+    /// Its fields, byte for byte.
+    pub fields: Vec<RawField>,
+}
+
+/// Unwraps `fields` read from `key` to the entry as first written, given
+/// the plugin's redelivery stream and source stream.
+pub fn original(
+    (redeliver_stream, stream): (&str, &str),
+    key: &str,
+    fields: Vec<RawField>,
+) -> Original {
+    if key != redeliver_stream {
+        return Original {
+            stream: key.to_owned(),
+            id: None,
+            fields,
+        };
+    }
+    let r = crate::dlq::redeliver::decode(fields);
+    Original {
+        stream: r.source_stream.unwrap_or_else(|| stream.to_owned()),
+        id: r.source_id,
+        fields: r.fields,
+    }
 }
 
 /// A batch of deliveries on its way to the workers.

@@ -11,7 +11,6 @@ use tokio::sync::Notify;
 use super::settle::{self, Verdict};
 use super::source::{DeadLetterRequest, Source};
 use super::{Batch, Delivery, PluginContext};
-use crate::plugin::Message;
 
 /// The work queue is closed: the workers are gone (shutdown).
 #[derive(Debug, thiserror::Error)]
@@ -159,20 +158,18 @@ impl<S: Source> Intake<S> {
 
     async fn settle_unhandled(&self, delivery: Delivery, verdict: Verdict) {
         settle::record_unhandled(&self.ctx, &delivery, &verdict);
-        let (receipt, attempt) = (delivery.receipt(), delivery.attempt());
+        let receipt = delivery.receipt();
         match verdict {
             Verdict::DeadLetter { reason, error, .. } => {
                 // Stored attempts are deliveries here: none of them reached an outcome.
-                let message = Message {
-                    stream: self.ctx.config.stream.clone(),
-                    id: delivery.entry.id,
-                    fields: delivery.entry.fields.unwrap_or_default(),
-                    attempt,
-                };
                 let request = DeadLetterRequest {
                     attempts: receipt.deliveries,
                     receipt,
-                    message,
+                    original: super::delivery::original(
+                        (&self.ctx.redeliver_stream, self.ctx.stream()),
+                        &delivery.key,
+                        delivery.entry.fields.unwrap_or_default(),
+                    ),
                     reason,
                     error,
                     digest: self.ctx.running().digest.to_string(),

@@ -111,8 +111,23 @@ pub enum Verdict {
 /// not reach one: deleted while pending, or out of attempts (its earlier
 /// deliveries ended without an outcome). `None`: hand it to a worker.
 pub fn before_handling(delivery: &Delivery, policy: &RetryConfig) -> Option<Verdict> {
-    if delivery.entry.fields.is_none() {
+    let Some(fields) = &delivery.entry.fields else {
         return Some(Verdict::Ack);
+    };
+    // WIT 0.1 carries names as strings: an entry with a name that is not
+    // UTF-8 cannot reach the handler unchanged, so it does not reach it.
+    // (A replayed entry's names carry the ASCII `msg.` prefix, which keeps
+    // this check the same.)
+    if let Some(index) = fields
+        .iter()
+        .position(|f| std::str::from_utf8(&f.name).is_err())
+    {
+        let name = crate::display::escape_bytes(&fields[index].name);
+        return Some(Verdict::DeadLetter {
+            reason: DeadReason::FieldNameNotUtf8,
+            failure: FailureKind::Undeliverable,
+            error: crate::streams::entry::NameNotUtf8 { index, name }.to_string(),
+        });
     }
     let (attempt, deliveries) = (delivery.attempt(), delivery.entry.attempt);
     let reachable = delivery.reachable_deliveries();
@@ -399,6 +414,16 @@ fn log_failure(
                 attempt,
                 error = reason,
                 "entry delivered too often without an outcome; not handing it to a handler again"
+            )
+        }
+        FailureKind::Undeliverable => {
+            tracing::warn!(
+                plugin,
+                stream,
+                id,
+                attempt,
+                error = reason,
+                "entry cannot be handed to the handler; dead-lettering it unhandled"
             )
         }
     }

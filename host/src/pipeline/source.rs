@@ -18,18 +18,18 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::Receipt;
+use super::delivery::Original;
 use super::settle::CommitState;
 use crate::effects::EffectBuffer;
 use crate::outcome::DeadReason;
-use crate::plugin::Message;
 
 /// A dead letter to write.
 #[derive(Debug, Clone)]
 pub struct DeadLetterRequest {
     /// The delivery being dead-lettered.
     pub receipt: Receipt,
-    /// The entry as the handler saw it (its fields are stored byte for byte).
-    pub message: Message,
+    /// The entry as first written (a replayed entry unwrapped), byte for byte.
+    pub original: Original,
     /// Why; stored as `dlq.reason`.
     pub reason: DeadReason,
     /// The last error, stored as `dlq.error`.

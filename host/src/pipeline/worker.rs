@@ -10,9 +10,10 @@ use redis::aio::ConnectionManager;
 use super::intake::ReadAhead;
 use super::settle::{self, Facts, Handled, Verdict};
 use super::source::{DeadLetterRequest, Source};
-use super::{Batch, Delivery, PluginContext, Receipt};
+use super::{Batch, Delivery, PluginContext, Receipt, delivery};
 use crate::config::Isolation;
 use crate::plugin::{Message, PluginInstance};
+use crate::streams::entry::{self, RawField};
 
 /// Longest a handled entry waits in a worker before its ack is sent.
 const ACK_FLUSH: Duration = Duration::from_millis(5);
@@ -59,10 +60,29 @@ async fn handle<S: Source>(
     ctx.metrics.received.inc();
     let receipt = delivery.receipt();
     let attempt = delivery.attempt();
+    let original = delivery::original(
+        (&ctx.redeliver_stream, ctx.stream()),
+        &receipt.key,
+        delivery.entry.fields.unwrap_or_default(),
+    );
+    // Entries with non-UTF-8 names are dead-lettered before handling
+    // (settle::before_handling); were one to get here, its names are shown
+    // escaped rather than changed silently.
+    let fields = entry::to_wit_fields(original.fields).unwrap_or_else(|(raw, _)| {
+        raw.into_iter()
+            .map(|f| crate::plugin::Field {
+                name: crate::display::escape_bytes(&f.name),
+                value: f.value,
+            })
+            .collect()
+    });
+    let original_id = original.id;
     let msg = Message {
-        stream: ctx.config.stream.clone(),
+        // A replayed entry reaches the handler under its original stream
+        // name, with its id in the redelivery stream.
+        stream: original.stream,
         id: delivery.entry.id,
-        fields: delivery.entry.fields.unwrap_or_default(),
+        fields,
         attempt,
     };
     // The version is pinned for the whole delivery, re-runs after a state
@@ -156,7 +176,18 @@ async fn handle<S: Source>(
                 let request = DeadLetterRequest {
                     attempts: receipt.attempt(),
                     receipt,
-                    message: msg,
+                    original: delivery::Original {
+                        stream: msg.stream,
+                        id: original_id,
+                        fields: msg
+                            .fields
+                            .into_iter()
+                            .map(|f| RawField {
+                                name: f.name.into_bytes(),
+                                value: f.value,
+                            })
+                            .collect(),
+                    },
                     reason,
                     error,
                     digest: running.digest.to_string(),

@@ -1,11 +1,22 @@
 //! Stream entries as read from Redis, parsed straight from replies without
-//! intermediate maps (field order and binary values are kept). This file
-//! parses redis-rs reply values (claims, retries); the reader's hot path
+//! intermediate maps (field order and binary names and values are kept). This
+//! file parses redis-rs reply values (claims, retries); the reader's hot path
 //! parses reply bytes instead ([`super::resp`]).
 
 use redis::Value;
 
 use crate::plugin::Field;
+
+/// One field as Redis stores it: name and value are both binary. Names are
+/// kept as bytes everywhere the host stores or replays them; only the handler
+/// sees them as strings ([`to_wit_fields`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawField {
+    /// The field name, byte for byte.
+    pub name: Vec<u8>,
+    /// The value, byte for byte.
+    pub value: Vec<u8>,
+}
 
 /// One entry to hand to a handler.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,7 +24,7 @@ pub struct Entry {
     /// The entry id.
     pub id: String,
     /// The fields, or `None` when the entry was deleted or trimmed while pending.
-    pub fields: Option<Vec<Field>>,
+    pub fields: Option<Vec<RawField>>,
     /// 1-based delivery attempt, as Redis counts deliveries.
     pub attempt: u32,
 }
@@ -47,8 +58,8 @@ pub fn parse_entry(v: Value, attempt: u32) -> Result<Entry, ReplyError> {
             pairs
                 .into_iter()
                 .map(|(n, v)| {
-                    Ok(Field {
-                        name: field_name(n)?,
+                    Ok(RawField {
+                        name: bytes(n)?,
                         value: bytes(v)?,
                     })
                 })
@@ -63,26 +74,55 @@ pub fn parse_entry(v: Value, attempt: u32) -> Result<Entry, ReplyError> {
     })
 }
 
-fn parse_fields(flat: Vec<Value>) -> Result<Vec<Field>, ReplyError> {
+fn parse_fields(flat: Vec<Value>) -> Result<Vec<RawField>, ReplyError> {
     if !flat.len().is_multiple_of(2) {
         return Err(ReplyError("odd number of field names and values".into()));
     }
     let mut fields = Vec::with_capacity(flat.len() / 2);
     let mut it = flat.into_iter();
     while let (Some(n), Some(v)) = (it.next(), it.next()) {
-        fields.push(Field {
-            name: field_name(n)?,
+        fields.push(RawField {
+            name: bytes(n)?,
             value: bytes(v)?,
         });
     }
     Ok(fields)
 }
 
-/// Field names travel as WIT strings; names that are not UTF-8 are converted
-/// lossily (values stay bytes).
-fn field_name(v: Value) -> Result<String, ReplyError> {
-    let b = bytes(v)?;
-    Ok(String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+/// A field name that WIT 0.1 cannot carry: its `field.name` is a `string`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "field {index} has a name that is not UTF-8 ({name}); WIT 0.1 carries field names as \
+     strings, so the entry was not handed to the handler"
+)]
+pub struct NameNotUtf8 {
+    /// 0-based position of the first such field.
+    pub index: usize,
+    /// The name, escaped for display (`\xff`).
+    pub name: String,
+}
+
+/// The fields as the handler sees them. A name that is not UTF-8 cannot be
+/// passed on without changing it, and changing it would merge `k\xff` and
+/// `k\xfe` or make the handler see what no producer wrote: such an entry is
+/// refused as a whole (the caller dead-letters it, bytes intact).
+pub fn to_wit_fields(fields: Vec<RawField>) -> Result<Vec<Field>, (Vec<RawField>, NameNotUtf8)> {
+    if let Some(index) = fields
+        .iter()
+        .position(|f| std::str::from_utf8(&f.name).is_err())
+    {
+        let name = crate::display::escape_bytes(&fields[index].name);
+        return Err((fields, NameNotUtf8 { index, name }));
+    }
+    Ok(fields
+        .into_iter()
+        .map(|f| Field {
+            // Checked above; the fallback is never taken but costs no panic.
+            name: String::from_utf8(f.name)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            value: f.value,
+        })
+        .collect())
 }
 
 fn bytes(v: Value) -> Result<Vec<u8>, ReplyError> {
@@ -152,8 +192,8 @@ mod tests {
         let entry = parse_entry(entry, 1).unwrap();
         let f = entry.fields.as_ref().unwrap();
         assert_eq!(
-            (f[0].name.as_str(), f[0].value.as_slice()),
-            ("a", &[0u8, 255][..])
+            (f[0].name.as_slice(), f[0].value.as_slice()),
+            (&b"a"[..], &[0u8, 255][..])
         );
         let trimmed = parse_entry(Value::Array(vec![bulk("2-0"), Value::Nil]), 1).unwrap();
         assert_eq!(trimmed.fields, None);
@@ -163,6 +203,35 @@ mod tests {
             Value::Int(4),
         ])]);
         assert_eq!(parse_claimed(claimed).unwrap()[0].attempt, 4);
+    }
+
+    #[test]
+    fn names_stay_bytes_and_non_utf8_ones_are_refused_whole() {
+        let entry = Value::Array(vec![
+            bulk("1-0"),
+            Value::Array(vec![
+                Value::BulkString(b"k\xff".to_vec()),
+                bulk("1"),
+                Value::BulkString(b"k\xfe".to_vec()),
+                bulk("2"),
+            ]),
+        ]);
+        let fields = parse_entry(entry, 1).unwrap().fields.unwrap();
+        assert_eq!(fields[0].name, b"k\xff");
+        assert_eq!(fields[1].name, b"k\xfe", "distinct names stay distinct");
+        let (back, err) = to_wit_fields(fields.clone()).unwrap_err();
+        assert_eq!(back, fields, "returned untouched for the DLQ");
+        assert_eq!(err.index, 0);
+        assert_eq!(err.name, "k\\xff");
+        let ok = vec![RawField {
+            name: "näme".as_bytes().to_vec(),
+            value: vec![255],
+        }];
+        let wit = to_wit_fields(ok).unwrap();
+        assert_eq!(
+            (wit[0].name.as_str(), wit[0].value.as_slice()),
+            ("näme", &[255u8][..])
+        );
     }
 
     #[test]

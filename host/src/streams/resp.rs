@@ -2,8 +2,8 @@
 //! ([`super::wire`]): one pass, one allocation per id, field list, name and
 //! value, no intermediate reply tree.
 
+use super::entry::RawField;
 use super::entry::{Entry, ReplyError};
-use crate::plugin::Field;
 
 /// The length of the first complete reply in `buf`, or `None` while more
 /// bytes are needed. Skims without allocating.
@@ -156,9 +156,8 @@ impl<'a> Cursor<'a> {
                 for _ in 0..n / 2 {
                     let name = self.bulk()?.ok_or_else(|| bad("nil field name"))?;
                     let value = self.bulk()?.ok_or_else(|| bad("nil field value"))?;
-                    fields.push(Field {
-                        // Names travel as WIT strings; non-UTF-8 ones are converted lossily.
-                        name: String::from_utf8_lossy(name).into_owned(),
+                    fields.push(RawField {
+                        name: name.to_vec(),
                         value: value.to_vec(),
                     });
                 }
@@ -206,12 +205,12 @@ mod tests {
         assert_eq!(entries[0].id, "1-0");
         let fields = entries[0].fields.as_ref().unwrap();
         assert_eq!(
-            (fields[0].name.as_str(), fields[0].value.as_slice()),
-            ("data", &[0u8, 255][..])
+            (fields[0].name.as_slice(), fields[0].value.as_slice()),
+            (&b"data"[..], &[0u8, 255][..])
         );
         assert_eq!(
-            (fields[1].name.as_str(), fields[1].value.as_slice()),
-            ("ts", &b"7"[..])
+            (fields[1].name.as_slice(), fields[1].value.as_slice()),
+            (&b"ts"[..], &b"7"[..])
         );
         assert_eq!(entries[1].fields, None);
     }

@@ -5,9 +5,11 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Dead-letter one entry and ack it, if this consumer still owns it.
-pub static DEAD_LETTER: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/dead_letter.lua")));
+/// Finishes a dead-lettering inside the MULTI that added the DLQ entry: acks
+/// the entry if this consumer still owns it, else removes the DLQ entry. Sent
+/// as `EVAL` source, never `EVALSHA`: a `NOSCRIPT` inside the MULTI would let
+/// the XADD through without its check.
+pub const DEAD_LETTER: &str = include_str!("lua/dead_letter.lua");
 /// Re-claim own pending entries for a retry, with their delivery counts.
 pub static RECLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/reclaim.lua")));
@@ -18,8 +20,14 @@ pub static AUTOCLAIM: LazyLock<Script> =
 /// Remove idle consumers that own nothing.
 pub static DELETE_IDLE_CONSUMERS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/delete_idle_consumers.lua")));
-/// Move a DLQ entry back to its source stream.
-pub static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/replay.lua")));
+/// Finishes a replay inside the MULTI that added the redelivery entry:
+/// removes the dead letter, or the new entry when the dead letter is gone.
+/// `EVAL` source, like [`DEAD_LETTER`].
+pub const REPLAY: &str = include_str!("lua/replay.lua");
+/// One step of a walk over a DLQ: the ids (and reasons) of the entries that
+/// match a filter, without sending their bodies.
+pub static DLQ_SCAN: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/dlq_scan.lua")));
 /// Commit an entry's effects with its ack.
 pub static COMMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/commit.lua")));
 /// Promote due scheduled entries to their streams.

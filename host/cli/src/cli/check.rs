@@ -20,6 +20,14 @@ pub async fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
             pc.group()
         );
     }
+    for (dlq, names) in config.shared_dlqs() {
+        println!(
+            "warning: plugins {} share the dead-letter stream {dlq}; each `dlq` command, \
+             `status` and the DLQ gauge act on one plugin's entries only, but one plugin's \
+             dead letters can crowd out another's (give each its own, the default)",
+            names.join(", ")
+        );
+    }
     println!(
         "{}: {} plugin(s) valid",
         config_path.display(),

@@ -87,7 +87,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         elapsed.as_secs_f64(),
         handled as f64 / elapsed.as_secs_f64()
     );
-    let samples = dlq::list(&mut conn, &config.plugins[0].dlq_stream(), "-", 4).await?;
+    let samples = dlq::range(&mut conn, &config.plugins[0].dlq_stream(), "-", 4).await?;
     println!(
         "\nSample dead letters (streamhost dlq list --stream {}):",
         config.plugins[0].dlq_stream()

@@ -217,6 +217,21 @@ pub async fn connect(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnect
     .with_context(|| format!("cannot connect to Redis at {redacted}"))
 }
 
+/// A connection without a response timeout, for commands whose operations
+/// bound their own time by the size of the work (`dlq`).
+pub async fn connect_unbounded(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    use anyhow::Context;
+    let client = redis::Client::open(url).with_context(|| format!("bad Redis URL {url:?}"))?;
+    let redacted = streamhost::streams::redact(url);
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
+        .set_response_timeout(None);
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .with_context(|| format!("cannot connect to Redis at {redacted}"))
+}
+
 /// Loads a config file and applies `REDIS_URL`.
 pub fn load_config(path: &std::path::Path) -> anyhow::Result<streamhost::Config> {
     let mut config = streamhost::Config::load(path)?;

@@ -33,7 +33,8 @@ pub struct StatusArgs {
     /// With --stream: only this consumer group.
     #[arg(long, requires = "stream")]
     pub group: Option<String>,
-    /// With --stream: the dead-letter stream (default: dlq:<stream>).
+    /// With --stream: the dead-letter stream (default: dlq:<stream>:<group>);
+    /// only the group's own entries in it are counted.
     #[arg(long, requires = "stream")]
     pub dlq: Option<String>,
     /// Print one JSON document instead of the table.
@@ -131,6 +132,9 @@ struct Target {
     stream: String,
     group: String,
     dlq: String,
+    /// Whose entries in `dlq` to count, and whether the DLQ is theirs alone.
+    owner: streamhost::dlq::Owner,
+    dlq_is_own: bool,
 }
 
 /// Runs `streamhost status`.
@@ -186,6 +190,8 @@ fn plugin_target(p: &PluginConfig) -> Target {
         stream: p.stream.clone(),
         group: p.group().to_owned(),
         dlq: p.dlq_stream(),
+        owner: p.dlq_owner(),
+        dlq_is_own: p.dlq_is_own(),
     }
 }
 
@@ -214,15 +220,23 @@ async fn stream_targets(
             .map(|g| g.name)
             .collect(),
     };
-    let dlq = args.dlq.clone().unwrap_or_else(|| format!("dlq:{stream}"));
     Ok(groups
         .into_iter()
         .map(|group| Target {
             plugin: None,
             version: None,
             stream: stream.clone(),
+            // A plugin's group is named after it unless configured otherwise.
+            dlq: args
+                .dlq
+                .clone()
+                .unwrap_or_else(|| streamhost::dlq::dlq_key(&stream, &group)),
+            dlq_is_own: args.dlq.is_none(),
+            owner: streamhost::dlq::Owner {
+                plugin: group.clone(),
+                group: group.clone(),
+            },
             group,
-            dlq: dlq.clone(),
         })
         .collect())
 }
@@ -254,7 +268,7 @@ async fn group_status(
     now_ms: u64,
 ) -> anyhow::Result<GroupStatus> {
     let stream_length = inspect::stream_len(conn, &t.stream).await?;
-    let dlq_length = inspect::stream_len(conn, &t.dlq).await?;
+    let dlq_length = streamhost::dlq::owned_count(conn, &t.dlq, &t.owner, t.dlq_is_own).await?;
     let info = inspect::group(conn, &t.stream, &t.group).await?;
     let (consumers, pending) = match &info {
         Some(_) => (

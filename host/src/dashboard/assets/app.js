@@ -4,6 +4,15 @@
 
 const state = { session: null, timer: null };
 
+// What a replay left behind besides the entries it moved.
+function replayNotes(r) {
+  const notes = [];
+  if (r.gone) notes.push(r.gone + " already gone");
+  if (r.not_replayable) notes.push(r.not_replayable + " not replayable");
+  if (r.unknown) notes.push(r.unknown + " outcome unknown (check again)");
+  return notes.length ? " (" + notes.join(", ") + ")" : "";
+}
+
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -225,7 +234,7 @@ async function dlqPage(name, params) {
   for (const k of ["reason", "text", "before"]) if (params.get(k)) q.set(k, params.get(k));
   const page = await getJson("/api/plugins/" + enc(name) + "/dlq?" + q);
   const reason = el("select", { name: "reason", "data-testid": "filter-reason" }, el("option", { value: "" }, "any reason"),
-    page.reasons.map((r) => el("option", { value: r, selected: params.get("reason") === r }, r)));
+    page.reasons.map((r) => el("option", { value: r.reason, selected: params.get("reason") === r.reason }, r.reason + " (" + r.count + ")")));
   const text = el("input", { name: "text", placeholder: "text in fields or error", value: params.get("text") || "", "data-testid": "filter-text" });
   const filter = el("form", { class: "inline", "data-testid": "filter" }, reason, text, el("button", { type: "submit" }, "filter"));
   filter.addEventListener("submit", (ev) => {
@@ -252,11 +261,11 @@ async function dlqPage(name, params) {
     const ids = boxes.filter((b) => b.checked).map((b) => b.value);
     if (!ids.length) { say("Select dead letters first.", "error"); return; }
     const r = await act("/api/plugins/" + enc(name) + "/dlq/replay", { ids });
-    say("Replayed " + r.replayed + " of " + r.asked + ".", "done"); route();
+    say("Replayed " + r.replayed + " of " + r.asked + replayNotes(r) + ".", "done"); route();
   });
   const replayAll = actionButton("Replay all matching (" + page.total + ")", "", "replay-all", async () => {
     const r = await act("/api/plugins/" + enc(name) + "/dlq/replay", { all: true, reason: params.get("reason") || null, text: params.get("text") || null });
-    say("Replayed " + r.replayed + " of " + r.asked + ".", "done"); route();
+    say("Replayed " + r.replayed + " of " + page.total + replayNotes(r) + ".", "done"); route();
   });
   const date = el("input", { type: "datetime-local", "data-testid": "purge-before" });
   const purge = actionButton("Purge older than", "danger", "purge", async () => {
@@ -268,7 +277,7 @@ async function dlqPage(name, params) {
   return [
     el("h1", {}, "Dead letters of ", el("a", { href: "#/plugin/" + enc(name) }, name)),
     el("div", { class: "muted mono" }, page.dlq_stream),
-    el("div", { class: "bar" }, filter, el("span", { "data-testid": "total" }, page.total + (page.capped ? "+" : "") + " matching")),
+    el("div", { class: "bar" }, filter, el("span", { "data-testid": "total" }, page.total + " matching")),
     el("div", { class: "bar" }, replaySelected, replayAll, date, purge),
     el("table", { "data-testid": "letters" },
       el("tr", {}, ["", "time", "reason", "attempts", "source id", "error", ""].map((h) => el("th", {}, h))), rows),

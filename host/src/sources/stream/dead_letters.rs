@@ -53,33 +53,48 @@ pub(crate) async fn write(
     ctx: &PluginContext,
     conn: &mut ConnectionManager,
     request: &DeadLetterRequest,
-) -> Result<(), redis::RedisError> {
+) -> Result<(), dlq::DlqError> {
+    let receipt = &request.receipt;
+    let original = &request.original;
+    let reason = request.reason.label();
     let letter = dlq::Letter {
-        source_stream: &request.receipt.key,
-        dlq_stream: &ctx.dlq_stream,
+        pending_stream: &receipt.key,
+        pending_id: &receipt.id,
         group: ctx.group(),
         consumer: &ctx.consumer,
+        dlq: &ctx.dlq_stream,
+        source_stream: &original.stream,
+        source_id: original.id.as_deref().unwrap_or(&receipt.id),
         plugin: &ctx.plugin.name,
         digest: &request.digest,
-        reason: &request.reason,
+        reason: &reason,
         error: &request.error,
         attempts: request.attempts,
-        message: &request.message,
+        fields: &original.fields,
     };
-    let (plugin, id) = (&*ctx.plugin.name, request.receipt.id.as_str());
+    let (plugin, id) = (&*ctx.plugin.name, receipt.id.as_str());
     match dlq::dead_letter(conn, &letter).await {
-        Ok(Some(dlq_id)) => {
-            ctx.metrics.dead_lettered_for(&request.reason.label());
-            tracing::info!(plugin, id, attempt = request.attempts, reason = %request.reason.label(), error = request.error, dlq_id, "dead-lettered");
+        Ok(dlq::Written::Moved(dlq_id)) => {
+            ctx.metrics.dead_lettered_for(&reason);
+            tracing::info!(
+                plugin,
+                id,
+                attempt = request.attempts,
+                reason,
+                error = request.error,
+                dlq = ctx.dlq_stream,
+                dlq_id,
+                "dead-lettered"
+            );
         }
-        Ok(None) => {
+        Ok(dlq::Written::NotOwner) => {
             tracing::info!(
                 plugin,
                 id,
                 "entry was claimed by another consumer meanwhile; leaving it to that consumer"
             );
         }
-        Err(e) if streams::is_nogroup(&e) => {
+        Err(dlq::DlqError::Redis(e)) if streams::is_nogroup(&e) => {
             tracing::warn!(
                 plugin,
                 id,
