@@ -11,10 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, Consuming, Listener, Readiness};
 use crate::config::Config;
-use crate::pipeline::PluginContext;
 use crate::dashboard::Dashboard;
 use crate::error::Result;
 use crate::metrics::Metrics;
+use crate::pipeline::PluginContext;
 use crate::{gauges, retention};
 
 /// Gauge refresh interval when the admin listener comes without an `[admin]` table.

@@ -108,10 +108,13 @@ async fn metrics_move_through_failures_retries_and_dead_letters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_redis_down_and_back() {
     let mut redis = start_redis();
-    let host = AdminHost::start(config(
-        &redis.url(),
-        vec![plugin("echo", artifacts::ECHO, "ops:ready")],
-    ), None)
+    let host = AdminHost::start(
+        config(
+            &redis.url(),
+            vec![plugin("echo", artifacts::ECHO, "ops:ready")],
+        ),
+        None,
+    )
     .await;
     let status = |path: &'static str| {
         let addr = host.addr;
@@ -253,7 +256,13 @@ async fn retention_trims_only_what_no_group_still_needs() {
     let labels = [("stream", stream)];
     let metric = |name: &'static str| {
         let addr = host.addr;
-        async move { sample(&http(addr, "GET", "/metrics", &[], "").await.body, name, &labels) }
+        async move {
+            sample(
+                &http(addr, "GET", "/metrics", &[], "").await.body,
+                name,
+                &labels,
+            )
+        }
     };
 
     // Held back by the stuck pending entry: everything from it on survives.

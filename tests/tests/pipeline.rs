@@ -44,7 +44,7 @@ async fn config_set(conn: &mut MultiplexedConnection, key: &str, value: &str) {
 
 /// Reasons of a DLQ, sorted.
 async fn reasons(conn: &mut MultiplexedConnection, dlq_stream: &str) -> Vec<String> {
-    let mut r: Vec<String> = dlq::list(conn, dlq_stream, "-", 10_000)
+    let mut r: Vec<String> = dlq::range(conn, dlq_stream, "-", 10_000)
         .await
         .expect("read DLQ")
         .iter()
@@ -184,7 +184,7 @@ async fn instantiation_failure_dead_letters_as_instantiate_after_max_attempts() 
     );
     drop(held);
 
-    let letters = dlq::list(&mut conn, &dlq_stream, "-", 10)
+    let letters = dlq::range(&mut conn, &dlq_stream, "-", 10)
         .await
         .expect("DLQ");
     let mut seen: Vec<&str> = letters

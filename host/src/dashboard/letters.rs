@@ -98,7 +98,16 @@ pub async fn replay<C: ConnectionLike + Send>(
         Chosen::Matching => dlq::Selection::Matching,
     };
     let options = ReplayOptions::default();
-    dlq::replay(conn, dlq_stream, filter, &selection, &options, |_, _| {}, |_| {}).await
+    dlq::replay(
+        conn,
+        dlq_stream,
+        filter,
+        &selection,
+        &options,
+        |_, _| {},
+        |_| {},
+    )
+    .await
 }
 
 /// Deletes the plugin's letters dead-lettered before `before_ms`; returns

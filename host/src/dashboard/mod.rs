@@ -23,8 +23,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::pipeline::PluginContext;
 use crate::metrics::Metrics;
+use crate::pipeline::PluginContext;
 
 /// Response timeout of the dashboard's Redis queries.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use super::auth::{COOKIE_NAME, Denied, SESSION_TTL};
 use super::letters::{self, Chosen};
-use crate::dlq::Filter;
 use super::{Dashboard, views};
+use crate::dlq::Filter;
 use crate::pipeline::PluginContext;
 use crate::{deploy, pause};
 

@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 use super::Dashboard;
 use super::letters;
 use super::pretty::{self, neutralize};
-use crate::pipeline::PluginContext;
-use crate::outcome::TrapKind;
 use crate::dlq::{DeadLetter, Filter, Summary, meta};
 use crate::error::Error;
+use crate::outcome::TrapKind;
+use crate::pipeline::PluginContext;
 use crate::{deploy, inspect, pause};
 
 /// Versions and refusals shown on a plugin page.
