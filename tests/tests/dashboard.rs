@@ -132,7 +132,7 @@ async fn dashboard_in_chromium() {
     )
     .await;
     let m = host.metrics.plugin(PLUGIN, STREAM);
-    let dlq = format!("dlq:{STREAM}");
+    let dlq = streamhost::dlq::dlq_key(STREAM, PLUGIN);
     assert!(
         wait_until(Duration::from_secs(30), || {
             let (m, dlq, mut conn) = (m.clone(), dlq.clone(), conn.clone());
