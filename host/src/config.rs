@@ -42,6 +42,7 @@ pub struct CacheConfig {
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// Where; defaults to `$XDG_CACHE_HOME/streamhost` or `~/.cache/streamhost`.
+    /// A relative path is relative to the config file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
 }
@@ -65,7 +66,13 @@ impl CacheConfig {
         if !self.enabled {
             return None;
         }
-        self.dir.clone().or_else(|| {
+        // wasmtime's cache wants an absolute path; a config file's relative
+        // one was already resolved against the file in `Config::load`.
+        let dir = self
+            .dir
+            .as_deref()
+            .map(|d| std::path::absolute(d).unwrap_or(d.to_owned()));
+        dir.or_else(|| {
             let base = std::env::var_os("XDG_CACHE_HOME")
                 .map(PathBuf::from)
                 .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
@@ -556,6 +563,11 @@ impl Config {
         })?;
         let mut config = Config::parse(&text).map_err(|e| e.in_file(path))?;
         let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(dir) = &mut config.cache.dir
+            && dir.is_relative()
+        {
+            *dir = base.join(&*dir);
+        }
         for plugin in &mut config.plugins {
             if plugin.component.is_relative() {
                 plugin.component = base.join(&plugin.component);
@@ -571,17 +583,21 @@ impl Config {
         Ok(config)
     }
 
-    /// Applies `REDIS_URL` when set.
-    pub fn apply_env(&mut self) {
+    /// Applies `REDIS_URL` when set; a value that is not a Redis URL is an
+    /// error naming the variable.
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
         if let Ok(url) = std::env::var("REDIS_URL")
             && !url.is_empty()
         {
+            check_redis_url("REDIS_URL", &url)?;
             self.redis.url = url;
         }
+        Ok(())
     }
 
     /// Checks what serde cannot: ranges, uniqueness, cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        check_redis_url("redis.url", &self.redis.url)?;
         let mut names = std::collections::HashSet::new();
         for (i, p) in self.plugins.iter().enumerate() {
             let key = |k: &str| format!("plugin[{i}].{k}");
@@ -673,6 +689,10 @@ impl Config {
             }
         }
         if let Some(admin) = &self.admin {
+            check_listen(&admin.listen).map_err(|reason| ConfigError::Invalid {
+                key: "admin.listen".to_owned(),
+                reason,
+            })?;
             if admin.refresh_ms == 0 {
                 return Err(ConfigError::Invalid {
                     key: "admin.refresh_ms".to_owned(),
@@ -734,6 +754,56 @@ impl Config {
         }
         by_dlq.into_iter().filter(|(_, v)| v.len() > 1).collect()
     }
+}
+
+/// Checks a Redis URL the way connecting parses it, so that `check` rejects
+/// what `run` would; `key` names where it came from (`redis.url`,
+/// `REDIS_URL`, `--redis`).
+pub fn check_redis_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    use redis::IntoConnectionInfo;
+    let Err(e) = url.into_connection_info() else {
+        return Ok(());
+    };
+    Err(ConfigError::Invalid {
+        key: key.to_owned(),
+        reason: format!(
+            "{:?} is not a Redis URL ({e}); write redis://HOST:PORT or redis://HOST:PORT/DB \
+             (with a password redis://:PASSWORD@HOST:PORT, TLS rediss://..., a socket unix:///PATH)",
+            redact(url)
+        ),
+    })
+}
+
+/// A URL with its password replaced, for logs and messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `HOST:PORT` with a port that fits in 16 bits (`127.0.0.1:99999` passed
+/// parsing as text and failed only at bind).
+fn check_listen(listen: &str) -> Result<(), String> {
+    let bad = || {
+        format!("{listen:?} is not HOST:PORT with a port from 0 to 65535, e.g. \"127.0.0.1:9464\"")
+    };
+    let (host, port) = listen.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 /// The hash tag of a key: what Redis Cluster hashes (`{tag}` when present and
@@ -893,6 +963,51 @@ mod tests {
             c.shared_dlqs(),
             vec![("dlq:s".to_owned(), vec!["a".to_owned(), "b".to_owned()])]
         );
+    }
+
+    #[test]
+    fn redis_urls_that_cannot_connect_are_named_with_the_redis_form() {
+        for bad in [
+            "127.0.0.1:6379",
+            "http://127.0.0.1:6379",
+            "redis://h:99999",
+            "",
+        ] {
+            let text = format!("[redis]\nurl = {bad:?}\n");
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.contains("redis.url"), "{bad}: {err}");
+            assert!(err.contains("redis://HOST:PORT"), "{bad}: {err}");
+        }
+        let err = check_redis_url("REDIS_URL", "http://:secret@h:1").unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+        for good in [
+            "redis://127.0.0.1:6379",
+            "redis://:pw@h:1/2",
+            "unix:///tmp/r.sock",
+        ] {
+            check_redis_url("redis.url", good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+    }
+
+    #[test]
+    fn admin_listen_needs_a_16_bit_port() {
+        for bad in ["127.0.0.1:99999", "127.0.0.1", ":80", "h:x"] {
+            let err = Config::parse(&format!("[admin]\nlisten = {bad:?}\n")).unwrap_err();
+            assert!(err.to_string().contains("admin.listen"), "{bad}: {err}");
+        }
+        for good in ["127.0.0.1:0", "[::1]:9464", "localhost:9464"] {
+            Config::parse(&format!("[admin]\nlisten = {good:?}\n"))
+                .unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_relative_cache_dir_is_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[cache]\ndir = \"cache\"\n").unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.cache.directory(), Some(dir.path().join("cache")));
     }
 
     #[test]

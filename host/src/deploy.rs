@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::aio::ConnectionLike;
 
-use crate::error::Error;
+use crate::error::{DeployError, Error};
 use crate::streams::scripts;
 
 /// The Redis keys of one plugin's deployments.
@@ -58,6 +58,46 @@ pub struct Version {
     pub at_ms: u64,
 }
 
+/// What a deploy or rollback left current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activated {
+    /// The plugin's current version number.
+    pub version: u64,
+    /// `sha256:<hex>` of its component.
+    pub digest: String,
+    /// Whether a new version was recorded: a deploy of the digest that is
+    /// already current changes nothing.
+    pub created: bool,
+}
+
+/// Redis set of every plugin name a host has run: `deploy` of a name outside
+/// it (and never deployed) needs `--create`, so a typo does not start a
+/// version history no host will ever follow.
+pub const KNOWN_PLUGINS: &str = "streamhost:plugins";
+
+/// Records that a host runs `plugin` (see [`KNOWN_PLUGINS`]).
+pub async fn register_plugin<C: ConnectionLike + Send>(
+    conn: &mut C,
+    plugin: &str,
+) -> Result<(), Error> {
+    let _: i64 = redis::cmd("SADD")
+        .arg(KNOWN_PLUGINS)
+        .arg(plugin)
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether any host ever ran `plugin`, or it was ever deployed.
+pub async fn is_known<C: ConnectionLike + Send>(conn: &mut C, plugin: &str) -> Result<bool, Error> {
+    let ran: bool = redis::cmd("SISMEMBER")
+        .arg(KNOWN_PLUGINS)
+        .arg(plugin)
+        .query_async(conn)
+        .await?;
+    Ok(ran || current(conn, plugin).await?.is_some())
+}
+
 /// A host's refusal of a candidate version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -78,23 +118,27 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Stores a (validated) component and makes it the plugin's current version.
+/// Stores a (validated) component and makes it the plugin's current version,
+/// unless it already is (then nothing is recorded or announced).
 pub async fn deploy<C: ConnectionLike + Send>(
     conn: &mut C,
     plugin: &str,
     bytes: &[u8],
     by: &str,
-) -> Result<Version, Error> {
+) -> Result<Activated, Error> {
     let digest = crate::plugin::digest(bytes);
     let _: () = redis::cmd("SET")
         .arg(component_key(&digest))
         .arg(bytes)
         .query_async(conn)
         .await?;
-    activate(conn, plugin, &digest, by, "deploy").await
+    activate(conn, plugin, &digest, by, "deploy", true).await
 }
 
-/// Makes an older version current again (default: the one before the current).
+/// Makes an older version current again, as a new version number that
+/// records `rollback to N`. `to`: version N; `None`: the newest version whose
+/// component differs from the current one (so rolling back twice returns to
+/// where the first rollback started, and redeploys of one digest are skipped).
 pub async fn rollback<C: ConnectionLike + Send>(
     conn: &mut C,
     plugin: &str,
@@ -102,38 +146,54 @@ pub async fn rollback<C: ConnectionLike + Send>(
     by: &str,
 ) -> Result<Version, Error> {
     let history = versions(conn, plugin).await?;
-    let current = history
-        .last()
-        .ok_or_else(|| Error::Other(format!("plugin {plugin:?} has no deployed versions")))?;
-    let target = match to {
-        Some(n) => history.iter().find(|v| v.version == n),
-        None => history.iter().rev().find(|v| v.digest != current.digest),
-    }
-    .ok_or_else(|| match to {
-        Some(n) => Error::Other(format!("plugin {plugin:?} has no version {n}")),
-        None => Error::Other(format!(
-            "plugin {plugin:?} has no earlier version to roll back to"
-        )),
-    })?
-    .clone();
+    let target = pick_rollback(plugin, &history, to)?.clone();
     let exists: bool = redis::cmd("EXISTS")
         .arg(component_key(&target.digest))
         .query_async(conn)
         .await?;
     if !exists {
-        return Err(Error::Other(format!(
-            "the component of version {} is no longer stored",
-            target.version
-        )));
+        return Err(DeployError::ComponentGone {
+            plugin: plugin.to_owned(),
+            version: target.version,
+        }
+        .into());
     }
-    activate(
-        conn,
-        plugin,
-        &target.digest,
-        by,
-        &format!("rollback to {}", target.version),
-    )
-    .await
+    let action = format!("rollback to {}", target.version);
+    let done = activate(conn, plugin, &target.digest, by, &action, false).await?;
+    Ok(Version {
+        version: done.version,
+        digest: done.digest,
+        by: by.to_owned(),
+        action,
+        at_ms: now_ms(),
+    })
+}
+
+/// The version a rollback returns to (see [`rollback`]).
+fn pick_rollback<'h>(
+    plugin: &str,
+    history: &'h [Version],
+    to: Option<u64>,
+) -> Result<&'h Version, DeployError> {
+    let plugin = plugin.to_owned();
+    let Some(current) = history.last() else {
+        return Err(DeployError::NeverDeployed { plugin });
+    };
+    match to {
+        Some(version) => history
+            .iter()
+            .find(|v| v.version == version)
+            .ok_or_else(|| DeployError::NoSuchVersion {
+                plugin,
+                version,
+                known: format!("1 to {}", current.version),
+            }),
+        None => history
+            .iter()
+            .rev()
+            .find(|v| v.digest != current.digest)
+            .ok_or(DeployError::NoEarlierVersion { plugin }),
+    }
 }
 
 async fn activate<C: ConnectionLike + Send>(
@@ -142,25 +202,24 @@ async fn activate<C: ConnectionLike + Send>(
     digest: &str,
     by: &str,
     action: &str,
-) -> Result<Version, Error> {
+    only_if_changed: bool,
+) -> Result<Activated, Error> {
     let keys = DeployKeys::new(plugin);
-    let at_ms = now_ms();
-    let version: u64 = scripts::ACTIVATE
+    let (version, created): (u64, u8) = scripts::ACTIVATE
         .key(&keys.versions)
         .key(&keys.current)
         .arg(digest)
         .arg(by)
         .arg(action)
-        .arg(at_ms)
+        .arg(now_ms())
         .arg(&keys.channel)
+        .arg(if only_if_changed { "1" } else { "0" })
         .invoke_async(conn)
         .await?;
-    Ok(Version {
+    Ok(Activated {
         version,
         digest: digest.to_owned(),
-        by: by.to_owned(),
-        action: action.to_owned(),
-        at_ms,
+        created: created == 1,
     })
 }
 
@@ -277,4 +336,41 @@ pub async fn refusals<C: ConnectionLike + Send>(
             at_ms: r.number("at-ms"),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(version: u64, digest: &str) -> Version {
+        Version {
+            version,
+            digest: digest.to_owned(),
+            by: "t".to_owned(),
+            action: "deploy".to_owned(),
+            at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn rollback_picks_the_newest_version_with_another_component() {
+        let history = [v(1, "a"), v(2, "b"), v(3, "b"), v(4, "c")];
+        assert_eq!(pick_rollback("p", &history, None).unwrap().version, 3);
+        let back = [v(1, "a"), v(2, "b"), v(3, "a")];
+        assert_eq!(pick_rollback("p", &back, None).unwrap().version, 2);
+        assert_eq!(pick_rollback("p", &history, Some(1)).unwrap().version, 1);
+    }
+
+    #[test]
+    fn rollback_to_nothing_is_a_typed_bad_input() {
+        let history = [v(1, "a"), v(2, "a")];
+        let err = pick_rollback("p", &history, Some(7)).unwrap_err();
+        assert!(err.to_string().contains("no version 7"), "{err}");
+        assert!(err.to_string().contains("1 to 2"), "{err}");
+        assert!(Error::from(err).is_bad_input());
+        let err = pick_rollback("p", &history, None).unwrap_err();
+        assert!(matches!(err, DeployError::NoEarlierVersion { .. }), "{err}");
+        let err = pick_rollback("p", &[], None).unwrap_err();
+        assert!(matches!(err, DeployError::NeverDeployed { .. }), "{err}");
+    }
 }

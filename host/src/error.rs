@@ -87,6 +87,25 @@ pub enum LoadError {
     Instantiate { plugin: String, detail: String },
 }
 
+/// A deploy or rollback that names something that does not exist.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("plugin {plugin:?} was never deployed: there is no version to roll back to")]
+    NeverDeployed { plugin: String },
+    #[error("plugin {plugin:?} has no version {version} (its versions are {known})")]
+    NoSuchVersion {
+        plugin: String,
+        version: u64,
+        known: String,
+    },
+    #[error(
+        "plugin {plugin:?} has no earlier version with a different component than the current one"
+    )]
+    NoEarlierVersion { plugin: String },
+    #[error("the component of version {version} of plugin {plugin:?} is no longer stored in Redis")]
+    ComponentGone { plugin: String, version: u64 },
+}
+
 /// The library's error for everything else.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -94,14 +113,35 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
     Dlq(#[from] crate::dlq::DlqError),
+    #[error(
+        "cannot reserve address space for {slots} instance slots ({detail}); lower the plugins' \
+         `concurrency` (each worker holds two slots) or lift the process's address-space limit (ulimit -v)"
+    )]
+    PoolReservation { slots: u32, detail: String },
     #[error("wasm engine: {0}")]
     Engine(String),
     #[error("{0}")]
     Other(String),
+}
+
+impl Error {
+    /// Whether the error is the user's input (config, component, arguments,
+    /// names of things that do not exist) rather than a failure of the
+    /// system: the CLI exits 2 for these.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            Error::Config(_) | Error::Load(_) | Error::PoolReservation { .. } => true,
+            Error::Deploy(e) => !matches!(e, DeployError::ComponentGone { .. }),
+            Error::Dlq(e) => matches!(e, crate::dlq::DlqError::NotReplayable { .. }),
+            Error::Redis(_) | Error::Engine(_) | Error::Other(_) => false,
+        }
+    }
 }
 
 /// Result with the library's error.

@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::operations::Operations;
 use crate::pipeline::PluginContext;
 use crate::plugin::{EngineOptions, LoadedPlugin, WasmEngine};
+use crate::redis_health::RedisHealth;
 
 /// A host with its plugins loaded and validated, ready to consume.
 pub struct Host {
@@ -21,6 +22,7 @@ pub struct Host {
     plugins: Vec<Arc<LoadedPlugin>>,
     metrics: Arc<Metrics>,
     watch: bool,
+    redis_health: Arc<RedisHealth>,
 }
 
 /// Engine sizing for a config: enough pool slots for every worker plus room
@@ -81,6 +83,7 @@ impl Host {
             plugins,
             metrics: Arc::new(Metrics::new()),
             watch: false,
+            redis_health: Default::default(),
         })
     }
 
@@ -100,7 +103,13 @@ impl Host {
             plugins,
             metrics: Arc::new(Metrics::new()),
             watch: false,
+            redis_health: Default::default(),
         })
+    }
+
+    /// Whether Redis answers, as every plugin's loops see it.
+    pub fn redis_health(&self) -> Arc<RedisHealth> {
+        self.redis_health.clone()
     }
 
     /// Also swap a plugin when its component file changes on disk (`run --watch`).
@@ -148,6 +157,7 @@ impl Host {
                 );
                 ctx.watch = self.watch;
                 ctx.registry = Some(self.metrics.clone());
+                ctx.redis_health = self.redis_health.clone();
                 Arc::new(ctx)
             })
             .collect();

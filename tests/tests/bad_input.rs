@@ -138,6 +138,98 @@ fn each_bad_input_exits_2_naming_the_problem() {
     );
 }
 
+/// Bad input on the other commands: arguments naming nothing that exists,
+/// malformed ids and URLs, a config the engine cannot size. Each exited 1.
+#[test]
+fn bad_arguments_exit_2_naming_the_problem() {
+    let redis = start_redis();
+    let url = redis.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let cli = |args: &[&str]| {
+        Command::new(streamhost_bin())
+            .args(args)
+            .env_remove("REDIS_URL")
+            .output()
+            .expect("run streamhost")
+    };
+    assert_bad_input(
+        "missing deploy file",
+        &cli(&["deploy", "p1", "/nowhere/x.wasm", "--redis", &url]),
+        &["/nowhere/x.wasm", "cannot read component"],
+    );
+    assert_bad_input(
+        "rollback to a version that does not exist",
+        &cli(&["rollback", "p1", "7", "--redis", &url]),
+        &["\"p1\"", "never deployed"],
+    );
+    assert_bad_input(
+        "dlq show of an unknown id",
+        &cli(&["dlq", "--redis", &url, "--stream", "dlq:x", "show", "1-1"]),
+        &["no dead letter 1-1", "dlq:x"],
+    );
+    assert_bad_input(
+        "a bad stream id",
+        &cli(&["dlq", "--redis", &url, "--stream", "dlq:x", "show", "12-x"]),
+        &["\"12-x\"", "stream entry id"],
+    );
+    assert_bad_input(
+        "a bad --redis URL",
+        &cli(&["status", "--redis", "127.0.0.1:6379", "--stream", "s"]),
+        &["--redis", "redis://HOST:PORT"],
+    );
+    let bad_env = Command::new(streamhost_bin())
+        .args(["status", "--stream", "s"])
+        .env("REDIS_URL", "http://127.0.0.1:6379")
+        .output()
+        .expect("run streamhost");
+    assert_bad_input(
+        "a bad REDIS_URL",
+        &bad_env,
+        &["REDIS_URL", "redis://HOST:PORT"],
+    );
+
+    let echo = Path::new(artifacts::ECHO);
+    let cfg = config_file(d, "pool.toml", echo, "concurrency = 1024\n");
+    // The pool reserves address space for every slot up front; a
+    // concurrency it cannot fit is the config's fault, said as such.
+    let pool = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 8000000 && exec \"$0\" check --offline --config \"$1\"")
+        .arg(streamhost_bin())
+        .arg(&cfg)
+        .output()
+        .expect("run sh");
+    assert_bad_input(
+        "pool reservation",
+        &pool,
+        &["instance slots", "concurrency"],
+    );
+
+    // A relative cache dir is relative to the config file, as components are.
+    let rel = d.join("rel");
+    std::fs::create_dir(&rel).expect("mkdir");
+    let cfg = config_file(&rel, "cache.toml", echo, "");
+    let text = std::fs::read_to_string(&cfg).expect("read");
+    std::fs::write(&cfg, format!("[cache]\ndir = \"compiled\"\n{text}")).expect("write");
+    let out = cli(&[
+        "check",
+        "--offline",
+        "--config",
+        cfg.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        rel.join("compiled").exists(),
+        "cache not beside the config file"
+    );
+}
+
 /// Deterministic bytes that are not Wasm (xorshift).
 fn random_bytes(n: usize) -> Vec<u8> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;

@@ -33,6 +33,9 @@ pub async fn run(
     let key: Arc<str> = Arc::from(ctx.stream());
     let group = Arc::new(Group::new(ctx.clone(), key.clone()));
     group.ensure(&mut commands, false, &shutdown).await;
+    if let Err(e) = crate::deploy::register_plugin(&mut commands, &ctx.plugin.name).await {
+        tracing::debug!(plugin = %ctx.plugin.name, error = %e, "cannot record the plugin name for deploy");
+    }
     swapper::initial_sync(&ctx, &mut commands).await;
 
     let (work_tx, work_rx) = async_channel::bounded::<Batch>(ctx.config.concurrency * 2);
@@ -97,6 +100,17 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    feeders.spawn(crate::heartbeat::run(
+        crate::heartbeat::Identity {
+            plugin: ctx.plugin.name.to_string(),
+            stream: ctx.config.stream.clone(),
+            group: ctx.group().to_owned(),
+            consumer: ctx.consumer.clone(),
+        },
+        commands.clone(),
+        ctx.redis_health.clone(),
+        shutdown.clone(),
+    ));
     feeders.spawn(swapper::run(
         ctx.clone(),
         redis_url.to_owned(),

@@ -10,6 +10,7 @@ use super::waiting::Waiting;
 use crate::config::PluginConfig;
 use crate::metrics::PluginMetrics;
 use crate::plugin::LoadedPlugin;
+use crate::redis_health::RedisHealth;
 
 /// What every task of one plugin shares.
 pub struct PluginContext {
@@ -41,6 +42,8 @@ pub struct PluginContext {
     pub paused: crate::pause::PauseFlag,
     /// Entries waiting here for their next attempt (shown by the dashboard).
     pub retries: Waiting,
+    /// Whether Redis answers: loops report to it instead of logging every retry.
+    pub redis_health: Arc<RedisHealth>,
 }
 
 impl PluginContext {
@@ -64,6 +67,7 @@ impl PluginContext {
             plugin,
             config,
             metrics,
+            redis_health: Default::default(),
         }
     }
 

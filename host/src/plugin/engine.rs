@@ -84,7 +84,19 @@ impl WasmEngine {
                 .map_err(|e| Error::Engine(format!("compile cache at {}: {e:#}", dir.display())))?;
             config.cache(Some(cache));
         }
-        let engine = Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let engine = Engine::new(&config).map_err(|e| {
+            let detail = format!("{e:#}");
+            // The pool reserves every slot's address space up front; its size
+            // follows the config (`concurrency`), so this is bad input.
+            if options.pooling && detail.contains("pool") {
+                Error::PoolReservation {
+                    slots: pool_slots(options),
+                    detail,
+                }
+            } else {
+                Error::Engine(detail)
+            }
+        })?;
         let ticker = Ticker::start(engine.clone())
             .map_err(|e| Error::Engine(format!("cannot start the epoch ticker thread: {e}")))?;
         Ok(Arc::new(WasmEngine {
@@ -105,7 +117,7 @@ impl WasmEngine {
 /// more component instances alive than `max_instances` (then instantiation
 /// fails with a clear error and the entry is retried later).
 fn pool_config(options: &EngineOptions) -> PoolingAllocationConfig {
-    let slots = options.max_instances.max(8);
+    let slots = pool_slots(options);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
         .total_core_instances(slots.saturating_mul(MAX_CORE_INSTANCES))
@@ -131,6 +143,10 @@ fn pool_config(options: &EngineOptions) -> PoolingAllocationConfig {
         .table_keep_resident(KEEP_RESIDENT)
         .pagemap_scan(Enabled::Auto);
     pool
+}
+
+fn pool_slots(options: &EngineOptions) -> u32 {
+    options.max_instances.max(8)
 }
 
 /// Bytes of a freed memory or table reset in place rather than decommitted.

@@ -9,7 +9,7 @@ pub mod native;
 pub mod registry;
 pub mod state;
 
-pub use bindings::{Field, HandlerError, Message};
+pub use bindings::{Field, HandlerError, Message, WIT_PACKAGES};
 pub use engine::{EngineOptions, WasmEngine};
 pub use instance::{Invocation, PluginInstance};
 pub use native::{InvocationTap, NativeHandler};

@@ -11,6 +11,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::config::redact;
 pub use entry::Entry;
 
 /// Longest wait between reconnection attempts inside a connection manager.
@@ -53,25 +54,6 @@ pub async fn connect(
         if !backoff.wait(shutdown).await {
             return Ok(None);
         }
-    }
-}
-
-/// A URL with its password replaced, for logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &creds[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
     }
 }
 

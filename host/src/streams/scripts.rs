@@ -39,3 +39,6 @@ pub static RETENTION_TRIM: LazyLock<Script> =
 /// Make a stored component a plugin's current version and announce it.
 pub static ACTIVATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/activate.lua")));
+/// One heartbeat of a process using a consumer name.
+pub static HEARTBEAT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/heartbeat.lua")));

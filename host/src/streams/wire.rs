@@ -40,6 +40,17 @@ impl WireError {
     pub fn is_nogroup(&self) -> bool {
         matches!(self, WireError::Server(m) if m.starts_with("NOGROUP"))
     }
+
+    /// Whether Redis did not answer (or is still loading its data), rather
+    /// than answering with an error.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            WireError::Io(_) | WireError::Timeout(_) => true,
+            WireError::Server(m) => m.starts_with("LOADING"),
+            WireError::Url(e) => crate::redis_health::is_unreachable(e),
+            WireError::Reply(_) | WireError::Unsupported(_) => false,
+        }
+    }
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}

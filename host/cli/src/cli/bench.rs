@@ -47,14 +47,18 @@ pub struct BenchArgs {
 /// Runs the benchmark and prints its table.
 pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.entries == 0 || args.slow_entries == 0 || args.latency_rate == 0 {
-        anyhow::bail!("--entries, --slow-entries and --latency-rate must be at least 1");
+        anyhow::bail!(super::BadInput(
+            "--entries, --slow-entries and --latency-rate must be at least 1".into()
+        ));
     }
     if !(args.latency_secs.is_finite() && args.latency_secs > 0.0) {
-        anyhow::bail!("--latency-secs must be a positive number of seconds");
+        anyhow::bail!(super::BadInput(
+            "--latency-secs must be a positive number of seconds".into()
+        ));
     }
     // The private server (if any) lives until the report is written.
     let (redis_url, _private) = match args.redis.clone() {
-        Some(url) => (url, None),
+        Some(url) => (super::redis_url(Some(&url), None)?, None),
         None => {
             let server = tokio::task::spawn_blocking(LocalRedis::start)
                 .await

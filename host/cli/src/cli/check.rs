@@ -1,14 +1,22 @@
-//! `streamhost check`: the config and component checks of `run`, without consuming.
+//! `streamhost check`: everything `run` would reject, without consuming: the
+//! config, every component, and (unless `--offline`) that Redis answers.
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
 
 use streamhost::host::{engine_options, load_plugins};
 use streamhost::plugin::WasmEngine;
 
-/// Validates the config and loads every component; prints one line per plugin.
-pub async fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(config_path)?;
+/// How long `check` waits for Redis to answer `PING`.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Validates the config and loads every component; prints one line per
+/// plugin, then pings Redis unless `offline`.
+pub async fn check(config_path: &Path, offline: bool) -> anyhow::Result<ExitCode> {
+    let config = super::run::load_runnable(config_path)?;
     let engine = WasmEngine::new(&engine_options(&config))?;
     let plugins = load_plugins(&config, &engine).await?;
     for (p, pc) in plugins.iter().zip(&config.plugins) {
@@ -28,10 +36,30 @@ pub async fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
             names.join(", ")
         );
     }
+    let redacted = streamhost::streams::redact(&config.redis.url);
+    if offline {
+        println!("--  redis {redacted} not contacted (--offline)");
+    } else {
+        ping(&config.redis.url).await.context(
+            "Redis does not answer at redis.url (start it, fix the URL, or pass --offline)",
+        )?;
+        println!("ok  redis {redacted} answers");
+    }
     println!(
         "{}: {} plugin(s) valid",
         config_path.display(),
         plugins.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+async fn ping(url: &str) -> anyhow::Result<()> {
+    let answer = async {
+        let mut conn = super::connect(url).await?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(PING_TIMEOUT, answer)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer to PING within {PING_TIMEOUT:?}"))?
 }

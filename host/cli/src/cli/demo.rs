@@ -192,8 +192,8 @@ async fn produce_orders(
 
 /// `--redis`, then `REDIS_URL`, then the local default when it answers, else a private server.
 async fn resolve_redis(flag: Option<String>) -> anyhow::Result<(String, Option<LocalRedis>)> {
-    if let Some(url) = flag.or_else(|| std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty())) {
-        return Ok((url, None));
+    if flag.is_some() || std::env::var("REDIS_URL").is_ok_and(|u| !u.is_empty()) {
+        return Ok((super::redis_url(flag.as_deref(), None)?, None));
     }
     let default = RedisConfig::default().url;
     if ping(&default).await {

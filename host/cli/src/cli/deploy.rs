@@ -9,6 +9,7 @@ use clap::Args;
 
 use streamhost::config::LimitsConfig;
 use streamhost::deploy;
+use streamhost::error::LoadError;
 use streamhost::plugin::{EngineOptions, LoadedPlugin, WasmEngine};
 
 /// Where to find Redis (and the plugin's limits) for the deploy commands.
@@ -24,28 +25,58 @@ pub struct Target {
 
 /// Validates a component like a host would, stores it in Redis and makes it
 /// the plugin's current version; every host running the plugin swaps to it.
+/// A plugin name no host has run and that was never deployed needs `create`.
 pub async fn deploy_cmd(
     target: &Target,
     plugin: &str,
     file: &Path,
     by: Option<String>,
+    create: bool,
 ) -> anyhow::Result<ExitCode> {
-    let (url, limits) = resolve(target, plugin)?;
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let (url, limits) = resolve(target, plugin, create)?;
+    let bytes = std::fs::read(file).map_err(|source| LoadError::Read {
+        plugin: plugin.to_owned(),
+        path: file.to_owned(),
+        source,
+    })?;
     validate(plugin, &bytes, file, &limits).await?;
     let mut conn = super::connect(&url).await?;
-    let by = by.unwrap_or_else(streamhost::config::default_consumer_name);
+    if !create && target.config.is_none() && !deploy::is_known(&mut conn, plugin).await? {
+        bail!(super::BadInput(format!(
+            "no host has run a plugin named {plugin:?} and it was never deployed; \
+             check the name, or pass --create to start its version history"
+        )));
+    }
+    let by = by.unwrap_or_else(invoking_user);
     let v = deploy::deploy(&mut conn, plugin, &bytes, &by).await?;
-    println!(
-        "deployed {plugin} version {} ({}); hosts running it swap now",
-        v.version, v.digest
-    );
+    if v.created {
+        println!(
+            "deployed {plugin} version {} ({}); hosts running it swap now",
+            v.version, v.digest
+        );
+    } else {
+        println!(
+            "{plugin}: {} is already the current version {}; nothing changed",
+            v.digest, v.version
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Who runs the command, for the version record: the login name, as `$USER`
+/// or `$LOGNAME` say, else the numeric user id.
+fn invoking_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|var| std::env::var(var).ok())
+        .find(|name| !name.trim().is_empty())
+        // SAFETY: getuid has no preconditions and cannot fail.
+        .unwrap_or_else(|| format!("uid-{}", unsafe { libc::getuid() }))
 }
 
 /// Lists a plugin's versions and the refusals hosts reported.
 pub async fn versions_cmd(target: &Target, plugin: &str) -> anyhow::Result<ExitCode> {
-    let (url, _) = resolve(target, plugin)?;
+    let (url, _) = resolve(target, plugin, true)?;
     let mut conn = super::connect(&url).await?;
     let history = deploy::versions(&mut conn, plugin).await?;
     let current = deploy::current(&mut conn, plugin).await?;
@@ -88,9 +119,9 @@ pub async fn rollback_cmd(
     version: Option<u64>,
     by: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let (url, _) = resolve(target, plugin)?;
+    let (url, _) = resolve(target, plugin, true)?;
     let mut conn = super::connect(&url).await?;
-    let by = by.unwrap_or_else(streamhost::config::default_consumer_name);
+    let by = by.unwrap_or_else(invoking_user);
     let v = deploy::rollback(&mut conn, plugin, version, &by).await?;
     println!(
         "{plugin}: version {} is now current ({}, {})",
@@ -128,8 +159,9 @@ async fn validate(
     Ok(())
 }
 
-/// The Redis URL and the plugin's limits (defaults without a config).
-fn resolve(target: &Target, plugin: &str) -> anyhow::Result<(String, LimitsConfig)> {
+/// The Redis URL and the plugin's limits (defaults without a config, or for
+/// a plugin the config lacks when `create` allows one).
+fn resolve(target: &Target, plugin: &str, create: bool) -> anyhow::Result<(String, LimitsConfig)> {
     let config = target
         .config
         .as_deref()
@@ -138,14 +170,17 @@ fn resolve(target: &Target, plugin: &str) -> anyhow::Result<(String, LimitsConfi
     let limits = match &config {
         Some(c) => match c.plugins.iter().find(|p| p.name == plugin) {
             Some(p) => p.limits.clone(),
+            None if create => LimitsConfig::default(),
             None => bail!(streamhost::error::ConfigError::Invalid {
                 key: "plugin".into(),
-                reason: format!("no plugin named {plugin:?} in the config"),
+                reason: format!(
+                    "no plugin named {plugin:?} in the config (pass --create for a new plugin)"
+                ),
             }),
         },
         None => LimitsConfig::default(),
     };
-    let url = super::redis_url(target.redis.as_deref(), config.as_ref());
+    let url = super::redis_url(target.redis.as_deref(), config.as_ref())?;
     Ok((url, limits))
 }
 

@@ -65,6 +65,7 @@ pub enum DlqAction {
     /// Show one dead letter with all metadata and fields.
     Show {
         /// The dead letter's id in the DLQ stream.
+        #[arg(value_parser = super::stream_id)]
         id: String,
     },
     /// Send dead letters back to their plugin alone (its redelivery stream,
@@ -74,7 +75,7 @@ pub enum DlqAction {
         #[arg(long, conflicts_with_all = ["id", "reason"])]
         all: bool,
         /// Replay these ids (repeatable).
-        #[arg(long)]
+        #[arg(long, value_parser = super::stream_id)]
         id: Vec<String>,
         /// Replay those with this reason: rejected, attempts-exhausted, trap, trap:fuel, ...
         #[arg(long)]
@@ -140,10 +141,10 @@ pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
         }
         DlqAction::Show { id } => {
             let Some(d) = dlq::show(&mut conn, &stream, &id).await? else {
-                bail!(ConfigError::Invalid {
-                    key: "dlq show".into(),
-                    reason: format!("no dead letter {} in {stream}", escape_bytes(id.as_bytes())),
-                });
+                bail!(super::BadInput(format!(
+                    "no dead letter {} in {stream}",
+                    escape_bytes(id.as_bytes())
+                )));
             };
             if owner.as_ref().is_some_and(|o| !o.owns(&d)) {
                 bail!(ConfigError::Invalid {
@@ -193,10 +194,10 @@ pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
                 if !missing.is_empty() {
-                    bail!(
+                    bail!(super::BadInput(format!(
                         "no dead letter {} in {stream}{whose}; nothing replayed",
                         missing.join(", ")
-                    );
+                    )));
                 }
             }
             let options = ReplayOptions {
@@ -451,7 +452,7 @@ fn print_letter(out: &mut impl Write, d: &DeadLetter) -> std::io::Result<()> {
 /// Which Redis, which stream and whose entries: explicit flags first, then the config.
 fn target(args: &DlqArgs) -> anyhow::Result<(String, String, Option<Owner>)> {
     let config = args.config.as_deref().map(super::load_config).transpose()?;
-    let url = super::redis_url(args.redis.as_deref(), config.as_ref());
+    let url = super::redis_url(args.redis.as_deref(), config.as_ref())?;
     if let Some(stream) = &args.stream {
         let owner = args.plugin.as_ref().map(|name| {
             let group = config

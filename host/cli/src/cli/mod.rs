@@ -14,13 +14,25 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// `streamhost --version`: the release and the WIT packages its handlers may target.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (accepts components of WIT {})",
+        env!("CARGO_PKG_VERSION"),
+        streamhost::plugin::WIT_PACKAGES.join(", ")
+    )
+});
+
 /// Run sandboxed WebAssembly message handlers on Redis Streams.
 #[derive(Debug, Parser)]
-#[command(name = "streamhost", version, about, long_about = None)]
+#[command(name = "streamhost", version = VERSION.as_str(), about, long_about = None)]
 pub struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// Colour in logs: `auto` colours only a terminal and honours NO_COLOR.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,6 +44,30 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log shippers.
     Json,
+}
+
+/// When logs carry ANSI colour codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// When stderr is a terminal and `NO_COLOR` is unset or empty.
+    Auto,
+    /// Always (e.g. a pager that understands colour).
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour output written to `stream`.
+    pub fn enabled(self, stream: &impl std::io::IsTerminal) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && stream.is_terminal()
+            }
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,9 +87,13 @@ pub enum Command {
         plugin: String,
         /// The component file.
         file: PathBuf,
-        /// Who deploys (recorded; default: <hostname>-<pid>).
+        /// Who deploys (recorded; default: the user running the command).
         #[arg(long)]
         by: Option<String>,
+        /// Deploy a plugin no host has run and none was deployed as before
+        /// (without it such a name is refused, as a likely typo).
+        #[arg(long)]
+        create: bool,
         #[command(flatten)]
         target: deploy::Target,
     },
@@ -64,13 +104,16 @@ pub enum Command {
         #[command(flatten)]
         target: deploy::Target,
     },
-    /// Make an earlier version current again (default: the one before the current).
+    /// Make an earlier version current again, recorded as a new version
+    /// "rollback to N" (see `versions`).
     Rollback {
         /// The plugin name.
         plugin: String,
-        /// The version number to return to.
+        /// The version number to return to. Default: the newest version whose
+        /// component differs from the current one, so that two rollbacks in a
+        /// row return to where the first one started.
         version: Option<u64>,
-        /// Who rolls back (recorded).
+        /// Who rolls back (recorded; default: the user running the command).
         #[arg(long)]
         by: Option<String>,
         #[command(flatten)]
@@ -81,6 +124,9 @@ pub enum Command {
         /// The config file.
         #[arg(short, long, default_value = "streamhost.toml")]
         config: PathBuf,
+        /// Skip the checks that need Redis (that it answers at the URL).
+        #[arg(long)]
+        offline: bool,
     },
     /// Run the bundled example plugins on sample orders and print what happened.
     Demo(demo::DemoArgs),
@@ -103,7 +149,7 @@ pub fn main(cli: Cli) -> ExitCode {
     } else {
         "info"
     };
-    init_tracing(cli.log_format, default_level);
+    init_tracing(cli.log_format, cli.color, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -121,8 +167,9 @@ pub fn main(cli: Cli) -> ExitCode {
                 plugin,
                 file,
                 by,
+                create,
                 target,
-            } => deploy::deploy_cmd(&target, &plugin, &file, by).await,
+            } => deploy::deploy_cmd(&target, &plugin, &file, by, create).await,
             Command::Versions { plugin, target } => deploy::versions_cmd(&target, &plugin).await,
             Command::Rollback {
                 plugin,
@@ -130,7 +177,7 @@ pub fn main(cli: Cli) -> ExitCode {
                 by,
                 target,
             } => deploy::rollback_cmd(&target, &plugin, version, by).await,
-            Command::Check { config } => check::check(&config).await,
+            Command::Check { config, offline } => check::check(&config, offline).await,
             Command::Demo(args) => demo::demo(args).await,
             Command::Dlq(args) => dlq::dlq(args).await,
             Command::Status(args) => status::status(args).await,
@@ -164,15 +211,31 @@ fn render(e: &anyhow::Error) -> String {
     line
 }
 
-/// Bad config or components exit with 2, everything else with 1.
+/// Bad input found at the binary's edge (an argument naming nothing that
+/// exists, a malformed id): exits 2 like bad config.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// Bad input (config, components, arguments, names of things that do not
+/// exist) exits with 2, everything else with 1.
 fn exit_code_for(e: &anyhow::Error) -> ExitCode {
+    use streamhost::error::{ConfigError, DeployError, LoadError};
     let bad_input = e.chain().any(|c| {
-        c.downcast_ref::<streamhost::error::ConfigError>().is_some()
-            || c.downcast_ref::<streamhost::error::LoadError>().is_some()
-            || matches!(
-                c.downcast_ref::<streamhost::Error>(),
-                Some(streamhost::Error::Config(_) | streamhost::Error::Load(_))
-            )
+        c.is::<ConfigError>()
+            || c.is::<LoadError>()
+            || c.is::<BadInput>()
+            || c.downcast_ref::<DeployError>()
+                .is_some_and(|d| !matches!(d, DeployError::ComponentGone { .. }))
+            || c.downcast_ref::<streamhost::Error>()
+                .is_some_and(streamhost::Error::is_bad_input)
     });
     if bad_input {
         ExitCode::from(EXIT_BAD_INPUT)
@@ -181,7 +244,7 @@ fn exit_code_for(e: &anyhow::Error) -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat, default_level: &str) {
+fn init_tracing(format: LogFormat, color: ColorChoice, default_level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -189,25 +252,45 @@ fn init_tracing(format: LogFormat, default_level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(color.enabled(&std::io::stderr())).init(),
+        // Flat: `{"level":..,"plugin":..,"message":..}`, the fields beside
+        // the message, as log shippers index them without a nested `fields`.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_ansi(false)
+            .init(),
     }
 }
 
 /// The Redis URL a command uses: `--redis`, then the config's (which
-/// `REDIS_URL` already overrides), then `REDIS_URL`, then the default.
-pub fn redis_url(flag: Option<&str>, config: Option<&streamhost::Config>) -> String {
-    flag.map(str::to_owned)
-        .or_else(|| config.map(|c| c.redis.url.clone()))
-        .or_else(|| std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| streamhost::config::RedisConfig::default().url)
+/// `REDIS_URL` already overrides), then `REDIS_URL`, then the default. One
+/// that is not a Redis URL is bad input naming where it came from.
+pub fn redis_url(
+    flag: Option<&str>,
+    config: Option<&streamhost::Config>,
+) -> Result<String, streamhost::error::ConfigError> {
+    let (key, url) = if let Some(url) = flag {
+        ("--redis", url.to_owned())
+    } else if let Some(c) = config {
+        ("redis.url", c.redis.url.clone())
+    } else if let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {
+        ("REDIS_URL", url)
+    } else {
+        ("redis.url", streamhost::config::RedisConfig::default().url)
+    };
+    streamhost::config::check_redis_url(key, &url)?;
+    Ok(url)
 }
 
 /// A connection for a one-shot command, with the URL (password hidden) in errors.
 pub async fn connect(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
     use anyhow::Context;
-    let client = redis::Client::open(url).with_context(|| format!("bad Redis URL {url:?}"))?;
     let redacted = streamhost::streams::redact(url);
+    let client = redis::Client::open(url)
+        .map_err(|e| BadInput(format!("bad Redis URL {redacted:?}: {e}")))?;
     tokio::time::timeout(
         std::time::Duration::from_secs(5),
         client.get_multiplexed_async_connection(),
@@ -232,9 +315,25 @@ pub async fn connect_unbounded(url: &str) -> anyhow::Result<redis::aio::Multiple
         .with_context(|| format!("cannot connect to Redis at {redacted}"))
 }
 
+/// Parses a stream entry id argument (`1700000000000-0`, or the time part
+/// alone): a malformed one is a usage error (exit 2), not a Redis error.
+pub fn stream_id(text: &str) -> Result<String, String> {
+    let (ms, seq) = text.split_once('-').unwrap_or((text, "0"));
+    let number = |part: &str| {
+        !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) && part.parse::<u64>().is_ok()
+    };
+    if number(ms) && number(seq) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not a stream entry id like 1700000000000-0"
+        ))
+    }
+}
+
 /// Loads a config file and applies `REDIS_URL`.
 pub fn load_config(path: &std::path::Path) -> anyhow::Result<streamhost::Config> {
     let mut config = streamhost::Config::load(path)?;
-    config.apply_env();
+    config.apply_env()?;
     Ok(config)
 }

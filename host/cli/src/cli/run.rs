@@ -8,9 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use streamhost::Host;
 
-/// Loads the config and every plugin, then consumes until SIGINT/SIGTERM.
-/// With `watch`, a plugin swaps whenever its component file changes.
-pub async fn run(config_path: &Path, watch: bool) -> anyhow::Result<ExitCode> {
+/// Loads a config `run` accepts: valid, with at least one plugin.
+pub fn load_runnable(config_path: &Path) -> anyhow::Result<streamhost::Config> {
     let config = super::load_config(config_path)?;
     if config.plugins.is_empty() {
         anyhow::bail!(streamhost::error::ConfigError::Invalid {
@@ -21,6 +20,13 @@ pub async fn run(config_path: &Path, watch: bool) -> anyhow::Result<ExitCode> {
             ),
         });
     }
+    Ok(config)
+}
+
+/// Loads the config and every plugin, then consumes until SIGINT/SIGTERM.
+/// With `watch`, a plugin swaps whenever its component file changes.
+pub async fn run(config_path: &Path, watch: bool) -> anyhow::Result<ExitCode> {
+    let config = load_runnable(config_path)?;
     let host = Host::load(config)
         .await
         .context("cannot start")?

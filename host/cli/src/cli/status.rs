@@ -43,7 +43,27 @@ pub struct StatusArgs {
     /// Sample each group's entries-read twice, one second apart, for a read rate.
     #[arg(long)]
     pub rate: bool,
+    /// Refresh until interrupted: in place on a terminal, else one report
+    /// after the other (with --json, one JSON document per line).
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between refreshes with --watch.
+    #[arg(long, default_value_t = 2.0, requires = "watch", value_parser = interval_secs)]
+    pub interval: f64,
 }
+
+fn interval_secs(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.1..=3600.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds from 0.1 to 3600"
+        )),
+    }
+}
+
+/// Clears a terminal and puts the cursor home, so the next report replaces
+/// the last one instead of scrolling.
+const REDRAW: &str = "\x1b[H\x1b[2J";
 
 /// Everything `status` reports.
 #[derive(Debug, Serialize)]
@@ -137,18 +157,72 @@ struct Target {
     dlq_is_own: bool,
 }
 
-/// Runs `streamhost status`.
+/// Runs `streamhost status`, once or (`--watch`) until interrupted.
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let (url, plugins) = resolve(&args)?;
     let mut conn = super::connect(&url).await?;
+    if !args.watch {
+        let report = take_report(&mut conn, &url, plugins.as_deref(), &args).await?;
+        std::io::stdout().write_all(&render(&report, &args)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let interval = Duration::from_secs_f64(args.interval);
+    loop {
+        let report = take_report(&mut conn, &url, plugins.as_deref(), &args).await?;
+        let frame = render(&report, &args)?;
+        let mut out = std::io::stdout().lock();
+        if terminal && !args.json {
+            out.write_all(REDRAW.as_bytes())?;
+        }
+        out.write_all(&frame)?;
+        if !terminal && !args.json {
+            writeln!(out)?;
+        }
+        out.flush()?;
+        drop(out);
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// The report as it is printed: a table, or JSON (one line with `--watch`).
+fn render(report: &StatusReport, args: &StatusArgs) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    if args.json && args.watch {
+        serde_json::to_writer(&mut out, report)?;
+    } else if args.json {
+        serde_json::to_writer_pretty(&mut out, report)?;
+    } else {
+        if args.watch {
+            writeln!(
+                out,
+                "{} every {}s (Ctrl-C to stop)",
+                report.redis, args.interval
+            )?;
+        }
+        print_table(&mut out, report, args.rate)?;
+        return Ok(out);
+    }
+    writeln!(out)?;
+    Ok(out)
+}
+
+/// One report on the configured plugins, or the groups of `--stream`.
+async fn take_report(
+    conn: &mut MultiplexedConnection,
+    url: &str,
+    plugins: Option<&[PluginConfig]>,
+    args: &StatusArgs,
+) -> anyhow::Result<StatusReport> {
     let targets = match plugins {
         Some(plugins) => {
             let mut targets = Vec::with_capacity(plugins.len());
-            for p in &plugins {
+            for p in plugins {
                 let mut target = plugin_target(p);
-                if let Some((number, digest)) =
-                    streamhost::deploy::current(&mut conn, &p.name).await?
-                {
+                if let Some((number, digest)) = streamhost::deploy::current(conn, &p.name).await? {
                     target.version = Some(Version {
                         digest,
                         source: "deployed",
@@ -159,17 +233,9 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             }
             targets
         }
-        None => stream_targets(&mut conn, &args).await?,
+        None => stream_targets(conn, args).await?,
     };
-    let report = collect(&mut conn, &url, targets, args.rate).await?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        print_table(&mut out, &report, args.rate)?;
-    }
-    Ok(ExitCode::SUCCESS)
+    collect(conn, url, targets, args.rate).await
 }
 
 /// The Redis URL, and the plugins when reporting from a config.
@@ -179,7 +245,7 @@ fn resolve(args: &StatusArgs) -> anyhow::Result<(String, Option<Vec<PluginConfig
         (None, None) => Some(super::load_config(std::path::Path::new("streamhost.toml"))?),
         (None, Some(_)) => None,
     };
-    let url = super::redis_url(args.redis.as_deref(), config.as_ref());
+    let url = super::redis_url(args.redis.as_deref(), config.as_ref())?;
     Ok((url, config.map(|c| c.plugins)))
 }
 

@@ -72,7 +72,11 @@ async fn ack(ctx: &PluginContext, conn: &mut ConnectionManager, key: &str, ids: 
             }
             Err(e) if started.elapsed() < GIVE_UP_AFTER => {
                 ctx.metrics.redis_error("ack");
-                tracing::warn!(plugin = %ctx.plugin.name, error = %e, count = ids.len(), "ack failed; retrying");
+                if crate::redis_health::is_unreachable(&e) {
+                    ctx.redis_health.failed("ack", &e);
+                } else {
+                    tracing::warn!(plugin = %ctx.plugin.name, error = %e, count = ids.len(), "ack failed; retrying");
+                }
                 backoff.sleep().await;
             }
             Err(e) => {

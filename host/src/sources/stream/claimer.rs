@@ -16,6 +16,7 @@ use super::retry::{self, ReclaimError};
 use crate::pipeline::intake::{Closed, Intake};
 use crate::pipeline::source::Source;
 use crate::pipeline::{Delivery, PluginContext, Uncounted};
+use crate::redis_health::is_unreachable;
 use crate::shutdown::pause;
 use crate::streams::entry::{self, ReplyError};
 use crate::streams::{self, Entry, scripts};
@@ -63,6 +64,10 @@ pub async fn run<S: Source>(
             Err(ClaimError::Closed(_)) => return,
             Err(ClaimError::Redis(e)) if streams::is_nogroup(&e) => {
                 group.ensure(&mut conn, true, &shutdown).await;
+                continue;
+            }
+            Err(ClaimError::Redis(e)) if is_unreachable(&e) => {
+                ctx.redis_health.failed("claim", &e);
                 continue;
             }
             Err(e) => {

@@ -70,14 +70,21 @@ pub async fn run<S: Source>(
             r = read => r,
         };
         let mut entries = match result {
-            Ok(entries) => entries,
+            Ok(entries) => {
+                ctx.redis_health.succeeded();
+                entries
+            }
             Err(e) if e.is_nogroup() => {
                 group.ensure(&mut commands, true, &shutdown).await;
                 continue;
             }
             Err(e) => {
                 ctx.metrics.redis_error("read");
-                tracing::warn!(plugin = %ctx.plugin.name, error = %e, "read failed; retrying");
+                if e.is_unreachable() {
+                    ctx.redis_health.failed("read", &e);
+                } else {
+                    tracing::warn!(plugin = %ctx.plugin.name, error = %e, "read failed; retrying");
+                }
                 if !backoff.wait(&shutdown).await {
                     break;
                 }
