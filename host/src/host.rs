@@ -147,18 +147,25 @@ impl Host {
         admin: Option<crate::admin::Listener>,
         shutdown: CancellationToken,
     ) -> Result<()> {
-        let ops = Operations::start(&self.config, &self.plugins, &self.metrics, admin, &shutdown)?;
+        let contexts: Vec<Arc<PluginContext>> = self
+            .plugins
+            .iter()
+            .zip(&self.config.plugins)
+            .map(|(plugin, pc)| {
+                let mut ctx = PluginContext::new(
+                    plugin.clone(),
+                    pc.clone(),
+                    self.metrics.plugin(&pc.name, &pc.stream),
+                );
+                ctx.watch = self.watch;
+                ctx.registry = Some(self.metrics.clone());
+                ctx.redis_health = self.redis_health.clone();
+                Arc::new(ctx)
+            })
+            .collect();
+        let ops = Operations::start(&self.config, &contexts, &self.metrics, admin, &shutdown)?;
         let mut tasks = JoinSet::new();
-        for (plugin, pc) in self.plugins.iter().zip(&self.config.plugins) {
-            let mut ctx = PluginContext::new(
-                plugin.clone(),
-                pc.clone(),
-                self.metrics.plugin(&pc.name, &pc.stream),
-            );
-            ctx.watch = self.watch;
-            ctx.registry = Some(self.metrics.clone());
-            ctx.redis_health = self.redis_health.clone();
-            let ctx = Arc::new(ctx);
+        for (ctx, pc) in contexts.into_iter().zip(&self.config.plugins) {
             tracing::info!(plugin = %pc.name, stream = %pc.stream, group = pc.group(), consumer = %ctx.consumer, "consuming");
             let url = self.config.redis.url.clone();
             let stop = shutdown.clone();

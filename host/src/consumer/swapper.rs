@@ -31,6 +31,7 @@ const WATCH: Duration = Duration::from_millis(250);
 /// Before consuming: switch to the deployed version if there is one, so a host
 /// that starts later runs what was deployed, not its config file.
 pub async fn initial_sync(ctx: &PluginContext, conn: &mut ConnectionManager) {
+    follow_pause(ctx, conn).await;
     match deploy::current(conn, &ctx.plugin.name).await {
         Ok(Some((version, digest))) if digest != *ctx.running().digest => {
             tracing::info!(plugin = %ctx.plugin.name, version, %digest, "a deployed version exists; running it instead of the config file's component");
@@ -91,12 +92,34 @@ pub async fn run(
                     follow(&ctx, &mut conn, version, &digest).await;
                 }
             }
+            follow_pause(&ctx, &mut conn).await;
             if !subscribed {
                 break;
             }
         }
         if !pause(Duration::from_millis(500), &shutdown).await {
             return;
+        }
+    }
+}
+
+/// Copies the plugin's pause flag from Redis into this host (see [`crate::pause`]).
+async fn follow_pause(ctx: &PluginContext, conn: &mut ConnectionManager) {
+    match crate::pause::status(conn, &ctx.plugin.name).await {
+        Ok(record) => {
+            let paused = record.is_some();
+            ctx.metrics.paused.set(i64::from(paused));
+            if ctx.paused.set(paused) {
+                match record {
+                    Some(p) => {
+                        tracing::info!(plugin = %ctx.plugin.name, by = %p.by, "paused: reading no new entries; entries already read finish")
+                    }
+                    None => tracing::info!(plugin = %ctx.plugin.name, "resumed: reading again"),
+                }
+            }
+        }
+        Err(e) => {
+            tracing::debug!(plugin = %ctx.plugin.name, error = %e, "cannot read the pause flag; keeping the last one")
         }
     }
 }

@@ -53,6 +53,13 @@ pub async fn run<S: Source>(
 ) {
     let interval = Duration::from_millis(ctx.config.claim.interval_ms);
     while pause(interval, &shutdown).await {
+        // Paused: take over nothing either (the pending gauge still refreshes).
+        if ctx.paused.is_paused() {
+            if let Ok(pending) = pending_count(&ctx, &key, &mut conn).await {
+                ctx.metrics.pending.set(pending);
+            }
+            continue;
+        }
         match claim_abandoned(&ctx, &key, &mut conn, &intake, &shutdown).await {
             Ok(()) => {}
             Err(ClaimError::Closed(_)) => return,
@@ -65,6 +72,7 @@ pub async fn run<S: Source>(
                 continue;
             }
             Err(e) => {
+                ctx.metrics.redis_error("claim");
                 tracing::warn!(plugin = %ctx.plugin.name, error = %e, "claiming abandoned entries failed");
                 continue;
             }
