@@ -1,11 +1,11 @@
 //! The admin HTTP endpoint (`[admin] listen`): `GET /metrics` (Prometheus),
-//! `GET /healthz` (the process is alive) and `GET /readyz` (Redis answers,
-//! every plugin is loaded and consuming).
+//! `GET /healthz` (the process is alive), `GET /readyz` (Redis answers,
+//! every plugin is loaded and consuming), and the dashboard at `/`
+//! ([`crate::dashboard`]).
 //!
-//! `/metrics` is served in the OpenMetrics text format, the one
-//! prometheus-client encodes (`# EOF`, `_total` counters) and the first one
-//! Prometheus asks for in its `Accept` header; labelling that text as the
-//! classic `text/plain; version=0.0.4` would misdescribe it.
+//! `/metrics` is served in the OpenMetrics text format unless the scraper's
+//! `Accept` header prefers the classic `text/plain; version=0.0.4`
+//! ([`crate::exposition`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,10 +22,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::dashboard::{Dashboard, routes};
 use crate::error::{ConfigError, Error, Result};
+use crate::exposition::Format;
 use crate::metrics::Metrics;
 
-/// The content type of `/metrics`.
+/// The default content type of `/metrics`.
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// How long `/readyz` waits for Redis to answer `PING`.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
@@ -153,6 +155,7 @@ pub struct AdminState {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     redis: RedisProbe,
+    dashboard: Arc<Dashboard>,
 }
 
 impl AdminState {
@@ -161,10 +164,12 @@ impl AdminState {
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
         redis_url: &str,
+        dashboard: Arc<Dashboard>,
     ) -> Result<Arc<AdminState>> {
         Ok(Arc::new(AdminState {
             metrics,
             readiness,
+            dashboard,
             redis: RedisProbe {
                 client: redis::Client::open(redis_url)?,
                 conn: tokio::sync::Mutex::new(None),
@@ -177,20 +182,30 @@ impl AdminState {
         if let Some(reason) = self.readiness.local_reason() {
             return Err(reason);
         }
-        self.redis.ping().await
+        let pinged = self.redis.ping().await;
+        self.metrics.redis_up().set(i64::from(pinged.is_ok()));
+        pinged
     }
 }
 
 /// Serves until `stop`, then drops open connections.
 pub async fn serve(listener: Listener, state: Arc<AdminState>, stop: CancellationToken) {
-    tracing::info!(addr = %listener.addr, "admin endpoint listening (/metrics, /healthz, /readyz)");
+    let actions = if state.dashboard.auth.actions_enabled() {
+        "actions need [admin] token"
+    } else {
+        "read-only: no [admin] token"
+    };
+    tracing::info!(addr = %listener.addr, dashboard = %format!("http://{}/", listener.addr), actions, "admin endpoint listening (dashboard at /, /metrics, /healthz, /readyz)");
+    if !listener.addr.ip().is_loopback() {
+        tracing::warn!(addr = %listener.addr, "the admin endpoint and dashboard listen beyond loopback: anyone who reaches it sees plugin data and dead letters");
+    }
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, state.clone()));
+                Ok((stream, peer)) => {
+                    connections.spawn(serve_connection(stream, peer, state.clone()));
                 }
                 Err(e) => {
                     // Usually out of file descriptors: back off instead of spinning.
@@ -203,10 +218,10 @@ pub async fn serve(listener: Listener, state: Arc<AdminState>, stop: Cancellatio
     }
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, state: Arc<AdminState>) {
+async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, state: Arc<AdminState>) {
     let service = hyper::service::service_fn(move |request| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(respond(&state, &request).await) }
+        async move { Ok::<_, Infallible>(respond(&state, request, peer).await) }
     });
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -218,16 +233,36 @@ async fn serve_connection(stream: tokio::net::TcpStream, state: Arc<AdminState>)
     }
 }
 
-async fn respond(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(
+    state: &AdminState,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let probe = matches!(request.uri().path(), "/metrics" | "/healthz" | "/readyz");
+    if !probe {
+        if let Some(reply) = routes::respond(&state.dashboard, request, peer).await {
+            return reply;
+        }
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found; try /, /metrics, /healthz or /readyz\n".to_owned(),
+        );
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".to_owned());
     }
     match request.uri().path() {
         "/metrics" => {
-            let mut response = text(StatusCode::OK, state.metrics.encode());
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+            let accept = request
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let format = Format::negotiate(accept);
+            let mut response = text(StatusCode::OK, state.metrics.encode_as(format));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            );
             response
         }
         "/healthz" => text(StatusCode::OK, "ok\n".to_owned()),
@@ -238,10 +273,7 @@ async fn respond(state: &AdminState, request: &Request<Incoming>) -> Response<Fu
                 format!("not ready: {reason}\n"),
             ),
         },
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "not found; try /metrics, /healthz or /readyz\n".to_owned(),
-        ),
+        _ => text(StatusCode::NOT_FOUND, "not found\n".to_owned()),
     }
 }
 

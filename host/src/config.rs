@@ -538,7 +538,7 @@ fn default_max_tables() -> u32 {
     16
 }
 
-/// `[admin]`: the HTTP endpoint for metrics and health.
+/// `[admin]`: the HTTP endpoint for metrics, health and the dashboard.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
@@ -549,6 +549,29 @@ pub struct AdminConfig {
     /// DLQ length) are refreshed, in milliseconds. Scrapes never query Redis.
     #[serde(default = "default_admin_refresh_ms")]
     pub refresh_ms: u64,
+    /// The dashboard's action token: without it the dashboard is read-only;
+    /// with it, pause/resume, rollback, replay and purge need it (bearer
+    /// header, or the sign-in form that sets a session cookie).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+}
+
+/// A secret string from the config, never shown by `Debug`.
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 fn default_admin_refresh_ms() -> u64 {
@@ -722,6 +745,13 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     key: "admin.refresh_ms".to_owned(),
                     reason: "must be at least 1".to_owned(),
+                });
+            }
+            if admin.token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+                return Err(ConfigError::Invalid {
+                    key: "admin.token".to_owned(),
+                    reason: "must be at least 16 characters (e.g. `openssl rand -hex 16`)"
+                        .to_owned(),
                 });
             }
         }

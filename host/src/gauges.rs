@@ -35,7 +35,9 @@ pub async fn run(
     };
     let mut conn = conn;
     loop {
-        if let Err(e) = refresh(&plugin, &gauges, &mut conn).await {
+        let refreshed = refresh(&plugin, &gauges, &mut conn).await;
+        gauges.set_redis_reached(refreshed.is_ok());
+        if let Err(e) = refreshed {
             tracing::debug!(plugin = %plugin.name, error = %e, "cannot refresh group gauges");
         }
         if !pause(interval, &shutdown).await {

@@ -67,7 +67,10 @@ pub async fn load_plugins(
             LoadedPlugin::load_file(&engine, &name, &path, &limits)
         })
         .await
-        .map_err(|e| Error::Other(format!("loading plugin {:?} panicked: {e}", p.name)))??
+        .map_err(|source| Error::Task {
+            task: format!("loading plugin {:?}", p.name),
+            source,
+        })??
         .with_effects(EffectPolicy::from_config(p));
         // Instantiating once catches components whose start function traps.
         plugin.instantiate().await?;
@@ -95,11 +98,10 @@ impl Host {
     /// `plugin::native`), one per `config.plugins` entry, in the same order.
     pub fn with_plugins(config: Config, plugins: Vec<Arc<LoadedPlugin>>) -> Result<Host> {
         if plugins.len() != config.plugins.len() {
-            return Err(Error::Other(format!(
-                "{} loaded plugins for {} plugin tables",
-                plugins.len(),
-                config.plugins.len()
-            )));
+            return Err(Error::PluginCount {
+                loaded: plugins.len(),
+                tables: config.plugins.len(),
+            });
         }
         config.validate()?;
         Ok(Host {
@@ -149,18 +151,25 @@ impl Host {
         admin: Option<crate::admin::Listener>,
         shutdown: CancellationToken,
     ) -> Result<()> {
-        let ops = Operations::start(&self.config, &self.plugins, &self.metrics, admin, &shutdown)?;
+        let contexts: Vec<Arc<PluginContext>> = self
+            .plugins
+            .iter()
+            .zip(&self.config.plugins)
+            .map(|(plugin, pc)| {
+                let mut ctx = PluginContext::new(
+                    plugin.clone(),
+                    pc.clone(),
+                    self.metrics.plugin(&pc.name, &pc.stream),
+                );
+                ctx.watch = self.watch;
+                ctx.registry = Some(self.metrics.clone());
+                ctx.redis_health = self.redis_health.clone();
+                Arc::new(ctx)
+            })
+            .collect();
+        let ops = Operations::start(&self.config, &contexts, &self.metrics, admin, &shutdown)?;
         let mut tasks = JoinSet::new();
-        for (plugin, pc) in self.plugins.iter().zip(&self.config.plugins) {
-            let mut ctx = PluginContext::new(
-                plugin.clone(),
-                pc.clone(),
-                self.metrics.plugin(&pc.name, &pc.stream),
-            );
-            ctx.watch = self.watch;
-            ctx.registry = Some(self.metrics.clone());
-            ctx.redis_health = self.redis_health.clone();
-            let ctx = Arc::new(ctx);
+        for (ctx, pc) in contexts.into_iter().zip(&self.config.plugins) {
             tracing::info!(plugin = %pc.name, stream = %pc.stream, group = pc.group(), consumer = %ctx.consumer, "consuming");
             let url = self.config.redis.url.clone();
             let stop = shutdown.clone();
@@ -173,7 +182,10 @@ impl Host {
         let mut first_error = None;
         while let Some(done) = tasks.join_next().await {
             let result = done
-                .map_err(|e| Error::Other(format!("plugin task failed: {e}")))
+                .map_err(|source| Error::Task {
+                    task: "a plugin's consuming task".to_owned(),
+                    source,
+                })
                 .and_then(|r| r);
             if let Err(e) = result {
                 tracing::error!(error = %e, "plugin stopped with an error");

@@ -8,7 +8,7 @@ use redis::Value;
 use redis::aio::ConnectionLike;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ReplyError, Result};
 
 /// One group as `XINFO GROUPS` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -186,18 +186,14 @@ fn is_no_such_key(e: &redis::RedisError) -> bool {
 }
 
 fn bad(command: &str, field: &str) -> Error {
-    Error::Other(format!(
-        "unexpected reply from Redis to {command}: no `{field}`"
-    ))
+    ReplyError(format!("{command} reply has no `{field}`")).into()
 }
 
 fn list(v: Value, command: &str) -> Result<Vec<Value>> {
     match v {
         Value::Array(items) | Value::Set(items) => Ok(items),
         Value::Nil => Ok(Vec::new()),
-        other => Err(Error::Other(format!(
-            "unexpected reply from Redis to {command}: {other:?}"
-        ))),
+        other => Err(ReplyError(format!("{command} replied {other:?}")).into()),
     }
 }
 

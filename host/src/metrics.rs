@@ -1,5 +1,8 @@
 //! Prometheus metrics: one registry per host, handles resolved once per plugin
-//! so the hot path only bumps atomics.
+//! so the hot path only bumps atomics. Families are named and unit-tagged by
+//! Prometheus conventions (`_total` counters, `# UNIT` on `_seconds` and
+//! `_bytes`); `process_*` comes from [`crate::process_stats`] without the
+//! `streamhost_` prefix, as every exporter names it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,6 +24,45 @@ struct PluginLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    plugin: String,
+    stream: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoundTripLabels {
+    plugin: String,
+    stream: String,
+    op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    wit: String,
+}
+
+/// The operations `streamhost_redis_errors_total` counts, by its `op` label.
+pub const REDIS_OPS: [&str; 7] = [
+    "read",
+    "ack",
+    "claim",
+    "reclaim",
+    "dead_letter",
+    "commit",
+    "inspect",
+];
+
+/// The WIT package version this host implements (`wit/plugin.wit`).
+pub const WIT_VERSION: &str = "streamhost:plugin@0.1.0";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
     plugin: String,
     stream: String,
@@ -31,6 +73,22 @@ fn duration_histogram() -> Histogram {
     Histogram::new([
         0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005, 0.025,
         0.1, 0.5, 1.0, 5.0,
+    ])
+}
+
+/// From a millisecond to an hour: entries can wait in a stream for long.
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+        900.0, 3600.0,
+    ])
+}
+
+/// Redis round trips: from tens of microseconds to a timed-out command.
+fn round_trip_histogram() -> Histogram {
+    Histogram::new([
+        0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+        1.0, 5.0,
     ])
 }
 
@@ -60,6 +118,103 @@ pub struct Metrics {
     effect_conflicts: Family<PluginLabels, Counter>,
     swaps: Family<PluginLabels, Counter>,
     swap_refusals: Family<PluginLabels, Counter>,
+    /// Families about the host's own health and work in progress.
+    health: HealthMetrics,
+}
+
+/// Entry latency, in-progress gauges and the host's view of Redis.
+struct HealthMetrics {
+    end_to_end: Family<PluginLabels, Histogram, fn() -> Histogram>,
+    dead_lettered: Family<ReasonLabels, Counter>,
+    build_info: Family<BuildLabels, Gauge>,
+    redis_up: Gauge,
+    redis_errors: Family<OpLabels, Counter>,
+    round_trip: Family<RoundTripLabels, Histogram, fn() -> Histogram>,
+    in_flight: Family<PluginLabels, Gauge>,
+    workers_busy: Family<PluginLabels, Gauge>,
+    workers: Family<PluginLabels, Gauge>,
+    retries_waiting: Family<PluginLabels, Gauge>,
+    paused: Family<PluginLabels, Gauge>,
+}
+
+impl Default for HealthMetrics {
+    fn default() -> Self {
+        HealthMetrics {
+            end_to_end: Family::new_with_constructor(latency_histogram),
+            dead_lettered: Family::default(),
+            build_info: Family::default(),
+            redis_up: Gauge::default(),
+            redis_errors: Family::default(),
+            round_trip: Family::new_with_constructor(round_trip_histogram),
+            in_flight: Family::default(),
+            workers_busy: Family::default(),
+            workers: Family::default(),
+            retries_waiting: Family::default(),
+            paused: Family::default(),
+        }
+    }
+}
+
+impl HealthMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register_with_unit(
+            "end_to_end_latency",
+            "Time from an entry's id (when Redis added it) to its ack, by the host's clock",
+            Unit::Seconds,
+            self.end_to_end.clone(),
+        );
+        registry.register(
+            "dead_lettered",
+            "Entries moved to a dead-letter stream, by reason (rejected, attempts-exhausted, trap:<kind>)",
+            self.dead_lettered.clone(),
+        );
+        registry.register(
+            "build_info",
+            "Always 1; labels name the host's version and the WIT package it implements",
+            self.build_info.clone(),
+        );
+        registry.register(
+            "redis_up",
+            "1 while the host's last query to Redis (gauge refresh or /readyz ping) succeeded, else 0",
+            self.redis_up.clone(),
+        );
+        registry.register(
+            "redis_errors",
+            "Redis commands that failed, by operation (read, ack, claim, reclaim, dead_letter, commit, inspect)",
+            self.redis_errors.clone(),
+        );
+        registry.register_with_unit(
+            "redis_round_trip",
+            "Round trip of XREADGROUP replies that carried entries (op=read) and of XACK (op=ack)",
+            Unit::Seconds,
+            self.round_trip.clone(),
+        );
+        registry.register(
+            "entries_in_flight",
+            "Entries this host holds: queued, being handled, awaiting ack or a retry",
+            self.in_flight.clone(),
+        );
+        registry.register(
+            "workers_busy",
+            "Workers running a handler right now",
+            self.workers_busy.clone(),
+        );
+        registry.register(
+            "workers",
+            "Workers of the plugin on this host (its concurrency)",
+            self.workers.clone(),
+        );
+        registry.register(
+            "retries_waiting",
+            "Failed entries waiting on this host for their next attempt",
+            self.retries_waiting.clone(),
+        );
+        registry.register(
+            "plugin_paused",
+            "1 while the plugin is paused (no new reads on any host)",
+            self.paused.clone(),
+        );
+    }
 }
 
 impl Default for Metrics {
@@ -69,9 +224,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A registry with every family registered under `streamhost_`.
+    /// A registry with every family registered under `streamhost_`, plus `process_*`.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("streamhost");
+        let mut root = Registry::default();
+        root.register_collector(Box::new(crate::process_stats::ProcessCollector));
+        let registry = root.sub_registry_with_prefix("streamhost");
         let m = Metrics {
             received: Family::default(),
             acked: Family::default(),
@@ -89,6 +246,7 @@ impl Metrics {
             effect_conflicts: Family::default(),
             swaps: Family::default(),
             swap_refusals: Family::default(),
+            health: HealthMetrics::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -132,9 +290,10 @@ impl Metrics {
             "Consumer groups found missing and recreated",
             m.groups_recreated.clone(),
         );
-        registry.register(
-            "handler_duration_seconds",
+        registry.register_with_unit(
+            "handler_duration",
             "Wall-clock time of one handler invocation",
+            Unit::Seconds,
             m.handler_seconds.clone(),
         );
         registry.register(
@@ -152,7 +311,7 @@ impl Metrics {
             "Handler re-runs because state it read changed before its commit",
             m.effect_conflicts.clone(),
         );
-        m.ops.register(&mut registry);
+        m.ops.register(registry);
         registry.register(
             "hot_swaps",
             "Versions swapped in without a restart (deploy, rollback, --watch)",
@@ -163,7 +322,39 @@ impl Metrics {
             "Candidate versions refused (do not compile, wrong world, trap at instantiation, too large)",
             m.swap_refusals.clone(),
         );
-        Metrics { registry, ..m }
+        m.health.register(registry);
+        // Known label values start at 0, so dashboards and alerts see the
+        // series before the first error (Prometheus's advice for counters).
+        for op in REDIS_OPS {
+            let _ = m
+                .health
+                .redis_errors
+                .get_or_create(&OpLabels { op: op.to_owned() });
+        }
+        m.health
+            .build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                wit: WIT_VERSION.to_owned(),
+            })
+            .set(1);
+        Metrics {
+            registry: root,
+            ..m
+        }
+    }
+
+    /// 1 while Redis answers this host, 0 after a failed query.
+    pub fn redis_up(&self) -> &Gauge {
+        &self.health.redis_up
+    }
+
+    /// Counts one failed Redis command of operation `op`.
+    pub fn redis_error(&self, op: &str) {
+        self.health
+            .redis_errors
+            .get_or_create(&OpLabels { op: op.to_owned() })
+            .inc();
     }
 
     /// Handles for one plugin's hot path.
@@ -181,7 +372,38 @@ impl Metrics {
                 })
                 .clone()
         };
+        let reasons = ["rejected".to_owned(), "attempts-exhausted".to_owned()]
+            .into_iter()
+            .chain(TrapKind::ALL.iter().map(|k| format!("trap:{}", k.as_str())));
+        for reason in reasons {
+            let _ = self.health.dead_lettered.get_or_create(&ReasonLabels {
+                plugin: plugin.to_owned(),
+                stream: stream.to_owned(),
+                reason,
+            });
+        }
+        let round_trip = |op: &str| {
+            self.health
+                .round_trip
+                .get_or_create(&RoundTripLabels {
+                    plugin: plugin.to_owned(),
+                    stream: stream.to_owned(),
+                    op: op.to_owned(),
+                })
+                .clone()
+        };
         PluginMetrics {
+            end_to_end: self.health.end_to_end.get_or_create(&l).clone(),
+            in_flight: self.health.in_flight.get_or_create(&l).clone(),
+            workers_busy: self.health.workers_busy.get_or_create(&l).clone(),
+            workers: self.health.workers.get_or_create(&l).clone(),
+            retries_waiting: self.health.retries_waiting.get_or_create(&l).clone(),
+            paused: self.health.paused.get_or_create(&l).clone(),
+            read_round_trip: round_trip("read"),
+            ack_round_trip: round_trip("ack"),
+            dead_lettered_by_reason: self.health.dead_lettered.clone(),
+            redis_errors: self.health.redis_errors.clone(),
+            labels: l.clone(),
             received: self.received.get_or_create(&l).clone(),
             acked: self.acked.get_or_create(&l).clone(),
             retried: self.retried.get_or_create(&l).clone(),
@@ -212,11 +434,23 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The OpenMetrics text exposition of every metric.
     pub fn encode(&self) -> String {
+        self.encode_as(crate::exposition::Format::OpenMetrics)
+    }
+
+    /// The exposition of every metric in `format`.
+    pub fn encode_as(&self, format: crate::exposition::Format) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = match format {
+            crate::exposition::Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            }
+            crate::exposition::Format::Prometheus => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            }
+        };
         out
     }
 }
@@ -224,6 +458,25 @@ impl Metrics {
 /// One plugin's metric handles (cheap clones of shared atomics).
 #[derive(Clone)]
 pub struct PluginMetrics {
+    /// Entry id time to ack.
+    pub end_to_end: Histogram,
+    /// Entries this host holds.
+    pub in_flight: Gauge,
+    /// Workers running a handler.
+    pub workers_busy: Gauge,
+    /// Workers in all.
+    pub workers: Gauge,
+    /// Entries waiting for a retry on this host.
+    pub retries_waiting: Gauge,
+    /// 1 while paused.
+    pub paused: Gauge,
+    /// XREADGROUP round trips that returned entries.
+    pub read_round_trip: Histogram,
+    /// XACK round trips.
+    pub ack_round_trip: Histogram,
+    dead_lettered_by_reason: Family<ReasonLabels, Counter>,
+    redis_errors: Family<OpLabels, Counter>,
+    labels: PluginLabels,
     pub received: Counter,
     pub acked: Counter,
     pub retried: Counter,
@@ -254,6 +507,38 @@ pub struct PluginMetrics {
 }
 
 impl PluginMetrics {
+    /// Counts one dead letter under its reason label (`rejected`, `trap:fuel`, ...).
+    pub fn dead_lettered_for(&self, reason: &str) {
+        self.dead_lettered.inc();
+        self.dead_lettered_by_reason
+            .get_or_create(&ReasonLabels {
+                plugin: self.labels.plugin.clone(),
+                stream: self.labels.stream.clone(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one failed Redis command of operation `op`.
+    pub fn redis_error(&self, op: &str) {
+        self.redis_errors
+            .get_or_create(&OpLabels { op: op.to_owned() })
+            .inc();
+    }
+
+    /// Records the end-to-end latency of acked entries, from their id time.
+    pub fn observe_acked<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        for id in ids {
+            if let Some(t) = crate::inspect::id_time_ms(id) {
+                self.end_to_end
+                    .observe(now_ms.saturating_sub(t) as f64 / 1000.0);
+            }
+        }
+    }
+
     /// The `entries_failed` counter of a failure kind.
     pub fn failed(&self, kind: FailureKind) -> &Counter {
         match kind {
@@ -372,6 +657,8 @@ impl Metrics {
         GroupGauges {
             oldest_pending_age_seconds: self.ops.oldest_pending_age.get_or_create(&labels).clone(),
             dlq_entries: self.ops.dlq_entries.get_or_create(&labels).clone(),
+            redis_up: self.health.redis_up.clone(),
+            redis_errors: self.health.redis_errors.clone(),
             lag: self.ops.lag.clone(),
             labels,
         }
@@ -396,11 +683,26 @@ pub struct GroupGauges {
     pub oldest_pending_age_seconds: Gauge<f64, AtomicU64>,
     /// Length of the dead-letter stream.
     pub dlq_entries: Gauge,
+    /// The host-wide `redis_up`.
+    pub redis_up: Gauge,
+    redis_errors: Family<OpLabels, Counter>,
     lag: Family<PluginLabels, Gauge>,
     labels: PluginLabels,
 }
 
 impl GroupGauges {
+    /// Records whether a refresh reached Redis.
+    pub fn set_redis_reached(&self, reached: bool) {
+        self.redis_up.set(i64::from(reached));
+        if !reached {
+            self.redis_errors
+                .get_or_create(&OpLabels {
+                    op: "inspect".to_owned(),
+                })
+                .inc();
+        }
+    }
+
     /// Sets the group's lag, or removes the series when Redis cannot tell
     /// (it reports nil after deletions or trims it cannot account for).
     pub fn set_lag(&self, lag: Option<u64>) {

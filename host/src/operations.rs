@@ -1,6 +1,7 @@
 //! The host's operational side tasks, started and stopped around the
-//! consumers: the admin endpoint, one gauge refresher per plugin, one task per
-//! retention rule. None of them touches the delivery path.
+//! consumers: the admin endpoint with the dashboard and its history sampler,
+//! one gauge refresher per plugin, one task per retention rule. None of them
+//! touches the delivery path.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, Consuming, Listener, Readiness};
 use crate::config::Config;
+use crate::dashboard::Dashboard;
 use crate::error::Result;
 use crate::metrics::Metrics;
-use crate::plugin::LoadedPlugin;
+use crate::pipeline::PluginContext;
 use crate::{gauges, retention};
 
 /// Gauge refresh interval when the admin listener comes without an `[admin]` table.
@@ -33,7 +35,7 @@ impl Operations {
     /// with `shutdown`; the admin endpoint at [`Operations::stop`].
     pub fn start(
         config: &Config,
-        plugins: &[Arc<LoadedPlugin>],
+        plugins: &[Arc<PluginContext>],
         metrics: &Arc<Metrics>,
         admin: Option<Listener>,
         shutdown: &CancellationToken,
@@ -43,11 +45,14 @@ impl Operations {
         let mut tasks = JoinSet::new();
         let admin_stop = CancellationToken::new();
         let url = &config.redis.url;
-        for (plugin, pc) in plugins.iter().zip(&config.plugins) {
-            metrics.set_plugin_version(&pc.name, &pc.stream, pc.group(), &plugin.digest);
+        for ctx in plugins {
+            let pc = &ctx.config;
+            metrics.set_plugin_version(&pc.name, &pc.stream, pc.group(), &ctx.plugin.digest);
         }
         if let Some(listener) = admin {
-            let state = AdminState::new(metrics.clone(), readiness.clone(), url)?;
+            let dashboard = Dashboard::new(config, plugins.to_vec(), metrics.clone())?;
+            tasks.spawn(dashboard.clone().sample(shutdown.clone()));
+            let state = AdminState::new(metrics.clone(), readiness.clone(), url, dashboard)?;
             tasks.spawn(admin::serve(listener, state, admin_stop.clone()));
             tasks.spawn(mark_draining(
                 readiness.clone(),

@@ -22,6 +22,15 @@ pub enum TrapKind {
 }
 
 impl TrapKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [TrapKind; 5] = [
+        TrapKind::Fuel,
+        TrapKind::Timeout,
+        TrapKind::Memory,
+        TrapKind::StackOverflow,
+        TrapKind::Panic,
+    ];
+
     /// Stable label for metrics and DLQ metadata.
     pub fn as_str(self) -> &'static str {
         match self {

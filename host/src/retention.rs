@@ -15,7 +15,7 @@ use redis::aio::ConnectionLike;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RetentionConfig;
-use crate::error::{Error, Result};
+use crate::error::{ReplyError, Result};
 use crate::inspect::{number, text};
 use crate::metrics::RetentionMetrics;
 use crate::shutdown::pause;
@@ -129,9 +129,7 @@ async fn trim_round<C: ConnectionLike + Send>(
 
 fn parse_round(reply: Value) -> Result<Applied> {
     let Value::Array(parts) = reply else {
-        return Err(Error::Other(format!(
-            "unexpected reply from the retention script: {reply:?}"
-        )));
+        return Err(ReplyError(format!("the retention script replied {reply:?}")).into());
     };
     let mut parts = parts.into_iter();
     let trimmed = number(parts.next()).unwrap_or(0);

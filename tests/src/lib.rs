@@ -287,3 +287,113 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// The value of the first sample `name{labels...}` in Prometheus text.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A response read by [`http`].
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The head, lower-cased, for `contains` checks.
+    pub headers: String,
+    /// The body as text.
+    pub body: String,
+}
+
+/// One plain HTTP/1.1 request (`Connection: close`); no client dependency.
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to admin endpoint");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+    HttpResponse {
+        status: head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status code"),
+        headers: head.to_ascii_lowercase(),
+        body: body.to_owned(),
+    }
+}
+
+/// A host with its admin endpoint (and dashboard) on a free loopback port.
+pub struct AdminHost {
+    /// Where the admin endpoint listens.
+    pub addr: std::net::SocketAddr,
+    /// The host's metrics.
+    pub metrics: std::sync::Arc<Metrics>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<streamhost::Result<()>>,
+}
+
+impl AdminHost {
+    /// Loads and runs `config` with `[admin]` on port 0 (gauges every 100 ms).
+    pub async fn start(mut config: Config, token: Option<&str>) -> AdminHost {
+        config.admin = Some(streamhost::config::AdminConfig {
+            listen: "127.0.0.1:0".to_owned(),
+            refresh_ms: 100,
+            token: token.map(|t| streamhost::config::Secret(t.to_owned())),
+        });
+        let listener = streamhost::admin::Listener::bind("127.0.0.1:0")
+            .await
+            .expect("bind admin");
+        let addr = listener.addr();
+        let host = streamhost::Host::load(config).await.expect("host loads");
+        let metrics = host.metrics();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(host.run_with_admin(Some(listener), shutdown.clone()));
+        AdminHost {
+            addr,
+            metrics,
+            shutdown,
+            task,
+        }
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> HttpResponse {
+        http(self.addr, "GET", path, &[], "").await
+    }
+
+    /// Stops the host and checks it ran cleanly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("host task")
+            .expect("host ran cleanly");
+    }
+}

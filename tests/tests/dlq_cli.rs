@@ -290,7 +290,8 @@ async fn dlq_list_show_replay_by_reason_and_purge() {
         "--id",
         "0-1",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    // A dead letter that does not exist is bad input (issue 14: exit 2).
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("no dead letter 0-1"),
         "{}",

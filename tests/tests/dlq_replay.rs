@@ -121,6 +121,7 @@ async fn three_plugins_on_one_stream_replay_reaches_the_failing_plugin_alone() {
     cfg.admin = Some(AdminConfig {
         listen: "127.0.0.1:0".to_owned(),
         refresh_ms: 100,
+        token: None,
     });
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg_path = dir.path().join("streamhost.toml");

@@ -3,98 +3,12 @@
 //! Redis's own view.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use streamhost::config::{AdminConfig, Config, RetentionConfig, RetryConfig};
+use streamhost::config::{RetentionConfig, RetryConfig};
 use streamhost_tests::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
-
-/// A host with its admin endpoint on a free port.
-struct AdminHost {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<streamhost::Result<()>>,
-}
-
-impl AdminHost {
-    async fn start(mut config: Config) -> AdminHost {
-        config.admin = Some(AdminConfig {
-            listen: "127.0.0.1:0".to_owned(),
-            refresh_ms: 100,
-        });
-        // Bind first so the test knows the port before the host runs.
-        let listener = streamhost::admin::Listener::bind("127.0.0.1:0")
-            .await
-            .expect("bind admin");
-        let addr = listener.addr();
-        let host = streamhost::Host::load(config).await.expect("host loads");
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(host.run_with_admin(Some(listener), shutdown.clone()));
-        AdminHost {
-            addr,
-            shutdown,
-            task,
-        }
-    }
-
-    async fn get(&self, path: &str) -> Response {
-        get(self.addr, path).await
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.task
-            .await
-            .expect("host task")
-            .expect("host ran cleanly");
-    }
-}
-
-struct Response {
-    status: u16,
-    headers: String,
-    body: String,
-}
-
-/// A plain HTTP/1.1 GET: enough for three endpoints, no client dependency.
-async fn get(addr: SocketAddr, path: &str) -> Response {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to admin endpoint");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: streamhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await.expect("read");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    Response {
-        status,
-        headers: head.to_ascii_lowercase(),
-        body: body.to_owned(),
-    }
-}
-
-/// The value of the sample `name{labels...}` in Prometheus text, if present.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 fn flaky(fail_times: usize) -> impl Fn(usize) -> Vec<(String, Vec<u8>)> {
     move |_| vec![("fail_times".to_owned(), fail_times.to_string().into_bytes())]
@@ -116,7 +30,7 @@ async fn metrics_move_through_failures_retries_and_dead_letters() {
         max_ms: 50,
         ..RetryConfig::default()
     };
-    let host = AdminHost::start(config(&redis.url(), vec![p])).await;
+    let host = AdminHost::start(config(&redis.url(), vec![p]), None).await;
     let labels = [("plugin", "flaky"), ("stream", stream)];
     let settled = wait_until(Duration::from_secs(30), || async {
         let text = host.get("/metrics").await.body;
@@ -194,14 +108,17 @@ async fn metrics_move_through_failures_retries_and_dead_letters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_redis_down_and_back() {
     let mut redis = start_redis();
-    let host = AdminHost::start(config(
-        &redis.url(),
-        vec![plugin("echo", artifacts::ECHO, "ops:ready")],
-    ))
+    let host = AdminHost::start(
+        config(
+            &redis.url(),
+            vec![plugin("echo", artifacts::ECHO, "ops:ready")],
+        ),
+        None,
+    )
     .await;
     let status = |path: &'static str| {
         let addr = host.addr;
-        async move { get(addr, path).await.status }
+        async move { http(addr, "GET", path, &[], "").await.status }
     };
     assert!(
         wait_until(Duration::from_secs(10), || async {
@@ -335,11 +252,17 @@ async fn retention_trims_only_what_no_group_still_needs() {
         max_age: None,
         interval_ms: 100,
     }];
-    let host = AdminHost::start(cfg).await;
+    let host = AdminHost::start(cfg, None).await;
     let labels = [("stream", stream)];
     let metric = |name: &'static str| {
         let addr = host.addr;
-        async move { sample(&get(addr, "/metrics").await.body, name, &labels) }
+        async move {
+            sample(
+                &http(addr, "GET", "/metrics", &[], "").await.body,
+                name,
+                &labels,
+            )
+        }
     };
 
     // Held back by the stuck pending entry: everything from it on survives.

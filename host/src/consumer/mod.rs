@@ -39,6 +39,7 @@ pub async fn run(
     swapper::initial_sync(&ctx, &mut commands).await;
 
     let (work_tx, work_rx) = async_channel::bounded::<Batch>(ctx.config.concurrency * 2);
+    ctx.metrics.workers.set(ctx.config.concurrency as i64);
     let (source, queues) = StreamSource::new(ctx.clone(), commands.clone());
     let source = Arc::new(source);
     let read_ahead = Arc::new(ReadAhead::new(ctx.config.read_ahead_bytes()));

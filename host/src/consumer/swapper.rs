@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::deploy::{self, DeployKeys};
 use crate::effects::EffectPolicy;
+use crate::error::Error;
 use crate::pipeline::PluginContext;
 use crate::plugin::LoadedPlugin;
 use crate::shutdown::pause;
@@ -30,6 +31,7 @@ const WATCH: Duration = Duration::from_millis(250);
 /// Before consuming: switch to the deployed version if there is one, so a host
 /// that starts later runs what was deployed, not its config file.
 pub async fn initial_sync(ctx: &PluginContext, conn: &mut ConnectionManager) {
+    follow_pause(ctx, conn).await;
     match deploy::current(conn, &ctx.plugin.name).await {
         Ok(Some((version, digest))) if digest != *ctx.running().digest => {
             tracing::info!(plugin = %ctx.plugin.name, version, %digest, "a deployed version exists; running it instead of the config file's component");
@@ -90,12 +92,34 @@ pub async fn run(
                     follow(&ctx, &mut conn, version, &digest).await;
                 }
             }
+            follow_pause(&ctx, &mut conn).await;
             if !subscribed {
                 break;
             }
         }
         if !pause(Duration::from_millis(500), &shutdown).await {
             return;
+        }
+    }
+}
+
+/// Copies the plugin's pause flag from Redis into this host (see [`crate::pause`]).
+async fn follow_pause(ctx: &PluginContext, conn: &mut ConnectionManager) {
+    match crate::pause::status(conn, &ctx.plugin.name).await {
+        Ok(record) => {
+            let paused = record.is_some();
+            ctx.metrics.paused.set(i64::from(paused));
+            if ctx.paused.set(paused) {
+                match record {
+                    Some(p) => {
+                        tracing::info!(plugin = %ctx.plugin.name, by = %p.by, "paused: reading no new entries; entries already read finish")
+                    }
+                    None => tracing::info!(plugin = %ctx.plugin.name, "resumed: reading again"),
+                }
+            }
+        }
+        Err(e) => {
+            tracing::debug!(plugin = %ctx.plugin.name, error = %e, "cannot read the pause flag; keeping the last one")
         }
     }
 }
@@ -130,12 +154,12 @@ async fn follow(ctx: &PluginContext, conn: &mut ConnectionManager, version: u64,
     ctx.note_followed(version);
     match loaded {
         Ok(candidate) => swap(ctx, candidate, &format!("version {version}")),
-        Err(e) => refuse(ctx, conn, digest, e).await,
+        Err(e) => refuse(ctx, conn, digest, e.to_string()).await,
     }
 }
 
 /// Compiles and instantiates a candidate once, off the async threads.
-async fn load(ctx: &PluginContext, bytes: Vec<u8>, what: String) -> Result<LoadedPlugin, String> {
+async fn load(ctx: &PluginContext, bytes: Vec<u8>, what: String) -> Result<LoadedPlugin, Error> {
     let (engine, name, limits) = (
         ctx.plugin.engine.clone(),
         ctx.plugin.name.to_string(),
@@ -148,10 +172,12 @@ async fn load(ctx: &PluginContext, bytes: Vec<u8>, what: String) -> Result<Loade
         LoadedPlugin::load_bytes(&engine, &name, &bytes, &what, &limits)
     })
     .await
-    .map_err(|e| format!("loading panicked: {e}"))?
-    .map_err(|e| e.to_string())?
+    .map_err(|source| Error::Task {
+        task: format!("loading a candidate of plugin {:?}", ctx.plugin.name),
+        source,
+    })??
     .with_effects(EffectPolicy::from_config(&ctx.config));
-    loaded.instantiate().await.map_err(|e| e.to_string())?;
+    loaded.instantiate().await?;
     Ok(loaded)
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::inflight;
+use super::waiting::Waiting;
 use crate::config::PluginConfig;
 use crate::metrics::PluginMetrics;
 use crate::plugin::LoadedPlugin;
@@ -37,6 +38,10 @@ pub struct PluginContext {
     pub metrics: PluginMetrics,
     /// Entries this host holds (queued, being handled, awaiting ack or retry).
     pub inflight: inflight::InFlight,
+    /// Set while the plugin is paused: the source's reader and claimer wait on it.
+    pub paused: crate::pause::PauseFlag,
+    /// Entries waiting here for their next attempt (shown by the dashboard).
+    pub retries: Waiting,
     /// Whether Redis answers: loops report to it instead of logging every retry.
     pub redis_health: Arc<RedisHealth>,
 }
@@ -56,10 +61,12 @@ impl PluginContext {
             consumer: config.consumer(),
             dlq_stream: config.dlq_stream(),
             redeliver_stream: config.redeliver_stream(),
+            inflight: inflight::InFlight::counted(metrics.in_flight.clone()),
+            retries: Waiting::counted(metrics.retries_waiting.clone()),
+            paused: Default::default(),
             plugin,
             config,
             metrics,
-            inflight: Default::default(),
             redis_health: Default::default(),
         }
     }

@@ -8,6 +8,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use prometheus_client::metrics::gauge::Gauge;
+
 use super::delivery::Delivery;
 
 /// A held entry: the key it was read from and its id (two source keys may
@@ -21,18 +23,30 @@ pub struct InFlight {
     /// Until the reader has replayed this consumer's pending entries, those
     /// are the reader's to deliver, not the claimer's.
     replayed: AtomicBool,
+    /// Mirrors the count (`streamhost_entries_in_flight`).
+    gauge: Gauge,
 }
 
 impl InFlight {
+    /// An empty set whose size `gauge` mirrors.
+    pub fn counted(gauge: Gauge) -> InFlight {
+        InFlight {
+            gauge,
+            ..InFlight::default()
+        }
+    }
+
     /// Marks entries as held and returns them, minus those already held: a
     /// second copy (a claim or redelivery racing the first) is dropped, and
     /// the copy in hand is acked or dead-lettered as usual.
     pub fn admit(&self, deliveries: Vec<Delivery>) -> Vec<Delivery> {
         let mut ids = self.lock();
-        deliveries
+        let admitted = deliveries
             .into_iter()
             .filter(|d| ids.insert((d.key.clone(), d.entry.id.clone())))
-            .collect()
+            .collect();
+        self.gauge.set(ids.len() as i64);
+        admitted
     }
 
     /// Lets go of ids read from `key` that were acked, dead-lettered, or are
@@ -44,6 +58,7 @@ impl InFlight {
             id.clone_into(&mut probe.1);
             held.remove(&probe);
         }
+        self.gauge.set(held.len() as i64);
     }
 
     /// Whether this host holds entry `id` of `key`.

@@ -28,6 +28,7 @@ pub mod inflight;
 pub mod intake;
 pub mod settle;
 pub mod source;
+pub mod waiting;
 pub mod worker;
 
 pub use context::PluginContext;

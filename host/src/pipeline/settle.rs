@@ -309,9 +309,13 @@ pub fn record(ctx: &PluginContext, receipt: &Receipt, verdict: &Verdict, version
     );
     let m = &ctx.metrics;
     match verdict {
-        Verdict::Ack | Verdict::Commit => {}
+        Verdict::Commit => {}
+        // Handled: its latency ends here (the ack's own round trip is
+        // `redis_round_trip_seconds{op="ack"}`; `acked` counts what XACK acked).
+        Verdict::Ack => m.observe_acked([id]),
         Verdict::Committed => {
             m.acked.inc();
+            m.observe_acked([id]);
         }
         Verdict::Rerun => {
             m.effect_conflicts.inc();

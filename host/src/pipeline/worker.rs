@@ -107,7 +107,7 @@ async fn handle<S: Source>(
             },
         };
         let (handled, read_failed, has_effects) = match inst {
-            Ok(inst) => match inst.invoke(&msg, &ctx.plugin.limits).await {
+            Ok(inst) => match busy(ctx, inst.invoke(&msg, &ctx.plugin.limits)).await {
                 Ok(invocation) => {
                     ctx.metrics
                         .handler_seconds
@@ -206,4 +206,12 @@ fn drop_if_spent(ctx: &PluginContext, instance: &mut Option<PluginInstance>) {
     {
         *instance = None;
     }
+}
+
+/// Runs `invocation` counted in `streamhost_workers_busy`.
+async fn busy<T>(ctx: &PluginContext, invocation: impl Future<Output = T>) -> T {
+    ctx.metrics.workers_busy.inc();
+    let result = invocation.await;
+    ctx.metrics.workers_busy.dec();
+    result
 }

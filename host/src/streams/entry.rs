@@ -29,10 +29,7 @@ pub struct Entry {
     pub attempt: u32,
 }
 
-/// A reply that does not have the shape the command documents.
-#[derive(Debug, thiserror::Error)]
-#[error("unexpected reply from Redis: {0}")]
-pub struct ReplyError(pub String);
+pub use crate::error::ReplyError;
 
 fn unexpected(what: &str, v: &Value) -> ReplyError {
     ReplyError(format!("expected {what}, got {v:?}"))

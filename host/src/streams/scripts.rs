@@ -17,6 +17,9 @@ pub static RECLAIM: LazyLock<Script> =
 /// delivery counts, report own idle ones.
 pub static AUTOCLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/autoclaim.lua")));
+/// Reset the idle time of own entries this host still holds (no delivery added).
+pub static KEEP_ALIVE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/keep_alive.lua")));
 /// Remove idle consumers that own nothing.
 pub static DELETE_IDLE_CONSUMERS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/delete_idle_consumers.lua")));

@@ -9,7 +9,7 @@ use redis::streams::{StreamReadOptions, StreamReadReply};
 use super::report::Run;
 use super::usage::Meter;
 use super::{STALL_TIMEOUT, stalled};
-use streamhost::error::{Error, Result};
+use anyhow::{Result, anyhow};
 
 /// Entries per `XREADGROUP`, as such consumers typically ask for.
 const COUNT: usize = 10;
@@ -41,10 +41,7 @@ pub async fn run(url: &str, stream: &str, target: u64) -> Result<Run> {
         for entry in ids {
             let data: Vec<u8> = entry.get("data").unwrap_or_default();
             let order: serde_json::Value = serde_json::from_slice(&data).map_err(|e| {
-                Error::Other(format!(
-                    "hand-written consumer: entry {} is not JSON: {e}",
-                    entry.id
-                ))
+                anyhow!("hand-written consumer: entry {} is not JSON: {e}", entry.id)
             })?;
             std::hint::black_box(&order);
             let _: usize = conn.xack(stream, group, &[&entry.id]).await?;

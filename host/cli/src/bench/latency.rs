@@ -18,8 +18,8 @@ use super::report::{Latency, Run};
 use super::usage::Meter;
 use super::{STALL_TIMEOUT, now_micros, stalled, workload};
 use crate::bundled;
+use anyhow::{Result, anyhow};
 use streamhost::Host;
-use streamhost::error::{Error, Result};
 use streamhost::host::engine_options;
 use streamhost::plugin::{LoadedPlugin, Message, WasmEngine};
 
@@ -86,7 +86,7 @@ pub async fn run(
         )
     })
     .await
-    .map_err(|e| Error::Other(format!("loading the bundled plugin panicked: {e}")))??;
+    .map_err(|e| anyhow!("loading the bundled plugin panicked: {e}"))??;
     let tap = recorder.clone();
     let loaded = loaded.with_tap(Arc::new(move |msg, _| tap.observe(msg)));
     let host = Host::with_plugins(config, vec![Arc::new(loaded)])?;
@@ -100,7 +100,7 @@ pub async fn run(
     shutdown.cancel();
     running
         .await
-        .map_err(|e| Error::Other(format!("host task failed: {e}")))??;
+        .map_err(|e| anyhow!("host task failed: {e}"))??;
     let (produced, usage) = result?;
     let samples = recorder
         .samples

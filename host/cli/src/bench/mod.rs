@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use report::Report;
 
+use anyhow::{Error, Result, anyhow};
 use streamhost::config::Isolation;
-use streamhost::error::{Error, Result};
 
 /// What to run, and how much.
 #[derive(Debug, Clone)]
@@ -154,7 +154,7 @@ pub(crate) const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The error for a run that stopped making progress.
 pub(crate) fn stalled(run: &str, done: u64, target: u64) -> Error {
-    Error::Other(format!(
+    anyhow!(
         "bench run {run:?} made no progress for {STALL_TIMEOUT:?} ({done} of {target} entries handled)"
-    ))
+    )
 }

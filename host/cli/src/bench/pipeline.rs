@@ -10,9 +10,9 @@ use super::report::Run;
 use super::usage::Meter;
 use super::{STALL_TIMEOUT, stalled};
 use crate::bundled;
+use anyhow::{Result, anyhow};
 use streamhost::Host;
 use streamhost::config::{Config, Isolation, PluginConfig, RedisConfig};
-use streamhost::error::{Error, Result};
 use streamhost::host::engine_options;
 use streamhost::plugin::{LoadedPlugin, WasmEngine};
 
@@ -35,11 +35,10 @@ pub async fn wasm(
             "order-validator component, fresh instance per entry",
         ),
     };
-    let dir =
-        tempfile::tempdir().map_err(|e| Error::Other(format!("cannot create a temp dir: {e}")))?;
+    let dir = tempfile::tempdir().map_err(|e| anyhow!("cannot create a temp dir: {e}"))?;
     let component = dir.path().join("order_validator.wasm");
     std::fs::write(&component, bundled::ORDER_VALIDATOR)
-        .map_err(|e| Error::Other(format!("cannot write {}: {e}", component.display())))?;
+        .map_err(|e| anyhow!("cannot write {}: {e}", component.display()))?;
     let mut plugin = bench_plugin(name, &component, stream, tuning);
     plugin.isolation = isolation;
     let config = bench_config(url, plugin);
@@ -139,9 +138,9 @@ async fn drive(
         }
         tokio::select! {
             done = &mut running => {
-                let outcome = done.map_err(|e| Error::Other(format!("host task failed: {e}")))?;
+                let outcome = done.map_err(|e| anyhow!("host task failed: {e}"))?;
                 outcome?;
-                return Err(Error::Other(format!("bench run {name:?}: host stopped early")));
+                return Err(anyhow!("bench run {name:?}: host stopped early"));
             }
             _ = tokio::time::sleep(POLL) => {}
         }
@@ -151,12 +150,12 @@ async fn drive(
     shutdown.cancel();
     running
         .await
-        .map_err(|e| Error::Other(format!("host task failed: {e}")))??;
+        .map_err(|e| anyhow!("host task failed: {e}"))??;
     let rejected = metrics.dead_lettered.get() + metrics.retried.get();
     if rejected > 0 {
-        return Err(Error::Other(format!(
+        return Err(anyhow!(
             "bench run {name:?}: {rejected} valid orders were not accepted; the handler disagrees with the workload"
-        )));
+        ));
     }
     Ok(Run::new(name, what.to_owned(), target, &usage))
 }

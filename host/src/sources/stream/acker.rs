@@ -50,6 +50,7 @@ async fn ack(ctx: &PluginContext, conn: &mut ConnectionManager, key: &str, ids: 
     let started = tokio::time::Instant::now();
     let mut backoff = Backoff::new();
     loop {
+        let sent = std::time::Instant::now();
         let result: Result<u64, _> = redis::cmd("XACK")
             .arg(key)
             .arg(ctx.group())
@@ -58,6 +59,9 @@ async fn ack(ctx: &PluginContext, conn: &mut ConnectionManager, key: &str, ids: 
             .await;
         match result {
             Ok(n) => {
+                ctx.metrics
+                    .ack_round_trip
+                    .observe(sent.elapsed().as_secs_f64());
                 ctx.metrics.acked.inc_by(n);
                 return;
             }
@@ -67,6 +71,7 @@ async fn ack(ctx: &PluginContext, conn: &mut ConnectionManager, key: &str, ids: 
                 return;
             }
             Err(e) if started.elapsed() < GIVE_UP_AFTER => {
+                ctx.metrics.redis_error("ack");
                 if crate::redis_health::is_unreachable(&e) {
                     ctx.redis_health.failed("ack", &e);
                 } else {

@@ -1,7 +1,8 @@
 //! The claimer: every `claim.interval_ms`, takes over entries that other
 //! consumers left pending longer than `claim.min_idle_ms` (they are presumed
-//! dead), re-claims own idle entries this host lost track of, removes
-//! long-idle consumers that own nothing, and refreshes the pending gauge.
+//! dead), keeps the entries this host still holds from looking abandoned,
+//! re-claims own idle entries this host lost track of, removes long-idle
+//! consumers that own nothing, and refreshes the pending gauge.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +53,13 @@ pub async fn run<S: Source>(
 ) {
     let interval = Duration::from_millis(ctx.config.claim.interval_ms);
     while pause(interval, &shutdown).await {
+        // Paused: take over nothing either (the pending gauge still refreshes).
+        if ctx.paused.is_paused() {
+            if let Ok(pending) = pending_count(&ctx, &key, &mut conn).await {
+                ctx.metrics.pending.set(pending);
+            }
+            continue;
+        }
         match claim_abandoned(&ctx, &key, &mut conn, &intake, &shutdown).await {
             Ok(()) => {}
             Err(ClaimError::Closed(_)) => return,
@@ -64,6 +72,7 @@ pub async fn run<S: Source>(
                 continue;
             }
             Err(e) => {
+                ctx.metrics.redis_error("claim");
                 tracing::warn!(plugin = %ctx.plugin.name, error = %e, "claiming abandoned entries failed");
                 continue;
             }
@@ -91,6 +100,15 @@ struct Step {
     deleted: Vec<String>,
     /// Ids of this consumer's own idle entries (not claimed by the script).
     own_idle: Vec<String>,
+    /// Ids of own entries idle for [`keep_alive_ms`] but not yet `min_idle_ms`.
+    own_aging: Vec<String>,
+}
+
+/// Own entries idle this long are refreshed if this host still holds them:
+/// half of `claim.min_idle_ms`, so that a round or two of the claimer happen
+/// before another host's claimer would see them as abandoned.
+fn keep_alive_ms(ctx: &PluginContext) -> u64 {
+    ctx.config.claim.min_idle_ms / 2
 }
 
 /// Walks the whole PEL, claiming what other consumers abandoned and
@@ -119,6 +137,7 @@ async fn claim_abandoned<S: Source>(
                 .collect();
             intake.submit(claimed).await?;
         }
+        keep_alive(ctx, key, conn, &step.own_idle, &step.own_aging).await?;
         recover_own(ctx, key, conn, intake, step.own_idle).await?;
         if step.next == "0-0" || shutdown.is_cancelled() {
             return Ok(());
@@ -140,12 +159,13 @@ async fn claim_step(
         .arg(ctx.config.claim.min_idle_ms)
         .arg(cursor)
         .arg(ctx.config.batch.min(MAX_PER_STEP))
+        .arg(keep_alive_ms(ctx))
         .invoke_async(conn)
         .await?;
     let Value::Array(parts) = reply else {
         return Err(ReplyError("claim script returned an unexpected reply".into()).into());
     };
-    let [next, claimed, deleted, own_idle]: [Value; 4] = parts
+    let [next, claimed, deleted, own_idle, own_aging]: [Value; 5] = parts
         .try_into()
         .map_err(|_| ReplyError("claim script returned an unexpected reply".into()))?;
     Ok(Step {
@@ -155,7 +175,40 @@ async fn claim_step(
         claimed: entry::parse_claimed(claimed)?,
         deleted: entry::parse_ids(deleted)?,
         own_idle: entry::parse_ids(own_idle)?,
+        own_aging: entry::parse_ids(own_aging)?,
     })
+}
+
+/// Resets the idle time of own entries this host still holds (queued, being
+/// handled, waiting for a retry). Without it a live host that is merely busy
+/// (a deep queue, a loaded machine) looks dead to the other hosts' claimers:
+/// they take its entries, each take-over adds a delivery, and entries that
+/// bounce between busy hosts are dead-lettered as out of attempts although
+/// no handler failed. A host that died refreshes nothing, so its entries are
+/// still claimed after `claim.min_idle_ms`.
+async fn keep_alive(
+    ctx: &PluginContext,
+    key: &Arc<str>,
+    conn: &mut ConnectionManager,
+    idle: &[String],
+    aging: &[String],
+) -> Result<(), redis::RedisError> {
+    let held: Vec<&String> = idle
+        .iter()
+        .chain(aging)
+        .filter(|id| ctx.inflight.holds(key, id))
+        .collect();
+    if held.is_empty() {
+        return Ok(());
+    }
+    let _refreshed: u64 = scripts::KEEP_ALIVE
+        .key(&**key)
+        .arg(ctx.group())
+        .arg(&ctx.consumer)
+        .arg(held)
+        .invoke_async(conn)
+        .await?;
+    Ok(())
 }
 
 /// Re-claims this consumer's idle entries that this host does not hold: their

@@ -75,7 +75,7 @@ pub(crate) async fn write(
     let (plugin, id) = (&*ctx.plugin.name, receipt.id.as_str());
     match dlq::dead_letter(conn, &letter).await {
         Ok(dlq::Written::Moved(dlq_id)) => {
-            ctx.metrics.dead_lettered.inc();
+            ctx.metrics.dead_lettered_for(&reason);
             tracing::info!(
                 plugin,
                 id,
@@ -101,7 +101,10 @@ pub(crate) async fn write(
                 "group gone while dead-lettering; the reader recreates it"
             );
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            ctx.metrics.redis_error("dead_letter");
+            return Err(e);
+        }
     }
     ctx.inflight
         .release(&request.receipt.key, [request.receipt.id.as_str()]);

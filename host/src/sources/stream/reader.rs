@@ -47,6 +47,10 @@ pub async fn run<S: Source>(
     let mut reading = None;
     let mut backoff = Backoff::new();
     while !shutdown.is_cancelled() {
+        // Paused: read nothing new; what was read finishes.
+        if ctx.paused.is_paused() && !ctx.paused.wait_running(&shutdown).await {
+            break;
+        }
         let count = tokio::select! {
             _ = shutdown.cancelled() => break,
             n = intake.read_ahead().room(ctx.config.batch) => n,
@@ -75,6 +79,7 @@ pub async fn run<S: Source>(
                 continue;
             }
             Err(e) => {
+                ctx.metrics.redis_error("read");
                 if e.is_unreachable() {
                     ctx.redis_health.failed("read", &e);
                 } else {
@@ -139,7 +144,15 @@ async fn read_batch(
         cmd.arg("BLOCK").arg(ms);
     }
     cmd.arg("STREAMS").arg(key).arg(id);
-    conn.read_entries(&cmd, timeout, 1).await
+    let started = std::time::Instant::now();
+    let entries = conn.read_entries(&cmd, timeout, 1).await?;
+    // An empty reply mostly measures the BLOCK wait, not Redis.
+    if !entries.is_empty() {
+        ctx.metrics
+            .read_round_trip
+            .observe(started.elapsed().as_secs_f64());
+    }
+    Ok(entries)
 }
 
 /// Replayed pending entries carry their delivery count in the PEL, not in the

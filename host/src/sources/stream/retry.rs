@@ -82,7 +82,10 @@ pub async fn run<S: Source>(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             request = requests.recv() => match request {
-                Some(r) => queue.push(Reverse(r)),
+                Some(r) => {
+                    ctx.retries.add(&r.receipt, r.due);
+                    queue.push(Reverse(r));
+                }
                 None => return,
             },
             _ = tokio::time::sleep(wait), if next_due.is_some() => {
@@ -93,6 +96,7 @@ pub async fn run<S: Source>(
                         due.push(r.receipt);
                     }
                 }
+                ctx.retries.remove(&due);
                 match redeliver(&ctx, &mut conn, &due).await {
                     Ok(deliveries) => {
                         backoff.reset();
@@ -101,6 +105,7 @@ pub async fn run<S: Source>(
                         }
                     }
                     Err(e) => {
+                        ctx.metrics.redis_error("reclaim");
                         tracing::warn!(plugin = %ctx.plugin.name, error = %e, "re-claim for retry failed; trying again with backoff");
                         // A re-claim that timed out may still have run and
                         // counted a delivery no handler will see.
@@ -108,6 +113,7 @@ pub async fn run<S: Source>(
                         let later = Instant::now() + backoff.next_delay();
                         queue.extend(due.into_iter().map(|mut receipt| {
                             receipt.uncounted.unseen = receipt.uncounted.unseen.saturating_add(unseen);
+                            ctx.retries.add(&receipt, later);
                             Reverse(RetryRequest { due: later, receipt })
                         }));
                     }

@@ -79,8 +79,14 @@ impl Source for StreamSource {
             Ok(Commit::Committed) => CommitState::Committed,
             Ok(Commit::NotOwner) => CommitState::NotOwner,
             Ok(Commit::Conflict) => CommitState::Conflict,
-            Err(e) if crate::streams::is_transient(&e) => CommitState::Unavailable(e.to_string()),
-            Err(e) => CommitState::Refused(e.to_string()),
+            Err(e) => {
+                self.ctx.metrics.redis_error("commit");
+                if crate::streams::is_transient(&e) {
+                    CommitState::Unavailable(e.to_string())
+                } else {
+                    CommitState::Refused(e.to_string())
+                }
+            }
         }
     }
 
