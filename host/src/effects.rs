@@ -77,7 +77,7 @@ pub fn unpermitted<'u>(used: &'u [String], allow: &crate::config::AllowConfig) -
 }
 
 /// The sorted set of a plugin's scheduled entries (see [`PluginConfig::schedule_key`]).
-pub fn schedule_key(p: &PluginConfig) -> String {
+pub(crate) fn schedule_key(p: &PluginConfig) -> String {
     p.schedule_key()
 }
 
@@ -167,7 +167,7 @@ impl EffectBuffer {
 
 /// Most fields in one emitted or scheduled entry: the scripts pass them to
 /// `XADD` through Lua's `unpack`, which has a hard limit near 8,000 values.
-pub const MAX_FIELDS: usize = 1_000;
+pub(crate) const MAX_FIELDS: usize = 1_000;
 
 /// Bytes an entry counts against `max_effect_bytes`: names and values plus a
 /// fixed cost per field, so that many empty fields are not free.
@@ -343,7 +343,7 @@ impl Host for HostState {
 
 /// How a commit ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Commit {
+pub(crate) enum Commit {
     /// Effects applied and the entry acked.
     Committed,
     /// Another consumer owns the entry now; nothing was written.
@@ -353,7 +353,7 @@ pub enum Commit {
 }
 
 /// Applies `buffer` and acks `id` in one script.
-pub async fn commit(
+pub(crate) async fn commit(
     conn: &mut ConnectionManager,
     target: &CommitTarget<'_>,
     id: &str,
@@ -455,7 +455,7 @@ fn encode_effect(args: &mut Vec<Vec<u8>>, effect: &Effect, idx: Vec<u8>) {
 }
 
 /// Whose entry a commit acks.
-pub struct CommitTarget<'a> {
+pub(crate) struct CommitTarget<'a> {
     /// The source stream.
     pub stream: &'a str,
     /// The consumer group.
@@ -465,7 +465,7 @@ pub struct CommitTarget<'a> {
 }
 
 /// Moves due scheduled entries of one set to their streams; returns how many moved.
-pub async fn promote_due(
+pub(crate) async fn promote_due(
     conn: &mut ConnectionManager,
     schedule_key: &str,
 ) -> Result<u64, redis::RedisError> {
@@ -494,4 +494,4 @@ pub async fn promote_due(
 }
 
 /// How often due scheduled entries are promoted.
-pub const PROMOTE_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const PROMOTE_INTERVAL: Duration = Duration::from_millis(100);

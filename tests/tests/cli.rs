@@ -342,7 +342,7 @@ fn two_hosts_with_one_consumer_name_are_told_loudly_and_a_restart_is_not() {
         "{}",
         restarted.log_tail()
     );
-    std::thread::sleep(streamhost::heartbeat::INTERVAL * 3);
+    std::thread::sleep(streamhost::HEARTBEAT_INTERVAL * 3);
     assert!(
         !restarted.log().contains(TWIN),
         "a dead predecessor taken for a twin:\n{}",
@@ -350,7 +350,7 @@ fn two_hosts_with_one_consumer_name_are_told_loudly_and_a_restart_is_not() {
     );
 
     let twin = HostProcess::spawn(dir.path(), "twin", &cfg);
-    let within = streamhost::heartbeat::INTERVAL * 5;
+    let within = streamhost::HEARTBEAT_INTERVAL * 5;
     assert!(
         wait_for_log(&twin, TWIN, within + Duration::from_secs(15)),
         "twin not told:\n{}",

@@ -3,4 +3,4 @@
 //! way, hands them to the pipeline's intake, and carries out the verdicts
 //! with its own Redis commands.
 
-pub mod stream;
+pub(crate) mod stream;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use streamhost::host::{engine_options, load_plugins};
 use streamhost::plugin::WasmEngine;
+use streamhost::{engine_options, load_plugins};
 
 /// How long `check` waits for Redis to answer `PING`.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,7 +27,7 @@ pub async fn check(config_path: &Path, offline: bool) -> anyhow::Result<ExitCode
             pc.stream,
             pc.group()
         );
-        for effect in streamhost::effects::unpermitted(&p.effects_used, &pc.allow) {
+        for effect in streamhost::unpermitted_effects(&p.effects_used, &pc.allow) {
             println!(
                 "warning: plugin {:?} imports `{effect}`, but [plugin.allow] {effect} is empty: every {effect} it makes will be refused (not-allowed)",
                 p.name
@@ -42,7 +42,7 @@ pub async fn check(config_path: &Path, offline: bool) -> anyhow::Result<ExitCode
             names.join(", ")
         );
     }
-    let redacted = streamhost::streams::redact(&config.redis.url);
+    let redacted = streamhost::config::redact(&config.redis.url);
     if offline {
         println!("--  redis {redacted} not contacted (--offline)");
     } else {
