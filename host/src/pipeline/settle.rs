@@ -348,7 +348,12 @@ pub(crate) fn record(ctx: &PluginContext, receipt: &Receipt, verdict: &Verdict, 
         }
         Verdict::DeadLetter { failure, error, .. } => {
             m.failed(*failure).inc();
-            log_failure(plugin, stream, version, id, attempt, *failure, error);
+            // A rejection or a last retry is told by the source's one
+            // `dead-lettered` line (with reason, error and the DLQ) once the
+            // letter is written; other failures are events of their own.
+            if !matches!(failure, FailureKind::Retry | FailureKind::Rejected) {
+                log_failure(plugin, stream, version, id, attempt, *failure, error);
+            }
         }
     }
 }

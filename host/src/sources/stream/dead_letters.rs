@@ -78,6 +78,8 @@ pub(crate) async fn write(
             ctx.metrics.dead_lettered_for(&reason);
             tracing::info!(
                 plugin,
+                stream = &*receipt.key,
+                version = request.digest,
                 id,
                 attempt = request.attempts,
                 reason,
