@@ -4,6 +4,7 @@
 pub mod bindings;
 pub mod engine;
 pub mod instance;
+pub mod invoker;
 pub mod limits;
 pub mod native;
 pub mod output;
@@ -14,5 +15,6 @@ pub mod state;
 pub use bindings::{Field, HandlerError, Message, WIT_PACKAGES};
 pub use engine::{EngineOptions, WasmEngine};
 pub use instance::{Invocation, PluginInstance};
+pub use invoker::{Invoker, Report};
 pub use native::{InvocationTap, NativeHandler};
 pub use registry::{LoadedPlugin, digest};

@@ -6,6 +6,8 @@ pub mod check;
 pub mod demo;
 pub mod deploy;
 pub mod dlq;
+pub mod fixtures;
+pub mod invoke;
 pub mod run;
 pub mod status;
 
@@ -128,6 +130,8 @@ pub enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Run messages through a component with no Redis: outcome, effects, logs, fuel, memory.
+    Invoke(invoke::InvokeArgs),
     /// Run the bundled example plugins on sample orders and print what happened.
     Demo(demo::DemoArgs),
     /// Inspect and replay dead-letter streams.
@@ -178,6 +182,7 @@ pub fn main(cli: Cli) -> ExitCode {
                 target,
             } => deploy::rollback_cmd(&target, &plugin, version, by).await,
             Command::Check { config, offline } => check::check(&config, offline).await,
+            Command::Invoke(args) => invoke::invoke(args).await,
             Command::Demo(args) => demo::demo(args).await,
             Command::Dlq(args) => dlq::dlq(args).await,
             Command::Status(args) => status::status(args).await,
