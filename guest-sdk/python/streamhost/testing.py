@@ -14,12 +14,14 @@ an ``[plugin.allow]`` list given here refuses what it does not match with
 """
 
 import fnmatch
+import logging
 import traceback
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import _backend, _handler
 from ._errors import EffectError, Reject, Retry
 from ._message import FieldValue, Message, _as_bytes
+from .log import LogHandler
 
 
 def message(stream: str = "test", id: str = "0-1", attempt: int = 1, **fields: FieldValue) -> Message:
@@ -116,6 +118,11 @@ class Harness:
         msg = msg if msg is not None else message()
         self._effects, self._logs, self._overlay = [], [], {}
         previous, _backend.current = _backend.current, self
+        # `logging` records reach the log as inside a component (see _guest).
+        root, log_handler = logging.getLogger(), LogHandler()
+        root_level = root.level
+        root.addHandler(log_handler)
+        root.setLevel(logging.INFO)
         outcome, reason, error = "ok", "", None
         try:
             fn(msg)
@@ -127,6 +134,8 @@ class Harness:
             outcome, reason, error = "trap", "".join(traceback.format_exception_only(type(e), e)).strip(), e
         finally:
             _backend.current = previous
+            root.removeHandler(log_handler)
+            root.setLevel(root_level)
         effects = self._effects if outcome == "ok" else []
         if outcome == "ok":
             for key, value in self._overlay.items():
