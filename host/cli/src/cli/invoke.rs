@@ -135,13 +135,12 @@ pub fn allow_all(component: &Path) -> PluginConfig {
         .map(|s| s.to_string_lossy().into_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "invoke".into());
-    let mut config: PluginConfig = toml::from_str(
-        "name = \"invoke\"\ncomponent = \"x.wasm\"\nstream = \"invoke\"\n\
-         [allow]\nemit = [\"*\"]\npublish = [\"*\"]\nschedule = [\"*\"]\n",
-    )
-    .unwrap_or_else(|e| unreachable!("the built-in invoke config parses: {e}"));
-    config.name = name;
-    config.component = component.to_owned();
+    let mut config = PluginConfig::new(&name, component, "invoke");
+    config.allow = streamhost::config::AllowConfig {
+        emit: vec!["*".into()],
+        publish: vec!["*".into()],
+        schedule: vec!["*".into()],
+    };
     config
 }
 
