@@ -307,3 +307,40 @@ async fn js_guest_is_contained_by_fuel_memory_and_timeout() {
     contained(g, "hog", limits(u64::MAX / 4, 30_000, 48), TrapKind::Memory).await;
     contained(g, "spin", limits(u64::MAX / 4, 300, 64), TrapKind::Timeout).await;
 }
+
+/// The guests' own unit tests run natively on the SDKs' test harnesses
+/// (`streamhost.testing`, `@streamhost/sdk/testing`): no host, no Wasm.
+#[test]
+fn sdk_native_test_harnesses_run_the_guests_unit_tests() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let check = |what: &str, cmd: &mut std::process::Command| {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("{what}: cannot run ({e}); install python3 and node"));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{what} failed:\n{text}");
+        text
+    };
+    for name in ["order-validator", "effects-example"] {
+        let dir = root.join("tests/guests/python").join(name);
+        let text = check(
+            &format!("python unittest in {}", dir.display()),
+            std::process::Command::new("python3")
+                .current_dir(&dir)
+                .env("PYTHONPATH", root.join("guest-sdk/python"))
+                .args(["-m", "unittest", "-v"]),
+        );
+        assert!(text.contains("OK") && text.contains(" ... ok"), "{text}");
+    }
+    let text = check(
+        "node --test in tests/guests/js",
+        std::process::Command::new("node")
+            .current_dir(root.join("tests/guests/js"))
+            .args(["--test", "order-validator/", "effects-example/"]),
+    );
+    assert!(text.contains("# pass 4") && text.contains("# fail 0"), "{text}");
+}
