@@ -83,7 +83,11 @@ fn guests(root: &Path, cache: &Path) -> String {
         let built = match result {
             Ok(path) => format!("Ok({:?})", path.to_str().expect("OUT_DIR is UTF-8")),
             Err(e) => {
-                println!("cargo:warning=test guest {}/{name} not built: {}", lang.name(), e.lines().next().unwrap_or(""));
+                println!(
+                    "cargo:warning=test guest {}/{name} not built: {}",
+                    lang.name(),
+                    e.lines().next().unwrap_or("")
+                );
                 format!("Err({e:?})")
             }
         };

@@ -55,7 +55,11 @@ fn new_build_invoke(lang: &str, env: Env, unit_test: fn(&Path) -> Command) {
         .args(["new", &name, "--lang", lang])
         .output()
         .unwrap();
-    assert_eq!(again.status.code(), Some(2), "{lang}: new into a non-empty dir");
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "{lang}: new into a non-empty dir"
+    );
 
     let mut test = unit_test(&project);
     for (k, v) in env {
@@ -80,14 +84,27 @@ fn new_build_invoke(lang: &str, env: Env, unit_test: fn(&Path) -> Command) {
         ]),
     );
     let outcomes: Vec<&str> = invoked.lines().filter(|l| l.starts_with('#')).collect();
-    assert_eq!(outcomes.len(), 4, "{lang}: one report per fixture:\n{invoked}");
-    assert!(outcomes[0].ends_with(": ok") && outcomes[1].ends_with(": ok"), "{invoked}");
+    assert_eq!(
+        outcomes.len(),
+        4,
+        "{lang}: one report per fixture:\n{invoked}"
+    );
+    assert!(
+        outcomes[0].ends_with(": ok") && outcomes[1].ends_with(": ok"),
+        "{invoked}"
+    );
     assert!(
         outcomes[2].contains("reject: data must be a JSON object with an integer order_id"),
         "{invoked}"
     );
-    assert!(outcomes[3].contains("reject: missing field `data`"), "{invoked}");
-    assert!(invoked.contains("log info: order 1 is valid"), "{lang}: logs shown:\n{invoked}");
+    assert!(
+        outcomes[3].contains("reject: missing field `data`"),
+        "{invoked}"
+    );
+    assert!(
+        invoked.contains("log info: order 1 is valid"),
+        "{lang}: logs shown:\n{invoked}"
+    );
     assert!(invoked.contains("fuel="), "{invoked}");
     if lang != "rust" {
         // The Python and JS templates emit; the config allows exactly that.
@@ -108,10 +125,17 @@ fn new_build_invoke(lang: &str, env: Env, unit_test: fn(&Path) -> Command) {
     assert!(one.contains("#1 --field: ok"), "{lang}: {one}");
 
     // dev: a private redis-server, the fixtures fed, each outcome printed.
-    let dev = run("streamhost dev --once", streamhost(&project, env).args(["dev", "--once"]));
+    let dev = run(
+        "streamhost dev --once",
+        streamhost(&project, env).args(["dev", "--once"]),
+    );
     let lines: Vec<&str> = dev.lines().filter(|l| l.contains(" attempt 1: ")).collect();
     assert_eq!(lines.len(), 4, "{lang}: dev printed each outcome:\n{dev}");
-    assert_eq!(lines.iter().filter(|l| l.ends_with(": ok")).count(), 2, "{dev}");
+    assert_eq!(
+        lines.iter().filter(|l| l.ends_with(": ok")).count(),
+        2,
+        "{dev}"
+    );
 }
 
 #[test]

@@ -38,10 +38,7 @@ fn validator_cases() -> (Vec<String>, Vec<(Vec<(String, Vec<u8>)>, &'static str)
         ),
         (data("[1, 2]"), "data must be a JSON object"),
         (data(r#"{"amount_cents": 1}"#), "missing field order_id"),
-        (
-            vec![("other".into(), b"x".to_vec())],
-            "missing field data",
-        ),
+        (vec![("other".into(), b"x".to_vec())], "missing field data"),
         // Not UTF-8: bytes reach the guest as bytes, and it says no.
         (
             vec![("data".into(), vec![0xff, 0xfe, b'{'])],
@@ -79,18 +76,33 @@ async fn validator_acks_valid_and_dead_letters_invalid(guest: Guest) {
         m.acked.get() + m.dead_lettered.get()
     );
     host.stop().await;
-    assert_eq!(m.acked.get(), valid.len() as u64, "{}: valid entries acked", guest.name);
+    assert_eq!(
+        m.acked.get(),
+        valid.len() as u64,
+        "{}: valid entries acked",
+        guest.name
+    );
     assert_eq!(pending(&mut conn, stream, "validator").await, 0);
     let letters = dlq::range(&mut conn, "dlq:orders:validator", "-", 100)
         .await
         .unwrap();
-    assert_eq!(letters.len(), invalid.len(), "{}: one dead letter per invalid entry", guest.name);
+    assert_eq!(
+        letters.len(),
+        invalid.len(),
+        "{}: one dead letter per invalid entry",
+        guest.name
+    );
     for (id, reason) in &invalid_ids {
         let letter = letters
             .iter()
             .find(|d| d.meta(meta::SOURCE_ID) == Some(id.as_str()))
             .unwrap_or_else(|| panic!("{}: entry {id} not dead-lettered", guest.name));
-        assert_eq!(letter.meta(meta::REASON), Some("rejected"), "{}: {id}", guest.name);
+        assert_eq!(
+            letter.meta(meta::REASON),
+            Some("rejected"),
+            "{}: {id}",
+            guest.name
+        );
         let error = letter.meta(meta::ERROR).unwrap_or_default();
         assert!(
             error.contains(reason),
@@ -171,7 +183,13 @@ async fn effects_example_commits_every_effect(guest: Guest) {
     let mut got: Vec<(String, String, String)> = emitted
         .ids
         .iter()
-        .map(|e| (field(e, "order_id"), field(e, "amount_cents"), field(e, "customer_total")))
+        .map(|e| {
+            (
+                field(e, "order_id"),
+                field(e, "amount_cents"),
+                field(e, "customer_total"),
+            )
+        })
         .collect();
     got.sort();
     let expected = [
@@ -181,7 +199,12 @@ async fn effects_example_commits_every_effect(guest: Guest) {
     ];
     assert_eq!(got, expected, "{}: emitted entries", guest.name);
     for entry in &emitted.ids {
-        assert_eq!(entry.map.len(), 3, "{}: exactly the emitted fields", guest.name);
+        assert_eq!(
+            entry.map.len(),
+            3,
+            "{}: exactly the emitted fields",
+            guest.name
+        );
     }
 
     // State: ann's total; bob's deleted by the forget order.
@@ -204,7 +227,11 @@ async fn effects_example_commits_every_effect(guest: Guest) {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(scheduled, 3, "{}: one follow-up per valid order", guest.name);
+    assert_eq!(
+        scheduled, 3,
+        "{}: one follow-up per valid order",
+        guest.name
+    );
 
     // Published once per committed order, never for the failed attempt.
     let mut messages = pubsub.on_message();
@@ -221,7 +248,9 @@ async fn effects_example_commits_every_effect(guest: Guest) {
         "{}: published",
         guest.name
     );
-    let letters = dlq::range(&mut conn, "dlq:orders:fx", "-", 10).await.unwrap();
+    let letters = dlq::range(&mut conn, "dlq:orders:fx", "-", 10)
+        .await
+        .unwrap();
     assert!(
         letters[0]
             .meta(meta::ERROR)
@@ -250,8 +279,14 @@ async fn contained(guest: Guest, op: &str, limits: LimitsConfig, kind: TrapKind)
     let mut conn = connect(&redis.url()).await;
     let stream = "hostile";
     let n = 3;
-    produce(&mut conn, stream, n, |_| vec![("op".into(), op.as_bytes().to_vec())]).await;
-    produce(&mut conn, stream, 1, |_| vec![("op".into(), b"ok".to_vec())]).await;
+    produce(&mut conn, stream, n, |_| {
+        vec![("op".into(), op.as_bytes().to_vec())]
+    })
+    .await;
+    produce(&mut conn, stream, 1, |_| {
+        vec![("op".into(), b"ok".to_vec())]
+    })
+    .await;
     let mut p = guest_plugin("hostile", guest, stream);
     p.concurrency = 1;
     p.limits = limits;
@@ -266,8 +301,16 @@ async fn contained(guest: Guest, op: &str, limits: LimitsConfig, kind: TrapKind)
     host.stop().await;
     let what = format!("{} {op}", guest.name);
     assert!(settled, "{what}: entries settled");
-    assert_eq!(m.trap(kind).get(), n as u64, "{what}: every hostile entry trapped as {kind}");
-    assert_eq!(m.acked.get(), 1, "{what}: the harmless entry after them is acked");
+    assert_eq!(
+        m.trap(kind).get(),
+        n as u64,
+        "{what}: every hostile entry trapped as {kind}"
+    );
+    assert_eq!(
+        m.acked.get(),
+        1,
+        "{what}: the harmless entry after them is acked"
+    );
     let letters = dlq::range(&mut conn, "dlq:hostile:hostile", "-", 10)
         .await
         .unwrap();
@@ -342,5 +385,8 @@ fn sdk_native_test_harnesses_run_the_guests_unit_tests() {
             .current_dir(root.join("tests/guests/js"))
             .args(["--test", "order-validator/", "effects-example/"]),
     );
-    assert!(text.contains("# pass 4") && text.contains("# fail 0"), "{text}");
+    assert!(
+        text.contains("# pass 4") && text.contains("# fail 0"),
+        "{text}"
+    );
 }

@@ -112,9 +112,7 @@ pub fn componentize(lang: Lang, repo: &Path, handler: &Path, output: &Path) -> R
         .arg("-o")
         .arg(output);
     let tool = match lang {
-        Lang::Python => format!(
-            "python3 (and `pip install componentize-py=={COMPONENTIZE_PY}`)"
-        ),
+        Lang::Python => format!("python3 (and `pip install componentize-py=={COMPONENTIZE_PY}`)"),
         Lang::Js => "node (and `npm ci` in guest-sdk/js)".to_owned(),
     };
     let done = cmd
@@ -152,7 +150,12 @@ pub fn build_cached(
     for file in &inputs {
         let bytes =
             std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        hash.write(file.strip_prefix(repo).unwrap_or(file).to_string_lossy().as_bytes());
+        hash.write(
+            file.strip_prefix(repo)
+                .unwrap_or(file)
+                .to_string_lossy()
+                .as_bytes(),
+        );
         hash.write(&bytes);
     }
     std::fs::create_dir_all(cache)
@@ -188,11 +191,7 @@ pub fn project_files(lang: Lang, dir: &Path) -> Result<Vec<PathBuf>, String> {
         .collect();
     files.sort();
     if !files.contains(&dir.join(lang.handler_file())) {
-        return Err(format!(
-            "{} has no {}",
-            dir.display(),
-            lang.handler_file()
-        ));
+        return Err(format!("{} has no {}", dir.display(), lang.handler_file()));
     }
     Ok(files)
 }
@@ -239,7 +238,11 @@ mod tests {
         std::fs::write(dir.join("util.js"), "").unwrap();
         let files = project_files(Lang::Js, &dir).unwrap();
         assert_eq!(files, [dir.join("handler.js"), dir.join("util.js")]);
-        assert!(project_files(Lang::Python, &dir).unwrap_err().contains("handler.py"));
+        assert!(
+            project_files(Lang::Python, &dir)
+                .unwrap_err()
+                .contains("handler.py")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

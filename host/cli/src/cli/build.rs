@@ -115,8 +115,8 @@ fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let manifest = dir.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest)
         .with_context(|| format!("cannot read {}", manifest.display()))?;
-    let parsed: toml::Table = toml::from_str(&text)
-        .map_err(|e| BadInput(format!("{}: {e}", manifest.display())))?;
+    let parsed: toml::Table =
+        toml::from_str(&text).map_err(|e| BadInput(format!("{}: {e}", manifest.display())))?;
     let Some(name) = parsed
         .get("package")
         .and_then(|p| p.get("name"))
@@ -180,7 +180,12 @@ fn ensure_rust_target() -> anyhow::Result<()> {
     let status = Command::new("rustup")
         .args(["target", "add", RUST_TARGET])
         .status()
-        .context("cannot run rustup to add the wasm32-wasip2 target (install rustup, or add the target)")?;
-    anyhow::ensure!(status.success(), "rustup target add {RUST_TARGET} failed ({status})");
+        .context(
+            "cannot run rustup to add the wasm32-wasip2 target (install rustup, or add the target)",
+        )?;
+    anyhow::ensure!(
+        status.success(),
+        "rustup target add {RUST_TARGET} failed ({status})"
+    );
     Ok(())
 }

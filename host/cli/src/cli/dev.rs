@@ -68,7 +68,10 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         config.redis.url = redis.url();
         config.plugins.truncate(1);
         let Some(plugin) = config.plugins.first().cloned() else {
-            anyhow::bail!(super::BadInput(format!("{} has no [[plugin]]", config_path.display())));
+            anyhow::bail!(super::BadInput(format!(
+                "{} has no [[plugin]]",
+                config_path.display()
+            )));
         };
         let host = match start(&config, seen.clone()).await {
             Ok(host) => host,
@@ -92,7 +95,10 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
             for (name, value) in &fixture.fields {
                 cmd.arg(name).arg(value);
             }
-            let _: String = cmd.query_async(&mut conn).await.context("XADD of a fixture")?;
+            let _: String = cmd
+                .query_async(&mut conn)
+                .await
+                .context("XADD of a fixture")?;
         }
         println!(
             "fed {} fixture(s) to {} (plugin {})",
@@ -110,7 +116,10 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
             .await;
             stop.cancel();
             let _ = running.await;
-            anyhow::ensure!(done.is_ok(), "not every fixture was handled within {ONCE_TIMEOUT:?}");
+            anyhow::ensure!(
+                done.is_ok(),
+                "not every fixture was handled within {ONCE_TIMEOUT:?}"
+            );
             return Ok(if seen.traps.load(Ordering::Relaxed) > 0 {
                 ExitCode::FAILURE
             } else {

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
 
 use super::BadInput;
 
@@ -75,14 +75,24 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<Fixture>> {
         if out.len() == MAX_FIXTURES {
             return Err(bad(format!("more than {MAX_FIXTURES} messages")).into());
         }
-        let Fields(fields) = serde_json::from_str(line)
-            .map_err(|e| bad(format!("line {}: {e}", n + 1)))?;
+        let Fields(fields) =
+            serde_json::from_str(line).map_err(|e| bad(format!("line {}: {e}", n + 1)))?;
         let fields = fields
             .into_iter()
-            .map(|(name, value)| Ok((name.clone(), bytes(value).map_err(|r| bad(format!("line {}, field {name:?}: {r}", n + 1)))?)))
+            .map(|(name, value)| {
+                Ok((
+                    name.clone(),
+                    bytes(value)
+                        .map_err(|r| bad(format!("line {}, field {name:?}: {r}", n + 1)))?,
+                ))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         if fields.is_empty() {
-            return Err(bad(format!("line {}: a message needs at least one field", n + 1)).into());
+            return Err(bad(format!(
+                "line {}: a message needs at least one field",
+                n + 1
+            ))
+            .into());
         }
         out.push(Fixture {
             fields,
@@ -131,10 +141,17 @@ mod tests {
     fn lines_keep_field_order_and_hex_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.jsonl");
-        std::fs::write(&path, "{\"z\": \"1\", \"a\": {\"hex\": \"00ff\"}}\n\n// note\n{\"data\": \"x\"}\n").unwrap();
+        std::fs::write(
+            &path,
+            "{\"z\": \"1\", \"a\": {\"hex\": \"00ff\"}}\n\n// note\n{\"data\": \"x\"}\n",
+        )
+        .unwrap();
         let got = read(&path).unwrap();
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0].fields, [("z".into(), b"1".to_vec()), ("a".into(), vec![0, 0xff])]);
+        assert_eq!(
+            got[0].fields,
+            [("z".into(), b"1".to_vec()), ("a".into(), vec![0, 0xff])]
+        );
         assert_eq!(got[1].origin, format!("{}:4", path.display()));
     }
 
@@ -147,9 +164,15 @@ mod tests {
         assert!(err.contains("line 2"), "{err}");
         std::fs::write(&path, "{\"a\": {\"hex\": \"zz\"}}\n").unwrap();
         let err = read(&path).unwrap_err().to_string();
-        assert!(err.contains("field \"a\"") && err.contains("not hex"), "{err}");
+        assert!(
+            err.contains("field \"a\"") && err.contains("not hex"),
+            "{err}"
+        );
         let err = from_flags(&["novalue".into()]).unwrap_err().to_string();
         assert!(err.contains("NAME=VALUE"), "{err}");
-        assert_eq!(from_flags(&["a=b=c".into()]).unwrap().fields, [("a".into(), b"b=c".to_vec())]);
+        assert_eq!(
+            from_flags(&["a=b=c".into()]).unwrap().fields,
+            [("a".into(), b"b=c".to_vec())]
+        );
     }
 }

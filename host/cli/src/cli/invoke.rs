@@ -14,7 +14,9 @@ use streamhost::display::{escape_bytes, escape_str};
 use streamhost::effects::{Effect, EffectPolicy};
 use streamhost::outcome::Outcome;
 use streamhost::plugin::bindings::Level;
-use streamhost::plugin::{EngineOptions, Field, Invoker, LoadedPlugin, Message, Report, WasmEngine};
+use streamhost::plugin::{
+    EngineOptions, Field, Invoker, LoadedPlugin, Message, Report, WasmEngine,
+};
 
 use super::BadInput;
 use super::fixtures::{self, Fixture};

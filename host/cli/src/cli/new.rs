@@ -38,11 +38,20 @@ pub struct NewArgs {
 fn files(lang: Lang) -> &'static [(&'static str, &'static str)] {
     match lang {
         Lang::Rust => &[
-            ("Cargo.toml", include_str!("../../templates/rust/Cargo.toml")),
-            ("src/lib.rs", include_str!("../../templates/rust/src/lib.rs")),
+            (
+                "Cargo.toml",
+                include_str!("../../templates/rust/Cargo.toml"),
+            ),
+            (
+                "src/lib.rs",
+                include_str!("../../templates/rust/src/lib.rs"),
+            ),
         ],
         Lang::Python => &[
-            ("handler.py", include_str!("../../templates/python/handler.py")),
+            (
+                "handler.py",
+                include_str!("../../templates/python/handler.py"),
+            ),
             (
                 "test_handler.py",
                 include_str!("../../templates/python/test_handler.py"),
@@ -54,7 +63,10 @@ fn files(lang: Lang) -> &'static [(&'static str, &'static str)] {
                 "handler.test.js",
                 include_str!("../../templates/js/handler.test.js"),
             ),
-            ("package.json", include_str!("../../templates/js/package.json")),
+            (
+                "package.json",
+                include_str!("../../templates/js/package.json"),
+            ),
         ],
     }
 }
@@ -73,7 +85,10 @@ pub fn sdk_root() -> PathBuf {
 /// directory that exists and is not empty.
 pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
     check_name(&args.name)?;
-    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&args.name));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
     if dir.exists()
         && std::fs::read_dir(&dir)
             .map(|mut d| d.next().is_some())
@@ -92,7 +107,10 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
         ("{{name}}", args.name.clone()),
         ("{{python_sdk}}", literal(root.join("guest-sdk/python"))),
         ("{{rust_sdk}}", literal(root.join("guest-sdk"))),
-        ("{{js_sdk}}", root.join("guest-sdk/js").display().to_string()),
+        (
+            "{{js_sdk}}",
+            root.join("guest-sdk/js").display().to_string(),
+        ),
     ];
     let render = |text: &str| {
         vars.iter()
@@ -103,12 +121,24 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
     }
     write(&dir.join("fixtures.jsonl"), FIXTURES)?;
     write(&dir.join("streamhost.toml"), &config(&args.name, args.lang))?;
-    write(&dir.join(".gitignore"), "*.wasm\n/target\nnode_modules\n__pycache__\n")?;
+    write(
+        &dir.join(".gitignore"),
+        "*.wasm\n/target\nnode_modules\n__pycache__\n",
+    )?;
     if args.lang == Lang::Js {
         link_js_sdk(&dir, &root.join("guest-sdk/js"))?;
     }
-    println!("created {} ({:?} handler {:?})", dir.display(), args.lang, args.name);
-    println!("next: cd {} && streamhost build && streamhost invoke {}.wasm --fixtures fixtures.jsonl", dir.display(), args.name);
+    println!(
+        "created {} ({:?} handler {:?})",
+        dir.display(),
+        args.lang,
+        args.name
+    );
+    println!(
+        "next: cd {} && streamhost build && streamhost invoke {}.wasm --fixtures fixtures.jsonl",
+        dir.display(),
+        args.name
+    );
     Ok(ExitCode::SUCCESS)
 }
 
