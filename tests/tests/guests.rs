@@ -22,12 +22,15 @@ fn guest_plugin(name: &str, guest: Guest, stream: &str) -> PluginConfig {
     p
 }
 
-fn data(json: &str) -> Vec<(String, Vec<u8>)> {
+/// One entry's fields, in order.
+type Fields = Vec<(String, Vec<u8>)>;
+
+fn data(json: &str) -> Fields {
     vec![("data".into(), json.as_bytes().to_vec())]
 }
 
 /// Valid orders, then invalid ones with the reason each must be dead-lettered with.
-fn validator_cases() -> (Vec<String>, Vec<(Vec<(String, Vec<u8>)>, &'static str)>) {
+fn validator_cases() -> (Vec<String>, Vec<(Fields, &'static str)>) {
     let valid = (0..50)
         .map(|i| format!(r#"{{"order_id": {i}, "amount_cents": {}}}"#, i * 10))
         .collect();
@@ -123,7 +126,7 @@ async fn js_order_validator_acks_valid_and_dead_letters_invalid() {
 }
 
 /// Field values of one stream entry, by name.
-fn field<'a>(entry: &'a redis::streams::StreamId, name: &str) -> String {
+fn field(entry: &redis::streams::StreamId, name: &str) -> String {
     match entry.map.get(name) {
         Some(redis::Value::BulkString(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
         other => panic!("entry {} field {name}: {other:?}", entry.id),
