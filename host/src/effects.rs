@@ -79,30 +79,29 @@ pub(crate) fn schedule_key(p: &PluginConfig) -> String {
     p.schedule_key()
 }
 
-/// One buffered write.
+/// One buffered write (public so `streamhost invoke` can show what a
+/// handler asked for).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Effect {
+#[allow(missing_docs)] // the fields are the WIT functions' parameters
+pub enum Effect {
+    /// `emit`: an `XADD` to `stream`.
     Emit {
         stream: String,
         fields: Vec<Field>,
         max_len: Option<u64>,
     },
-    Publish {
-        channel: String,
-        payload: Vec<u8>,
-    },
+    /// `publish`: a `PUBLISH` on `channel`.
+    Publish { channel: String, payload: Vec<u8> },
+    /// `schedule`: an entry for `stream`, due in `delay_ms`.
     Schedule {
         stream: String,
         fields: Vec<Field>,
         delay_ms: u64,
     },
-    Set {
-        key: String,
-        value: Vec<u8>,
-    },
-    Delete {
-        key: String,
-    },
+    /// `kv-set` of a full state key (prefix included).
+    Set { key: String, value: Vec<u8> },
+    /// `kv-delete` of a full state key (prefix included).
+    Delete { key: String },
 }
 
 /// The effects of the invocation in progress.
@@ -132,6 +131,11 @@ impl EffectBuffer {
         self.reads.clear();
         self.overlay.clear();
         self.read_failed = false;
+    }
+
+    /// The effects buffered so far, in the order asked for.
+    pub fn effects(&self) -> &[Effect] {
+        &self.effects
     }
 
     /// Whether a state read failed during the invocation.

@@ -24,6 +24,35 @@ pub mod artifacts {
     include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 }
 
+/// The Python and JavaScript test guests, componentized by `build.rs`.
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+/// A test guest: its component, or why it could not be built.
+#[derive(Debug, Clone, Copy)]
+pub struct Guest {
+    /// `<lang>/<name>` under `tests/guests/`.
+    pub name: &'static str,
+    /// The component path, or the build error (with install advice when a
+    /// toolchain is missing).
+    pub built: Result<&'static str, &'static str>,
+}
+
+impl Guest {
+    /// The component path; fails the test when the guest was not built (a
+    /// missing toolchain fails, it does not skip).
+    pub fn path(&self) -> &'static str {
+        match self.built {
+            Ok(path) => path,
+            Err(e) => panic!(
+                "test guest {} was not built (touch tests/build.rs after fixing, or run .ci/run): {e}",
+                self.name
+            ),
+        }
+    }
+}
+
 /// Starts a private server, failing the test with install advice when it is
 /// missing: `redis-server`, or Valkey with `STREAMHOST_TEST_SERVER=valkey`
 /// (how `.ci/run` runs the stream tests that matter most against Valkey too).

@@ -3,6 +3,8 @@
 //! Meant to be called from `build.rs`; like any build script it reports
 //! failures by panicking with a message that says what went wrong.
 
+pub mod guests;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;

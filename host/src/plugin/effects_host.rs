@@ -82,6 +82,10 @@ impl Host for HostState {
         if let Some((_, value)) = self.effects.reads.iter().find(|(k, _)| *k == full) {
             return Ok(value.clone());
         }
+        if let Some(local) = &self.local_state {
+            // `streamhost invoke`: state without Redis (see plugin/invoker.rs).
+            return Ok(local.get(&full).cloned());
+        }
         let Some(conn) = self.redis.as_mut() else {
             self.effects.read_failed = true;
             return Err(EffectError::Unavailable(

@@ -139,6 +139,11 @@ impl PluginInstance {
         &self.digest
     }
 
+    /// The store's state, for the invoker (logs, in-memory state, memory used).
+    pub(crate) fn state_mut(&mut self) -> &mut HostState {
+        self.store.data_mut()
+    }
+
     /// Whether a trap made this instance unusable.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned

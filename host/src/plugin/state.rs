@@ -48,6 +48,11 @@ pub struct HostState {
     pub(crate) effects: EffectBuffer,
     /// Connection for state reads (`kv-get`); set by the worker that owns the instance.
     pub(crate) redis: Option<redis::aio::ConnectionManager>,
+    /// State kept in memory instead of Redis (full key -> value), for the
+    /// invoker (`streamhost invoke`), which runs without Redis.
+    pub(crate) local_state: Option<std::collections::HashMap<String, Vec<u8>>>,
+    /// Log lines kept for the invoker instead of going to the host's log.
+    pub(crate) captured_logs: Option<Vec<(Level, String)>>,
 }
 
 impl HostState {
@@ -89,6 +94,8 @@ impl HostState {
             effect_policy,
             effects: EffectBuffer::default(),
             redis: None,
+            local_state: None,
+            captured_logs: None,
         }
     }
 }
@@ -123,6 +130,11 @@ impl HostState {
             return;
         }
         self.log_budget -= cost;
+        if let Some(captured) = &mut self.captured_logs {
+            // Kept as written; the invoker neutralises it when it prints.
+            captured.push((level, message.to_owned()));
+            return;
+        }
         let message = sanitize(message);
         let (plugin, id) = (&*self.plugin, self.entry_id.as_str());
         match level {

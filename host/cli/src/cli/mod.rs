@@ -2,10 +2,15 @@
 //! This is the binary's edge, so errors here carry `anyhow` context.
 
 pub mod bench;
+pub mod build;
 pub mod check;
 pub mod demo;
 pub mod deploy;
+pub mod dev;
 pub mod dlq;
+pub mod fixtures;
+pub mod invoke;
+pub mod new;
 pub mod run;
 pub mod status;
 
@@ -128,6 +133,14 @@ pub enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Write a ready plugin project: handler, build file, config, fixtures, a test.
+    New(new::NewArgs),
+    /// Build the project in a directory into its component, then validate it.
+    Build(build::BuildArgs),
+    /// Run messages through a component with no Redis: outcome, effects, logs, fuel, memory.
+    Invoke(invoke::InvokeArgs),
+    /// Build, run on a private redis-server, feed fixtures, print outcomes; rebuild on change.
+    Dev(dev::DevArgs),
     /// Run the bundled example plugins on sample orders and print what happened.
     Demo(demo::DemoArgs),
     /// Inspect and replay dead-letter streams.
@@ -178,6 +191,10 @@ pub fn main(cli: Cli) -> ExitCode {
                 target,
             } => deploy::rollback_cmd(&target, &plugin, version, by).await,
             Command::Check { config, offline } => check::check(&config, offline).await,
+            Command::New(args) => new::new(args),
+            Command::Build(args) => build::build(args).await,
+            Command::Invoke(args) => invoke::invoke(args).await,
+            Command::Dev(args) => dev::dev(args).await,
             Command::Demo(args) => demo::demo(args).await,
             Command::Dlq(args) => dlq::dlq(args).await,
             Command::Status(args) => status::status(args).await,
