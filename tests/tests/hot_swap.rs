@@ -417,14 +417,16 @@ async fn a_costly_candidate_compiles_aside_and_the_neighbour_keeps_handling() {
     let redis = start_redis();
     let url = redis.url();
     let mut conn = connect(&url).await;
-    let host = InProcessHost::start(config(
+    let mut cfg = config(
         &url,
         vec![
             marker(artifacts::MARKER_V1, "host"),
             plugin("validator", artifacts::ORDER_VALIDATOR, "orders"),
         ],
-    ))
-    .await;
+    );
+    // A cached compile of an earlier run would make the candidate free.
+    cfg.cache.enabled = false;
+    let host = InProcessHost::start(cfg).await;
     let (marker_m, validator) = (
         host.metrics("marker", IN),
         host.metrics("validator", "orders"),
