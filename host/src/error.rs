@@ -197,6 +197,23 @@ pub enum Error {
     PluginCount { loaded: usize, tables: usize },
     #[error("wasm engine: {0}")]
     Engine(String),
+    /// A plugin's source key holds a value of another type than its source reads.
+    #[error(
+        "plugin {plugin:?}: `{config_key} = {key:?}` names a Redis {found}, not a {wanted}; \
+         point it at a {wanted} (or a key that does not exist yet)"
+    )]
+    SourceKeyType {
+        /// The plugin.
+        plugin: String,
+        /// Its source's config key (`list`, `sorted_set`).
+        config_key: &'static str,
+        /// The Redis key.
+        key: String,
+        /// What the key holds.
+        found: String,
+        /// What the source needs.
+        wanted: &'static str,
+    },
 }
 
 impl Error {
@@ -205,7 +222,10 @@ impl Error {
     /// system: the CLI exits 2 for these.
     pub fn is_bad_input(&self) -> bool {
         match self {
-            Error::Config(_) | Error::Load(_) | Error::PoolReservation { .. } => true,
+            Error::Config(_)
+            | Error::Load(_)
+            | Error::PoolReservation { .. }
+            | Error::SourceKeyType { .. } => true,
             Error::Deploy(e) => !matches!(e, DeployError::ComponentGone { .. }),
             Error::Dlq(e) => matches!(e, crate::dlq::DlqError::NotReplayable { .. }),
             Error::Redis(_)

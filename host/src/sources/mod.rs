@@ -3,4 +3,6 @@
 //! way, hands them to the pipeline's intake, and carries out the verdicts
 //! with its own Redis commands.
 
+pub mod letter;
+pub mod list;
 pub mod stream;

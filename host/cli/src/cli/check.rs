@@ -21,10 +21,11 @@ pub async fn check(config_path: &Path, offline: bool) -> anyhow::Result<ExitCode
     let plugins = load_plugins(&config, &engine).await?;
     for (p, pc) in plugins.iter().zip(&config.plugins) {
         println!(
-            "ok  {:<24} {}  stream={} group={}",
+            "ok  {:<24} {}  {}={} group={}",
             p.name,
             p.digest,
-            pc.stream,
+            pc.source().config_key(),
+            pc.source_key(),
             pc.group()
         );
         for effect in streamhost::effects::unpermitted(&p.effects_used, &pc.allow) {
