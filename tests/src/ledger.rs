@@ -87,6 +87,26 @@ pub fn recorder_handled(log: &str) -> Vec<Handled> {
         .collect()
 }
 
+/// Every `recorder data <word> attempt <n>` line of a host log, in order:
+/// what the recorder saw on a list, sorted-set or Pub/Sub source (`id` is
+/// the first word of the payload).
+pub fn recorder_data(log: &str) -> Vec<Handled> {
+    const MARK: &str = "recorder data ";
+    strip_ansi(log)
+        .lines()
+        .filter_map(|line| {
+            let rest = &line[line.find(MARK)? + MARK.len()..];
+            let mut words = rest.split_whitespace();
+            let id = words.next()?.to_owned();
+            let attempt = match (words.next(), words.next()) {
+                (Some("attempt"), Some(n)) => n.parse().ok()?,
+                _ => return None,
+            };
+            Some(Handled { id, attempt })
+        })
+        .collect()
+}
+
 /// Sums the `count=N` field of the log lines containing `needle`.
 pub fn sum_counts(log: &str, needle: &str) -> u64 {
     strip_ansi(log)
