@@ -36,7 +36,11 @@ async fn lpush(conn: &mut MultiplexedConnection, items: &[Vec<u8>]) {
 }
 
 async fn llen(conn: &mut MultiplexedConnection, key: &str) -> u64 {
-    redis::cmd("LLEN").arg(key).query_async(conn).await.expect("LLEN")
+    redis::cmd("LLEN")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .expect("LLEN")
 }
 
 /// Items left in the queue and in every processing list of the plugin.
@@ -101,7 +105,12 @@ async fn items_are_handled_removed_retried_and_dead_lettered_byte_for_byte() {
         async move { left(&mut conn).await == (0, 0) }
     })
     .await;
-    assert!(done, "queue and processing lists not empty: {:?}\n{}", left(&mut conn).await, host.log_tail());
+    assert!(
+        done,
+        "queue and processing lists not empty: {:?}\n{}",
+        left(&mut conn).await,
+        host.log_tail()
+    );
     // Settled: the last ack may still be on its way.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let seen = ledger::recorder_data(&host.log());
@@ -110,13 +119,29 @@ async fn items_are_handled_removed_retried_and_dead_lettered_byte_for_byte() {
         runs.entry(h.id.as_str()).or_default().push(h.attempt);
     }
     for i in 0..200 {
-        assert_eq!(runs.get(format!("item-{i}").as_str()), Some(&vec![1]), "item-{i}");
+        assert_eq!(
+            runs.get(format!("item-{i}").as_str()),
+            Some(&vec![1]),
+            "item-{i}"
+        );
     }
-    assert_eq!(runs.get("dup"), Some(&vec![1, 1, 1]), "three equal items, three handlings");
-    assert_eq!(runs.get("flaky"), Some(&vec![1, 2, 3]), "attempts counted across requeues");
+    assert_eq!(
+        runs.get("dup"),
+        Some(&vec![1, 1, 1]),
+        "three equal items, three handlings"
+    );
+    assert_eq!(
+        runs.get("flaky"),
+        Some(&vec![1, 2, 3]),
+        "attempts counted across requeues"
+    );
     assert_eq!(runs.get("bin-1"), Some(&vec![1]), "a reject is not retried");
     let dlq = dead_letters(&mut conn).await;
-    assert_eq!(dlq, vec![(binary_reject, "rejected".to_owned())], "the item as pushed, byte for byte");
+    assert_eq!(
+        dlq,
+        vec![(binary_reject, "rejected".to_owned())],
+        "the item as pushed, byte for byte"
+    );
     terminate(&mut host);
     assert_eq!(
         llen(&mut conn, &format!("{QUEUE}:processing:recorder:host-a")).await,
@@ -127,7 +152,12 @@ async fn items_are_handled_removed_retried_and_dead_lettered_byte_for_byte() {
 
 fn terminate(host: &mut HostProcess) {
     host.signal("-TERM");
-    assert_eq!(host.wait(Duration::from_secs(20)), Some(0), "exit after SIGTERM:\n{}", host.log_tail());
+    assert_eq!(
+        host.wait(Duration::from_secs(20)),
+        Some(0),
+        "exit after SIGTERM:\n{}",
+        host.log_tail()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,11 +175,17 @@ async fn an_item_that_keeps_failing_is_dead_lettered_after_max_attempts() {
     })
     .await;
     assert!(done, "never dead-lettered:\n{}", host.log_tail());
-    let attempts: Vec<u32> = ledger::recorder_data(&host.log()).iter().map(|h| h.attempt).collect();
+    let attempts: Vec<u32> = ledger::recorder_data(&host.log())
+        .iter()
+        .map(|h| h.attempt)
+        .collect();
     assert_eq!(attempts, vec![1, 2, 3]);
     assert_eq!(
         dead_letters(&mut conn).await,
-        vec![(b"doomed fail_times=99".to_vec(), "attempts-exhausted".to_owned())]
+        vec![(
+            b"doomed fail_times=99".to_vec(),
+            "attempts-exhausted".to_owned()
+        )]
     );
     assert_eq!(left(&mut conn).await, (0, 0));
     terminate(&mut host);
@@ -161,7 +197,9 @@ async fn kill_9_three_times_with_two_hosts_loses_nothing() {
     let redis = start_redis();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut conn = connect(&redis.url()).await;
-    let items: Vec<Vec<u8>> = (0..N).map(|i| format!("item-{i} sleep_ms=1").into_bytes()).collect();
+    let items: Vec<Vec<u8>> = (0..N)
+        .map(|i| format!("item-{i} sleep_ms=1").into_bytes())
+        .collect();
     lpush(&mut conn, &items).await;
     let cfg = |consumer: &str| config(&redis.url(), vec![recorder(consumer)]);
     let started = Instant::now();
@@ -176,13 +214,22 @@ async fn kill_9_three_times_with_two_hosts_loses_nothing() {
             async move { n >= 300 }
         })
         .await;
-        assert!(handled_some, "host-a{} handled nothing:\n{}", round - 1, host_a.log_tail());
+        assert!(
+            handled_some,
+            "host-a{} handled nothing:\n{}",
+            round - 1,
+            host_a.log_tail()
+        );
         host_a.signal("-KILL");
         host_a.wait(Duration::from_secs(5));
         killed.push(host_a.log());
         // A new consumer name: the killed one's processing list must be moved
         // back by a live host once its heartbeat expires.
-        host_a = HostProcess::spawn(dir.path(), &format!("host-a{round}"), &cfg(&format!("host-a{round}")));
+        host_a = HostProcess::spawn(
+            dir.path(),
+            &format!("host-a{round}"),
+            &cfg(&format!("host-a{round}")),
+        );
     }
     let done = wait_until(Duration::from_secs(50), || {
         let mut conn = conn.clone();
@@ -190,7 +237,11 @@ async fn kill_9_three_times_with_two_hosts_loses_nothing() {
     })
     .await;
     let remaining = left(&mut conn).await;
-    assert!(done, "left (queue, processing): {remaining:?}\nhost-b:\n{}", host_b.log_tail());
+    assert!(
+        done,
+        "left (queue, processing): {remaining:?}\nhost-b:\n{}",
+        host_b.log_tail()
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let took = started.elapsed();
 
@@ -199,14 +250,19 @@ async fn kill_9_three_times_with_two_hosts_loses_nothing() {
         .flat_map(|log| ledger::recorder_data(log))
         .map(|h| h.id)
         .collect();
-    let mut all: Vec<Handled> = killed.iter().flat_map(|log| ledger::recorder_data(log)).collect();
+    let mut all: Vec<Handled> = killed
+        .iter()
+        .flat_map(|log| ledger::recorder_data(log))
+        .collect();
     all.extend(ledger::recorder_data(&host_a.log()));
     all.extend(ledger::recorder_data(&host_b.log()));
     let mut runs: BTreeMap<String, usize> = BTreeMap::new();
     for h in &all {
         *runs.entry(h.id.clone()).or_default() += 1;
     }
-    let lost: Vec<usize> = (0..N).filter(|i| !runs.contains_key(&format!("item-{i}"))).collect();
+    let lost: Vec<usize> = (0..N)
+        .filter(|i| !runs.contains_key(&format!("item-{i}")))
+        .collect();
     let duplicated: Vec<(&String, &usize)> = runs.iter().filter(|(_, n)| **n > 1).collect();
     let duplicates: usize = duplicated.iter().map(|(_, n)| **n - 1).sum();
     eprintln!(
@@ -216,18 +272,32 @@ async fn kill_9_three_times_with_two_hosts_loses_nothing() {
         lost.len(),
         dead_letters(&mut conn).await.len()
     );
-    assert!(lost.is_empty(), "lost {} items, e.g. {:?}", lost.len(), &lost[..lost.len().min(10)]);
+    assert!(
+        lost.is_empty(),
+        "lost {} items, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
     assert_eq!(runs.len(), N, "nothing but the produced items was handled");
     for (id, _) in &duplicated {
-        assert!(on_killed.contains(*id), "{id} handled twice without being in flight on a killed host");
+        assert!(
+            on_killed.contains(*id),
+            "{id} handled twice without being in flight on a killed host"
+        );
     }
-    assert!(dead_letters(&mut conn).await.is_empty(), "nothing was due for the DLQ");
     assert!(
-        !killed.iter().all(|log| ledger::recorder_data(log).is_empty()),
+        dead_letters(&mut conn).await.is_empty(),
+        "nothing was due for the DLQ"
+    );
+    assert!(
+        !killed
+            .iter()
+            .all(|log| ledger::recorder_data(log).is_empty()),
         "the kills happened mid-run"
     );
     assert!(
-        strip(&host_b.log()).contains("consumer presumed dead") || strip(&host_a.log()).contains("consumer presumed dead"),
+        strip(&host_b.log()).contains("consumer presumed dead")
+            || strip(&host_a.log()).contains("consumer presumed dead"),
         "a live host moved a dead consumer's processing list back"
     );
 }
@@ -241,11 +311,23 @@ async fn a_list_key_that_holds_a_string_is_refused_with_exit_2() {
     let redis = start_redis();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut conn = connect(&redis.url()).await;
-    let () = redis::cmd("SET").arg(QUEUE).arg("oops").query_async(&mut conn).await.expect("SET");
-    let mut host = HostProcess::spawn(dir.path(), "host-a", &config(&redis.url(), vec![recorder("host-a")]));
+    let () = redis::cmd("SET")
+        .arg(QUEUE)
+        .arg("oops")
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    let mut host = HostProcess::spawn(
+        dir.path(),
+        "host-a",
+        &config(&redis.url(), vec![recorder("host-a")]),
+    );
     let code = host.wait(Duration::from_secs(20));
     let log = strip(&host.log());
     assert_eq!(code, Some(2), "exit code; log:\n{log}");
-    assert!(log.contains("`list = \"jobs:email\"` names a Redis string, not a list"), "{log}");
+    assert!(
+        log.contains("`list = \"jobs:email\"` names a Redis string, not a list"),
+        "{log}"
+    );
     assert!(!log.contains("panicked"), "{log}");
 }

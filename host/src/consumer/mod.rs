@@ -274,13 +274,53 @@ async fn run_stream(
 
 /// A sorted-set queue plugin.
 async fn run_sorted_set(
-    _ctx: Arc<PluginContext>,
-    _key: &str,
-    _redis_url: &str,
-    _commands: ConnectionManager,
-    _shutdown: CancellationToken,
+    ctx: Arc<PluginContext>,
+    key: &str,
+    redis_url: &str,
+    mut commands: ConnectionManager,
+    shutdown: CancellationToken,
 ) -> crate::Result<()> {
-    todo!("sorted set")
+    use crate::sources::sorted_set;
+    let SourceKind::SortedSet(_, order) = ctx.config.source() else {
+        return Ok(());
+    };
+    prepare(&ctx, &mut commands).await;
+    let keys = Arc::new(sorted_set::Keys::new(key, &ctx.plugin.name));
+    let (source, acks) = sorted_set::SortedSetSource::new(
+        ctx.clone(),
+        commands.clone(),
+        keys.clone(),
+        shutdown.clone(),
+    );
+    let source = Arc::new(source);
+    let read_ahead = Arc::new(ReadAhead::new(ctx.config.read_ahead_bytes()));
+    let (mut tasks, mut settlers, mut feeders) = (JoinSet::new(), JoinSet::new(), JoinSet::new());
+    let work = spawn_workers(&ctx, &source, &read_ahead, &commands, &mut tasks);
+    let intake = Intake::new(ctx.clone(), source.clone(), work, read_ahead);
+    settlers.spawn(sorted_set::source::run_acker(
+        ctx.clone(),
+        keys,
+        acks,
+        commands.clone(),
+    ));
+    feeders.spawn(sorted_set::popper::run(
+        ctx.clone(),
+        source.clone(),
+        order,
+        commands.clone(),
+        intake,
+        shutdown.clone(),
+    ));
+    feeders.spawn(sorted_set::keeper::run(
+        ctx.clone(),
+        source.clone(),
+        commands.clone(),
+        shutdown.clone(),
+    ));
+    drop(source);
+    spawn_common(&ctx, redis_url, &commands, &shutdown, &mut feeders);
+    drain(&ctx, feeders, tasks, settlers).await;
+    Ok(())
 }
 
 /// A Pub/Sub plugin.

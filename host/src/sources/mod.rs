@@ -5,4 +5,5 @@
 
 pub mod letter;
 pub mod list;
+pub mod sorted_set;
 pub mod stream;
