@@ -390,6 +390,7 @@ pub async fn commit(
             id.into(),
             item.into(),
         ],
+        Held::Nowhere => vec![b"N".to_vec(), Vec::new(), Vec::new(), id.into(), Vec::new()],
         Held::SortedSet {
             meta,
             token,
@@ -511,6 +512,10 @@ pub enum Held<'a> {
         /// The item as stored in the processing list.
         item: &'a [u8],
     },
+    /// Held nowhere in Redis (a Pub/Sub message): the commit writes the
+    /// effects only. `CommitTarget::key` is then any key of the plugin's
+    /// slot (its DLQ), for the script's `KEYS[1]`.
+    Nowhere,
     /// In an in-flight sorted set: owned while its meta hash names this
     /// delivery; acked by removing the member from both.
     SortedSet {

@@ -325,10 +325,39 @@ async fn run_sorted_set(
 
 /// A Pub/Sub plugin.
 async fn run_pubsub(
-    _ctx: Arc<PluginContext>,
-    _redis_url: &str,
-    _commands: ConnectionManager,
-    _shutdown: CancellationToken,
+    ctx: Arc<PluginContext>,
+    redis_url: &str,
+    mut commands: ConnectionManager,
+    shutdown: CancellationToken,
 ) -> crate::Result<()> {
-    todo!("pubsub")
+    use crate::sources::pubsub;
+    let SourceKind::Subscribe(names) = ctx.config.source() else {
+        return Ok(());
+    };
+    let names = names.to_vec();
+    prepare(&ctx, &mut commands).await;
+    let (source, retries) = pubsub::PubSubSource::new(ctx.clone(), commands.clone());
+    let source = Arc::new(source);
+    let read_ahead = Arc::new(ReadAhead::new(ctx.config.read_ahead_bytes()));
+    let (mut tasks, settlers, mut feeders) = (JoinSet::new(), JoinSet::new(), JoinSet::new());
+    let work = spawn_workers(&ctx, &source, &read_ahead, &commands, &mut tasks);
+    let intake = Intake::new(ctx.clone(), source.clone(), work, read_ahead);
+    feeders.spawn(pubsub::source::run_retrier(
+        ctx.clone(),
+        retries,
+        intake.clone(),
+        shutdown.clone(),
+    ));
+    feeders.spawn(pubsub::subscriber::run(
+        ctx.clone(),
+        source.clone(),
+        redis_url.to_owned(),
+        names,
+        intake,
+        shutdown.clone(),
+    ));
+    drop(source);
+    spawn_common(&ctx, redis_url, &commands, &shutdown, &mut feeders);
+    drain(&ctx, feeders, tasks, settlers).await;
+    Ok(())
 }

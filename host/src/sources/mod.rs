@@ -5,5 +5,6 @@
 
 pub mod letter;
 pub mod list;
+pub mod pubsub;
 pub mod sorted_set;
 pub mod stream;

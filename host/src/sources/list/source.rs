@@ -88,7 +88,7 @@ impl ListSource {
             .into_iter()
             .map(|stored| {
                 let item = Item::parse(stored);
-                let token = self.next_token.fetch_add(1, Ordering::Relaxed).to_string();
+                let token = format!("l{}", self.next_token.fetch_add(1, Ordering::Relaxed));
                 let data = item.data().to_vec();
                 let data_start = item.stored.len() - data.len();
                 let mut delivery = Delivery::new(
@@ -296,6 +296,7 @@ pub async fn run_acker(
             match pipe.query_async::<()>(&mut conn).await {
                 Ok(()) => {
                     ctx.redis_health.succeeded();
+                    ctx.metrics.acked.inc_by(batch.len() as u64);
                     break;
                 }
                 Err(e) => {

@@ -85,7 +85,7 @@ impl SortedSetSource {
             .into_iter()
             .map(|(member, token)| {
                 let (deliveries, refused, _) = super::parse_token(&token);
-                let id = self.next_id.fetch_add(1, Ordering::Relaxed).to_string();
+                let id = format!("z{}", self.next_id.fetch_add(1, Ordering::Relaxed));
                 let mut delivery = Delivery::new(
                     self.keys.queue.clone(),
                     Entry {
@@ -312,6 +312,7 @@ pub async fn run_acker(
             match invocation.invoke_async::<i64>(&mut conn).await {
                 Ok(_) => {
                     ctx.redis_health.succeeded();
+                    ctx.metrics.acked.inc_by(batch.len() as u64);
                     break;
                 }
                 Err(e) => {

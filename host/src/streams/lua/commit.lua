@@ -12,6 +12,7 @@
 --      list; ack LREM one copy (equal items are interchangeable)
 --   Z  sorted set: ARGV[3] delivery token, ARGV[5] member, KEYS[2] meta hash;
 --      owned = meta says this delivery; ack ZREM + HDEL
+--   N  nothing to ack (Pub/Sub): effects only
 -- ARGV[4] a unique id of the delivery (names scheduled members), then ops:
 --   R <key#> <value>        state read during the invocation: must still equal <value>
 --   N <key#>                state read as absent: must still be absent
@@ -37,7 +38,7 @@ elseif mode == 'Z' then
   if redis.call('HGET', KEYS[2], ARGV[5]) ~= ARGV[3] then
     return 0
   end
-else
+elseif mode ~= 'N' then
   return redis.error_reply('unknown ack mode ' .. tostring(mode))
 end
 
@@ -124,7 +125,7 @@ if mode == 'X' then
   redis.call('XACK', KEYS[1], ARGV[2], ARGV[4])
 elseif mode == 'L' then
   redis.call('LREM', KEYS[1], 1, ARGV[5])
-else
+elseif mode == 'Z' then
   redis.call('ZREM', KEYS[1], ARGV[5])
   redis.call('HDEL', KEYS[2], ARGV[5])
 end
