@@ -44,11 +44,11 @@ pub struct ProduceArgs {
     #[arg(long = "sorted-set")]
     pub sorted_set: Option<String>,
     /// Sorted set: the members' score (a priority, or a due time in Unix ms).
-    #[arg(long, conflicts_with = "delay", requires = "sorted_set", allow_negative_numbers = true)]
+    #[arg(long, conflicts_with = "delay", allow_negative_numbers = true)]
     pub score: Option<f64>,
     /// Sorted set: due this long from now (score = now in Unix ms + delay),
     /// e.g. `30s`. Without `--score` or `--delay` a member is due now.
-    #[arg(long, value_parser = humantime::parse_duration, requires = "sorted_set")]
+    #[arg(long, value_parser = humantime::parse_duration)]
     pub delay: Option<Duration>,
     /// Read items from a JSONL file (one per line; `-` reads stdin).
     #[arg(long)]
@@ -70,12 +70,26 @@ enum Item {
 
 /// Runs `streamhost produce`.
 pub async fn produce(args: ProduceArgs) -> anyhow::Result<ExitCode> {
-    if args.items.is_empty() && args.file.is_none() {
-        return Err(BadInput("nothing to produce: give items as arguments or --file FILE.jsonl".into()).into());
+    if (args.score.is_some() || args.delay.is_some()) && args.sorted_set.is_none() {
+        return Err(BadInput("--score and --delay apply to --sorted-set only".into()).into());
     }
-    let mut items: Vec<Item> = args.items.iter().map(|i| Item::Payload(i.clone().into_bytes())).collect();
+    if args.items.is_empty() && args.file.is_none() {
+        return Err(BadInput(
+            "nothing to produce: give items as arguments or --file FILE.jsonl".into(),
+        )
+        .into());
+    }
+    let mut items: Vec<Item> = args
+        .items
+        .iter()
+        .map(|i| Item::Payload(i.clone().into_bytes()))
+        .collect();
     if let Some(path) = &args.file {
-        items.extend(read_jsonl(path, args.sorted_set.is_some(), args.stream.is_some())?);
+        items.extend(read_jsonl(
+            path,
+            args.sorted_set.is_some(),
+            args.stream.is_some(),
+        )?);
     }
     let url = super::redis_url(args.redis.as_deref(), None)?;
     let mut conn = super::connect(&url).await?;
@@ -108,7 +122,9 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     }
     let shown = streamhost::display::escape_str(key);
     match args.channel {
-        Some(_) => println!("published {total} message(s) on {what} {shown}; {receivers} delivery(ies) to subscribers"),
+        Some(_) => println!(
+            "published {total} message(s) on {what} {shown}; {receivers} delivery(ies) to subscribers"
+        ),
         None => println!("produced {total} item(s) to {what} {shown}"),
     }
     Ok(ExitCode::SUCCESS)
@@ -129,7 +145,13 @@ fn add(pipe: &mut redis::Pipeline, args: &ProduceArgs, key: &str, item: &Item, s
     let payload = |item: &Item| -> Vec<u8> {
         match item {
             Item::Payload(p) | Item::Scored(p, _) => p.clone(),
-            Item::Fields(fields) => serde_json::to_vec(&fields.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect::<std::collections::BTreeMap<_, _>>()).unwrap_or_default(),
+            Item::Fields(fields) => serde_json::to_vec(
+                &fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            )
+            .unwrap_or_default(),
         }
     };
     if args.stream.is_some() {
@@ -175,12 +197,20 @@ fn read_jsonl(path: &std::path::Path, sorted_set: bool, stream: bool) -> anyhow:
         }
         let value: serde_json::Value = serde_json::from_str(&line)
             .map_err(|e| BadInput(format!("{} line {}: not JSON ({e})", path.display(), n + 1)))?;
-        items.push(item_of(value, &line, sorted_set, stream).map_err(|why| BadInput(format!("{} line {}: {why}", path.display(), n + 1)))?);
+        items.push(
+            item_of(value, &line, sorted_set, stream)
+                .map_err(|why| BadInput(format!("{} line {}: {why}", path.display(), n + 1)))?,
+        );
     }
     Ok(items)
 }
 
-fn item_of(value: serde_json::Value, line: &str, sorted_set: bool, stream: bool) -> Result<Item, String> {
+fn item_of(
+    value: serde_json::Value,
+    line: &str,
+    sorted_set: bool,
+    stream: bool,
+) -> Result<Item, String> {
     use serde_json::Value;
     let text = |v: &Value| match v {
         Value::String(s) => s.clone().into_bytes(),
@@ -188,7 +218,9 @@ fn item_of(value: serde_json::Value, line: &str, sorted_set: bool, stream: bool)
     };
     Ok(match value {
         Value::String(s) => Item::Payload(s.into_bytes()),
-        Value::Object(map) if stream => Item::Fields(map.iter().map(|(k, v)| (k.clone(), text(v))).collect()),
+        Value::Object(map) if stream => {
+            Item::Fields(map.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+        }
         Value::Object(map) if sorted_set && map.contains_key("member") => {
             let member = text(&map["member"]);
             match map.get("score") {
@@ -211,17 +243,26 @@ mod tests {
     #[test]
     fn jsonl_lines_become_items_by_target() {
         let v = |s: &str| serde_json::from_str(s).unwrap();
-        assert_eq!(item_of(v(r#""x""#), "", false, false), Ok(Item::Payload(b"x".to_vec())));
+        assert_eq!(
+            item_of(v(r#""x""#), "", false, false),
+            Ok(Item::Payload(b"x".to_vec()))
+        );
         assert_eq!(
             item_of(v(r#"{"a":"1","n":2}"#), "", false, true),
-            Ok(Item::Fields(vec![("a".into(), b"1".to_vec()), ("n".into(), b"2".to_vec())]))
+            Ok(Item::Fields(vec![
+                ("a".into(), b"1".to_vec()),
+                ("n".into(), b"2".to_vec())
+            ]))
         );
         assert_eq!(
             item_of(v(r#"{"member":"m","score":-2.5}"#), "", true, false),
             Ok(Item::Scored(b"m".to_vec(), -2.5))
         );
         let line = r#"{"order_id":1}"#;
-        assert_eq!(item_of(v(line), line, false, false), Ok(Item::Payload(line.as_bytes().to_vec())));
+        assert_eq!(
+            item_of(v(line), line, false, false),
+            Ok(Item::Payload(line.as_bytes().to_vec()))
+        );
         assert!(item_of(v(r#"{"member":"m","score":"x"}"#), "", true, false).is_err());
     }
 }
