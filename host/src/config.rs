@@ -1204,6 +1204,38 @@ mod tests {
     }
 
     #[test]
+    fn a_plugin_has_exactly_one_source_key() {
+        let base = "[[plugin]]\nname = \"a\"\ncomponent = \"a.wasm\"\n";
+        let parse = |extra: &str| Config::parse(&format!("{base}{extra}"));
+        let c = parse("list = \"jobs\"\n").unwrap();
+        assert_eq!(c.plugins[0].source(), SourceKind::List("jobs"));
+        assert_eq!(c.plugins[0].dlq_stream(), "dlq:jobs:a");
+        let c = parse("sorted_set = \"z\"\n").unwrap();
+        assert_eq!(c.plugins[0].source(), SourceKind::SortedSet("z", SortedSetOrder::Priority));
+        let c = parse("sorted_set = \"z\"\norder = \"due\"\n").unwrap();
+        assert_eq!(c.plugins[0].source(), SourceKind::SortedSet("z", SortedSetOrder::Due));
+        let c = parse("subscribe = [\"ev:*\", \"c\"]\n").unwrap();
+        assert_eq!(c.plugins[0].source_key(), "ev:*");
+        assert!(is_channel_pattern("ev:*") && !is_channel_pattern("c"));
+        for (extra, key, says) in [
+            ("stream = \"s\"\nlist = \"l\"\n", "plugin[0].list", "stream, list"),
+            ("list = \"l\"\nsubscribe = [\"c\"]\n", "plugin[0].list", "subscribe, list"),
+            ("stream = \"s\"\norder = \"due\"\n", "plugin[0].order", "sorted_set"),
+            ("subscribe = []\n", "plugin[0].subscribe", "at least one"),
+            ("subscribe = [\"c\", \"c\"]\n", "plugin[0].subscribe", "twice"),
+            ("list = \"\"\n", "plugin[0].list", "must not be empty"),
+            ("", "plugin[0].stream", "exactly one source key"),
+        ] {
+            let err = parse(extra).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(says), "{extra:?}: {err}");
+        }
+        // A config written back keeps its one source key.
+        let c = parse("list = \"jobs\"\n").unwrap();
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("list = \"jobs\"") && !text.contains("stream ="), "{text}");
+    }
+
+    #[test]
     fn defaults_fill_every_optional_key() {
         let c = Config::parse("[[plugin]]\nname = \"a\"\ncomponent = \"a.wasm\"\nstream = \"s\"\n")
             .unwrap();
