@@ -1211,18 +1211,40 @@ mod tests {
         assert_eq!(c.plugins[0].source(), SourceKind::List("jobs"));
         assert_eq!(c.plugins[0].dlq_stream(), "dlq:jobs:a");
         let c = parse("sorted_set = \"z\"\n").unwrap();
-        assert_eq!(c.plugins[0].source(), SourceKind::SortedSet("z", SortedSetOrder::Priority));
+        assert_eq!(
+            c.plugins[0].source(),
+            SourceKind::SortedSet("z", SortedSetOrder::Priority)
+        );
         let c = parse("sorted_set = \"z\"\norder = \"due\"\n").unwrap();
-        assert_eq!(c.plugins[0].source(), SourceKind::SortedSet("z", SortedSetOrder::Due));
+        assert_eq!(
+            c.plugins[0].source(),
+            SourceKind::SortedSet("z", SortedSetOrder::Due)
+        );
         let c = parse("subscribe = [\"ev:*\", \"c\"]\n").unwrap();
         assert_eq!(c.plugins[0].source_key(), "ev:*");
         assert!(is_channel_pattern("ev:*") && !is_channel_pattern("c"));
         for (extra, key, says) in [
-            ("stream = \"s\"\nlist = \"l\"\n", "plugin[0].list", "stream, list"),
-            ("list = \"l\"\nsubscribe = [\"c\"]\n", "plugin[0].list", "subscribe, list"),
-            ("stream = \"s\"\norder = \"due\"\n", "plugin[0].order", "sorted_set"),
+            (
+                "stream = \"s\"\nlist = \"l\"\n",
+                "plugin[0].list",
+                "stream, list",
+            ),
+            (
+                "list = \"l\"\nsubscribe = [\"c\"]\n",
+                "plugin[0].list",
+                "subscribe, list",
+            ),
+            (
+                "stream = \"s\"\norder = \"due\"\n",
+                "plugin[0].order",
+                "sorted_set",
+            ),
             ("subscribe = []\n", "plugin[0].subscribe", "at least one"),
-            ("subscribe = [\"c\", \"c\"]\n", "plugin[0].subscribe", "twice"),
+            (
+                "subscribe = [\"c\", \"c\"]\n",
+                "plugin[0].subscribe",
+                "twice",
+            ),
             ("list = \"\"\n", "plugin[0].list", "must not be empty"),
             ("", "plugin[0].stream", "exactly one source key"),
         ] {
@@ -1232,7 +1254,10 @@ mod tests {
         // A config written back keeps its one source key.
         let c = parse("list = \"jobs\"\n").unwrap();
         let text = toml::to_string(&c).unwrap();
-        assert!(text.contains("list = \"jobs\"") && !text.contains("stream ="), "{text}");
+        assert!(
+            text.contains("list = \"jobs\"") && !text.contains("stream ="),
+            "{text}"
+        );
     }
 
     #[test]

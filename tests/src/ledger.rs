@@ -350,3 +350,26 @@ pub async fn wait_for_log(host: &crate::HostProcess, needle: &str, timeout: Dura
     })
     .await
 }
+
+/// One entry's fields, names and values as bytes.
+pub type RawFields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Every entry of a stream (e.g. a DLQ), oldest first, fields as bytes.
+pub async fn stream_fields(conn: &mut MultiplexedConnection, stream: &str) -> Vec<RawFields> {
+    let entries: Vec<(String, RawFields)> = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .expect("XRANGE");
+    entries.into_iter().map(|(_, fields)| fields).collect()
+}
+
+/// The value of field `name`.
+pub fn field(fields: &RawFields, name: &str) -> Option<Vec<u8>> {
+    fields
+        .iter()
+        .find(|(n, _)| n == name.as_bytes())
+        .map(|(_, v)| v.clone())
+}

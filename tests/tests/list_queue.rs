@@ -59,26 +59,14 @@ async fn left(conn: &mut MultiplexedConnection) -> (u64, u64) {
 
 /// The dead letters' `msg.data` values and reasons.
 async fn dead_letters(conn: &mut MultiplexedConnection) -> Vec<(Vec<u8>, String)> {
-    let entries: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> = redis::cmd("XRANGE")
-        .arg(format!("dlq:{QUEUE}:recorder"))
-        .arg("-")
-        .arg("+")
-        .query_async(conn)
+    ledger::stream_fields(conn, &format!("dlq:{QUEUE}:recorder"))
         .await
-        .expect("XRANGE");
-    entries
-        .into_iter()
-        .map(|(_, fields)| {
-            let get = |name: &[u8]| {
-                fields
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default()
-            };
+        .iter()
+        .map(|f| {
+            let reason = ledger::field(f, "dlq.reason").unwrap_or_default();
             (
-                get(b"msg.data"),
-                String::from_utf8_lossy(&get(b"dlq.reason")).into_owned(),
+                ledger::field(f, "msg.data").unwrap_or_default(),
+                String::from_utf8_lossy(&reason).into_owned(),
             )
         })
         .collect()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use streamhost::config::{PluginConfig, SourceKind};
-use streamhost_tests::ledger;
+use streamhost_tests::ledger::{self, RawFields};
 use streamhost_tests::*;
 
 fn recorder(names: &[&str]) -> PluginConfig {
@@ -54,24 +54,12 @@ async fn subscribed(conn: &MultiplexedConnection, channels: usize, patterns: i64
     .await
 }
 
-type Fields = Vec<(Vec<u8>, Vec<u8>)>;
-
-async fn dead_letters(conn: &mut MultiplexedConnection, dlq: &str) -> Vec<Fields> {
-    let entries: Vec<(String, Fields)> = redis::cmd("XRANGE")
-        .arg(dlq)
-        .arg("-")
-        .arg("+")
-        .query_async(conn)
-        .await
-        .expect("XRANGE");
-    entries.into_iter().map(|(_, f)| f).collect()
+async fn dead_letters(conn: &mut MultiplexedConnection, dlq: &str) -> Vec<RawFields> {
+    ledger::stream_fields(conn, dlq).await
 }
 
-fn get(fields: &Fields, name: &str) -> Option<Vec<u8>> {
-    fields
-        .iter()
-        .find(|(n, _)| n == name.as_bytes())
-        .map(|(_, v)| v.clone())
+fn get(fields: &RawFields, name: &str) -> Option<Vec<u8>> {
+    ledger::field(fields, name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -290,21 +290,9 @@ async fn retries_count_in_redis_and_rejects_are_dead_lettered_byte_for_byte() {
             .collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
-    let entries: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> = redis::cmd("XRANGE")
-        .arg(format!("dlq:{SET}:recorder"))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .expect("XRANGE");
+    let entries = ledger::stream_fields(&mut conn, &format!("dlq:{SET}:recorder")).await;
     assert_eq!(entries.len(), 1, "one dead letter");
-    let fields = &entries[0].1;
-    let get = |name: &[u8]| {
-        fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
+    let get = |name: &[u8]| ledger::field(&entries[0], std::str::from_utf8(name).expect("ascii"));
     assert_eq!(get(b"msg.data"), Some(rejected));
     assert_eq!(get(b"dlq.reason"), Some(b"rejected".to_vec()));
     assert_eq!(get(b"dlq.score"), Some(b"2".to_vec()));

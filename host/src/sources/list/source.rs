@@ -38,6 +38,9 @@ struct HeldItem {
     data_start: usize,
 }
 
+/// Handled items on their way to the acker: key, token, the item as stored.
+type AckBatch = Vec<(Arc<str>, String, Vec<u8>)>;
+
 /// One plugin's list source.
 pub struct ListSource {
     ctx: Arc<PluginContext>,
@@ -45,12 +48,12 @@ pub struct ListSource {
     keys: Arc<Keys>,
     next_token: AtomicU64,
     held: Mutex<HashMap<String, HeldItem>>,
-    acks: UnboundedSender<Vec<(Arc<str>, String, Vec<u8>)>>,
+    acks: UnboundedSender<AckBatch>,
     shutdown: CancellationToken,
 }
 
 /// The receiving end of the source's ack queue, for [`run_acker`].
-pub struct AckQueue(UnboundedReceiver<Vec<(Arc<str>, String, Vec<u8>)>>);
+pub struct AckQueue(UnboundedReceiver<AckBatch>);
 
 impl ListSource {
     /// A source acting through `conn`; run its [`AckQueue`] with [`run_acker`].
@@ -197,20 +200,22 @@ impl Source for ListSource {
                 _ = shutdown.cancelled() => false,
                 _ = tokio::time::sleep_until(due) => true,
             };
-            while waited {
-                let moved: Result<i64, _> = super::REQUEUE
-                    .key(&keys.processing)
-                    .key(&*keys.queue)
-                    .arg(&held.stored)
-                    .arg(&wrapped)
-                    .invoke_async(&mut conn)
-                    .await;
-                match moved {
-                    Ok(_) => break,
-                    Err(e) => {
-                        ctx.redis_health.failed("list requeue", &e);
-                        if !backoff.wait(&shutdown).await {
-                            break;
+            if waited {
+                loop {
+                    let moved: Result<i64, _> = super::REQUEUE
+                        .key(&keys.processing)
+                        .key(&*keys.queue)
+                        .arg(&held.stored)
+                        .arg(&wrapped)
+                        .invoke_async(&mut conn)
+                        .await;
+                    match moved {
+                        Ok(_) => break,
+                        Err(e) => {
+                            ctx.redis_health.failed("list requeue", &e);
+                            if !backoff.wait(&shutdown).await {
+                                break;
+                            }
                         }
                     }
                 }

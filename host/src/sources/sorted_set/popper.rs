@@ -33,7 +33,7 @@ fn parse(reply: Vec<redis::Value>) -> Result<Popped, redis::RedisError> {
     let mut values = reply.into_iter();
     let now_ms = values
         .next()
-        .map(|v| f64::from_redis_value(v))
+        .map(f64::from_redis_value)
         .transpose()?
         .unwrap_or(0.0);
     let next_due = match values.next() {

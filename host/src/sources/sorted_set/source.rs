@@ -208,23 +208,25 @@ impl Source for SortedSetSource {
                 _ = shutdown.cancelled() => false,
                 _ = tokio::time::sleep_until(due) => true,
             };
-            while waited {
-                let requeued: Result<i64, _> = super::SETTLE
-                    .key(&*keys.queue)
-                    .key(&keys.inflight)
-                    .key(&keys.meta)
-                    .arg("requeue")
-                    .arg(&held.member)
-                    .arg(&held.token)
-                    .arg(u32::from(!attempt_used))
-                    .invoke_async(&mut conn)
-                    .await;
-                match requeued {
-                    Ok(_) => break,
-                    Err(e) => {
-                        ctx.redis_health.failed("sorted-set requeue", &e);
-                        if !backoff.wait(&shutdown).await {
-                            break;
+            if waited {
+                loop {
+                    let requeued: Result<i64, _> = super::SETTLE
+                        .key(&*keys.queue)
+                        .key(&keys.inflight)
+                        .key(&keys.meta)
+                        .arg("requeue")
+                        .arg(&held.member)
+                        .arg(&held.token)
+                        .arg(u32::from(!attempt_used))
+                        .invoke_async(&mut conn)
+                        .await;
+                    match requeued {
+                        Ok(_) => break,
+                        Err(e) => {
+                            ctx.redis_health.failed("sorted-set requeue", &e);
+                            if !backoff.wait(&shutdown).await {
+                                break;
+                            }
                         }
                     }
                 }
