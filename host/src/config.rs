@@ -1135,13 +1135,18 @@ pub fn hash_tag(key: &str) -> &str {
 /// With cluster mode on, one commit (ack + effects) and one dead-lettering
 /// must touch one hash slot: every key must carry the source stream's hash tag.
 fn check_cluster_slots(p: &PluginConfig) -> Result<(), (&'static str, String)> {
-    let tag = hash_tag(p.source_key());
-    if tag == p.source_key() {
+    // Pub/Sub is not slotted: the DLQ (which its effect commits name) is
+    // the key the others must share a slot with.
+    let (reference, reference_key) = match p.source() {
+        SourceKind::Subscribe(_) => (p.dlq_stream(), "dlq.stream"),
+        source => (p.source_key().to_owned(), source.config_key()),
+    };
+    let tag = hash_tag(&reference);
+    if tag == reference {
         return Err((
-            p.source().config_key(),
+            reference_key,
             format!(
-                "{:?} has no hash tag; with redis.cluster = true name it like \"{{orders}}:events\"",
-                p.source_key()
+                "{reference:?} has no hash tag; with redis.cluster = true name it like \"{{orders}}:events\""
             ),
         ));
     }
@@ -1258,6 +1263,22 @@ mod tests {
             text.contains("list = \"jobs\"") && !text.contains("stream ="),
             "{text}"
         );
+    }
+
+    #[test]
+    fn cluster_mode_checks_queues_by_their_key_and_pubsub_by_its_dlq() {
+        let base = "[redis]\ncluster = true\n[[plugin]]\nname = \"a\"\ncomponent = \"a.wasm\"\n";
+        let parse = |extra: &str| Config::parse(&format!("{base}{extra}"));
+        parse("list = \"{q}:jobs\"\n[plugin.state]\nprefix = \"{q}:s:\"\n").unwrap();
+        let err = parse("list = \"jobs\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("plugin[0].list") && err.contains("hash tag"),
+            "{err}"
+        );
+        let err = parse("subscribe = [\"c\"]\n").unwrap_err().to_string();
+        assert!(err.contains("plugin[0].dlq.stream"), "{err}");
+        parse("subscribe = [\"c\"]\n[plugin.dlq]\nstream = \"{p}:dlq\"\n[plugin.state]\nprefix = \"{p}:s:\"\n")
+            .unwrap();
     }
 
     #[test]
