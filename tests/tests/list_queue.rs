@@ -318,4 +318,15 @@ async fn a_list_key_that_holds_a_string_is_refused_with_exit_2() {
         "{log}"
     );
     assert!(!log.contains("panicked"), "{log}");
+    // `check` refuses it the same way, before anything runs.
+    let path = dir.path().join("host-a.toml");
+    let out = std::process::Command::new(streamhost_bin())
+        .args(["check", "--config"])
+        .arg(&path)
+        .env_remove("REDIS_URL")
+        .output()
+        .expect("run streamhost check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("names a Redis string, not a list"), "{err}");
 }

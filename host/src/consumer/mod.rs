@@ -38,42 +38,17 @@ pub async fn run(
     match ctx.config.source() {
         SourceKind::Stream(_) => run_stream(ctx, redis_url, commands, shutdown).await,
         SourceKind::List(key) => {
-            check_type(&ctx, &mut commands, key, "list").await?;
+            crate::sources::check_key_type(&mut commands, &ctx.config).await?;
             let key = key.to_owned();
             run_list(ctx.clone(), &key, redis_url, commands, shutdown).await
         }
         SourceKind::SortedSet(key, _) => {
-            check_type(&ctx, &mut commands, key, "zset").await?;
+            crate::sources::check_key_type(&mut commands, &ctx.config).await?;
             let key = key.to_owned();
             run_sorted_set(ctx.clone(), &key, redis_url, commands, shutdown).await
         }
         SourceKind::Subscribe(_) => run_pubsub(ctx, redis_url, commands, shutdown).await,
     }
-}
-
-/// Refuses a source key that holds another type than the source reads
-/// (a missing key is fine: producers create it).
-async fn check_type(
-    ctx: &PluginContext,
-    conn: &mut ConnectionManager,
-    key: &str,
-    wanted: &'static str,
-) -> crate::Result<()> {
-    let found: String = redis::cmd("TYPE").arg(key).query_async(conn).await?;
-    if found == "none" || found == wanted {
-        return Ok(());
-    }
-    Err(crate::Error::SourceKeyType {
-        plugin: ctx.plugin.name.to_string(),
-        config_key: ctx.config.source().config_key(),
-        key: key.to_owned(),
-        found,
-        wanted: if wanted == "zset" {
-            "sorted set"
-        } else {
-            wanted
-        },
-    })
 }
 
 /// What every source's consumption starts with: the plugin's name recorded

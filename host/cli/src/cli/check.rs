@@ -51,6 +51,10 @@ pub async fn check(config_path: &Path, offline: bool) -> anyhow::Result<ExitCode
             "Redis does not answer at redis.url (start it, fix the URL, or pass --offline)",
         )?;
         println!("ok  redis {redacted} answers");
+        let mut conn = super::connect(&config.redis.url).await?;
+        for pc in &config.plugins {
+            streamhost::sources::check_key_type(&mut conn, pc).await?;
+        }
     }
     println!(
         "{}: {} plugin(s) valid",
