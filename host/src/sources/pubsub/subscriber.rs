@@ -24,6 +24,10 @@ use crate::pipeline::intake::Intake;
 
 /// How long connecting and subscribing may take before it is tried again.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a quiet subscription is checked with a `PING`: a connection cut
+/// without a reset (a network partition) never ends the message stream, and
+/// would otherwise be an uncounted gap for ever.
+const PING_EVERY: Duration = Duration::from_secs(10);
 
 /// Subscribes until shutdown, or until the work queue is closed.
 pub async fn run(
@@ -89,7 +93,9 @@ pub async fn run(
                 tracing::info!(plugin = %ctx.plugin.name, channels = channels.len(), patterns = patterns.len(), "subscribed");
             }
         }
-        let mut messages = pubsub.into_on_message();
+        let (mut sink, mut messages) = pubsub.split();
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         loop {
             if ctx.paused.is_paused() && !ctx.paused.wait_running(&shutdown).await {
                 return;
@@ -101,6 +107,13 @@ pub async fn run(
             let message = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 m = messages.next() => m,
+                _ = ping.tick() => {
+                    let answered = tokio::time::timeout(CONNECT_TIMEOUT, sink.ping::<redis::Value>()).await;
+                    if matches!(answered, Ok(Ok(_))) {
+                        continue;
+                    }
+                    None
+                }
             };
             let Some(message) = message else {
                 lost_at = Some(tokio::time::Instant::now());
