@@ -220,3 +220,54 @@ async fn a_redis_restart_resubscribes_and_the_metrics_show_the_gap() {
     assert!(gap > 0.0, "the gap is counted: {gap}");
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subscribed_host_gets_every_message() {
+    let redis = start_redis();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut conn = connect(&redis.url()).await;
+    let host = |name: &str| {
+        let mut p = recorder(&["bus"]);
+        p.consumer = Some(name.to_owned());
+        HostProcess::spawn(dir.path(), name, &config(&redis.url(), vec![p]))
+    };
+    let (mut a, mut b) = (host("host-a"), host("host-b"));
+    let both = wait_until(Duration::from_secs(20), || {
+        let mut conn = conn.clone();
+        async move {
+            let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg("bus")
+                .query_async(&mut conn)
+                .await
+                .expect("PUBSUB NUMSUB");
+            counts.first().is_some_and(|(_, n)| *n == 2)
+        }
+    })
+    .await;
+    assert!(both, "{}\n{}", a.log_tail(), b.log_tail());
+    for i in 0..20 {
+        publish(&mut conn, "bus", format!("b{i}").as_bytes()).await;
+    }
+    for h in [&a, &b] {
+        let all = wait_until(Duration::from_secs(20), || {
+            let n = ledger::recorder_data(&h.log()).len();
+            async move { n >= 20 }
+        })
+        .await;
+        assert!(all, "{}", h.log_tail());
+        let words: Vec<String> = ledger::recorder_data(&h.log())
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(
+            words,
+            (0..20).map(|i| format!("b{i}")).collect::<Vec<_>>(),
+            "broadcast, in order"
+        );
+    }
+    for h in [&mut a, &mut b] {
+        h.signal("-TERM");
+        assert_eq!(h.wait(Duration::from_secs(20)), Some(0), "{}", h.log_tail());
+    }
+}
