@@ -405,6 +405,15 @@ impl PluginConfig {
                     "must name at least one channel or pattern".into(),
                 ));
             }
+            SourceKind::Subscribe(_) if self.group.is_some() => {
+                return Err((
+                    "group",
+                    "a subscribe source is a broadcast: every host gets every message, and \
+                     competing Pub/Sub consumers are not offered; remove `group` (use a list or \
+                     a stream for work one host must do)"
+                        .into(),
+                ));
+            }
             SourceKind::Subscribe(names) => {
                 if let Some(i) = names.iter().position(String::is_empty) {
                     return Err(("subscribe", format!("entry {i} is empty")));
@@ -1251,6 +1260,11 @@ mod tests {
                 "twice",
             ),
             ("list = \"\"\n", "plugin[0].list", "must not be empty"),
+            (
+                "subscribe = [\"c\"]\ngroup = \"g\"\n",
+                "plugin[0].group",
+                "broadcast",
+            ),
             ("", "plugin[0].stream", "exactly one source key"),
         ] {
             let err = parse(extra).unwrap_err().to_string();
