@@ -330,3 +330,39 @@ async fn a_list_key_that_holds_a_string_is_refused_with_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("names a Redis string, not a list"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn effects_commit_with_the_removal_from_the_processing_list() {
+    let redis = start_redis();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut conn = connect(&redis.url()).await;
+    let orders: Vec<Vec<u8>> = (0..300).map(|i| order(i).remove(0).1).collect();
+    lpush(&mut conn, &orders).await;
+    let mut p = plugin("enricher", artifacts::ORDER_ENRICHER, "");
+    p.stream.clear();
+    p.list = Some(QUEUE.to_owned());
+    p.allow.emit = vec!["events:orders:accepted".to_owned()];
+    let mut host = HostProcess::spawn(dir.path(), "host", &config(&redis.url(), vec![p]));
+    let done = wait_until(Duration::from_secs(30), || {
+        let mut conn = conn.clone();
+        async move { xlen(&mut conn, "events:orders:accepted").await >= 300 }
+    })
+    .await;
+    assert!(done, "{}", host.log_tail());
+    terminate(&mut host);
+    assert_eq!(
+        xlen(&mut conn, "events:orders:accepted").await,
+        300,
+        "one emit per item"
+    );
+    let processing: u64 = redis::cmd("LLEN")
+        .arg(format!("{QUEUE}:processing:enricher:enricher-test"))
+        .query_async(&mut conn)
+        .await
+        .expect("LLEN");
+    assert_eq!(
+        (llen(&mut conn, QUEUE).await, processing),
+        (0, 0),
+        "every item removed with its effects"
+    );
+}

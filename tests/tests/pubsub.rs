@@ -271,3 +271,33 @@ async fn every_subscribed_host_gets_every_message() {
         assert_eq!(h.wait(Duration::from_secs(20)), Some(0), "{}", h.log_tail());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn effects_of_a_message_are_committed_once() {
+    let redis = start_redis();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut conn = connect(&redis.url()).await;
+    let mut p = plugin("enricher", artifacts::ORDER_ENRICHER, "");
+    p.stream.clear();
+    p.subscribe = Some(vec!["orders:live".to_owned()]);
+    p.allow.emit = vec!["events:orders:accepted".to_owned()];
+    let mut host = HostProcess::spawn(dir.path(), "host", &config(&redis.url(), vec![p]));
+    assert!(subscribed(&conn, 1, 0).await, "{}", host.log_tail());
+    for i in 0..100 {
+        publish(&mut conn, "orders:live", &order(i).remove(0).1).await;
+    }
+    let done = wait_until(Duration::from_secs(20), || {
+        let mut conn = conn.clone();
+        async move { xlen(&mut conn, "events:orders:accepted").await >= 100 }
+    })
+    .await;
+    assert!(done, "{}", host.log_tail());
+    host.signal("-TERM");
+    assert_eq!(
+        host.wait(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        host.log_tail()
+    );
+    assert_eq!(xlen(&mut conn, "events:orders:accepted").await, 100);
+}

@@ -298,3 +298,29 @@ async fn retries_count_in_redis_and_rejects_are_dead_lettered_byte_for_byte() {
     assert_eq!(get(b"dlq.score"), Some(b"2".to_vec()));
     terminate(&mut host);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn effects_commit_with_the_removal_from_in_flight() {
+    let redis = start_redis();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut conn = connect(&redis.url()).await;
+    let orders: Vec<(f64, Vec<u8>)> = (0..300).map(|i| (i as f64, order(i).remove(0).1)).collect();
+    zadd(&mut conn, &orders).await;
+    let mut p = plugin("recorder", artifacts::ORDER_ENRICHER, "");
+    p.stream.clear();
+    p.sorted_set = Some(SET.to_owned());
+    p.allow.emit = vec!["events:orders:accepted".to_owned()];
+    let mut host = HostProcess::spawn(dir.path(), "host", &config(&redis.url(), vec![p]));
+    assert!(
+        drained(&conn, Duration::from_secs(30)).await,
+        "{:?}\n{}",
+        left(&mut conn).await,
+        host.log_tail()
+    );
+    terminate(&mut host);
+    assert_eq!(
+        xlen(&mut conn, "events:orders:accepted").await,
+        300,
+        "one emit per member"
+    );
+}

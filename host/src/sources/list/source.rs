@@ -288,11 +288,15 @@ pub async fn run_acker(
         if batch.is_empty() {
             continue;
         }
+        // From the tail (`-1`): items enter the processing list at its head,
+        // so the handled ones are the oldest, near the tail, and a scan from
+        // there finds them at once. Which copy of equal items goes does not
+        // matter: they are interchangeable.
         let mut pipe = redis::pipe();
         for (_, _, stored) in &batch {
             pipe.cmd("LREM")
                 .arg(&keys.processing)
-                .arg(1)
+                .arg(-1)
                 .arg(stored)
                 .ignore();
         }

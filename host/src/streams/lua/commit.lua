@@ -31,7 +31,7 @@ if mode == 'X' then
     return 0
   end
 elseif mode == 'L' then
-  if redis.call('LPOS', KEYS[1], ARGV[5]) == false then
+  if redis.call('LPOS', KEYS[1], ARGV[5], 'RANK', -1) == false then
     return 0
   end
 elseif mode == 'Z' then
@@ -124,7 +124,7 @@ end
 if mode == 'X' then
   redis.call('XACK', KEYS[1], ARGV[2], ARGV[4])
 elseif mode == 'L' then
-  redis.call('LREM', KEYS[1], 1, ARGV[5])
+  redis.call('LREM', KEYS[1], -1, ARGV[5])
 elseif mode == 'Z' then
   redis.call('ZREM', KEYS[1], ARGV[5])
   redis.call('HDEL', KEYS[2], ARGV[5])

@@ -8,7 +8,7 @@ local t = redis.call('TYPE', KEYS[2])['ok']
 if t ~= 'none' and t ~= 'stream' then
   return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' is a ' .. t .. ', not a stream')
 end
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then
   return false
 end
 return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
