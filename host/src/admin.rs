@@ -27,8 +27,6 @@ use crate::error::{ConfigError, Error, Result};
 use crate::exposition::Format;
 use crate::metrics::Metrics;
 
-/// The default content type of `/metrics`.
-pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// How long `/readyz` waits for Redis to answer `PING`.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
 /// A client that does not send its request headers within this is dropped.
@@ -63,14 +61,14 @@ impl Listener {
 
 /// What `/readyz` knows about the consumers: one flag per plugin, set while
 /// its consumer task runs, and whether the host is shutting down.
-pub struct Readiness {
+pub(crate) struct Readiness {
     plugins: Vec<(String, AtomicBool)>,
     stopping: AtomicBool,
 }
 
 impl Readiness {
     /// Readiness for these plugins, none consuming yet.
-    pub fn new(plugins: impl IntoIterator<Item = String>) -> Arc<Readiness> {
+    pub(crate) fn new(plugins: impl IntoIterator<Item = String>) -> Arc<Readiness> {
         Arc::new(Readiness {
             plugins: plugins
                 .into_iter()
@@ -82,7 +80,7 @@ impl Readiness {
 
     /// Marks plugin `index` consuming until the guard is dropped (when its
     /// consumer task ends, however it ends).
-    pub fn consuming(self: &Arc<Self>, index: usize) -> Consuming {
+    pub(crate) fn consuming(self: &Arc<Self>, index: usize) -> Consuming {
         if let Some((_, flag)) = self.plugins.get(index) {
             flag.store(true, Ordering::Release);
         }
@@ -93,7 +91,7 @@ impl Readiness {
     }
 
     /// Marks the host as draining: no longer ready for new work.
-    pub fn stopping(&self) {
+    pub(crate) fn stopping(&self) {
         self.stopping.store(true, Ordering::Release);
     }
 
@@ -110,7 +108,7 @@ impl Readiness {
 }
 
 /// Clears a plugin's consuming flag on drop.
-pub struct Consuming {
+pub(crate) struct Consuming {
     readiness: Arc<Readiness>,
     index: usize,
 }
@@ -151,7 +149,7 @@ impl RedisProbe {
 }
 
 /// Everything the endpoint serves from.
-pub struct AdminState {
+pub(crate) struct AdminState {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     redis: RedisProbe,
@@ -160,7 +158,7 @@ pub struct AdminState {
 
 impl AdminState {
     /// State for a host's metrics, readiness and Redis.
-    pub fn new(
+    pub(crate) fn new(
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
         redis_url: &str,
@@ -178,7 +176,7 @@ impl AdminState {
     }
 
     /// `Ok` when ready, else the reason.
-    pub async fn ready(&self) -> std::result::Result<(), String> {
+    pub(crate) async fn ready(&self) -> std::result::Result<(), String> {
         if let Some(reason) = self.readiness.local_reason() {
             return Err(reason);
         }
@@ -189,7 +187,7 @@ impl AdminState {
 }
 
 /// Serves until `stop`, then drops open connections.
-pub async fn serve(listener: Listener, state: Arc<AdminState>, stop: CancellationToken) {
+pub(crate) async fn serve(listener: Listener, state: Arc<AdminState>, stop: CancellationToken) {
     let actions = if state.dashboard.auth.actions_enabled() {
         "actions need [admin] token"
     } else {

@@ -13,13 +13,13 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
 /// First delay.
-pub const MIN_DELAY: Duration = Duration::from_millis(50);
+pub(crate) const MIN_DELAY: Duration = Duration::from_millis(50);
 /// Longest delay between two tries.
-pub const MAX_DELAY: Duration = Duration::from_secs(5);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(5);
 
 /// The delays of one retry loop, from the host's policy.
 #[derive(Debug)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     delays: ExponentialBackoff,
 }
 
@@ -31,7 +31,7 @@ impl Default for Backoff {
 
 impl Backoff {
     /// A fresh sequence of delays.
-    pub fn new() -> Backoff {
+    pub(crate) fn new() -> Backoff {
         Backoff {
             delays: ExponentialBuilder::new()
                 .with_min_delay(MIN_DELAY)
@@ -44,23 +44,23 @@ impl Backoff {
     }
 
     /// The next delay to wait.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         self.delays.next().unwrap_or(MAX_DELAY)
     }
 
     /// Waits the next delay unless `shutdown` fires first; returns whether to go on.
-    pub async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
+    pub(crate) async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
         let delay = self.next_delay();
         crate::shutdown::pause(delay, shutdown).await
     }
 
     /// Waits the next delay (for loops that finish their work even during shutdown).
-    pub async fn sleep(&mut self) {
+    pub(crate) async fn sleep(&mut self) {
         tokio::time::sleep(self.next_delay()).await;
     }
 
     /// Starts again from the shortest delay (after a success).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         *self = Backoff::new();
     }
 }

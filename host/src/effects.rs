@@ -12,18 +12,16 @@ use glob::Pattern;
 use redis::aio::ConnectionManager;
 
 use crate::config::PluginConfig;
-use crate::plugin::bindings::streamhost::plugin::effects::Host;
 use crate::plugin::bindings::{EffectError, Field};
-use crate::plugin::state::HostState;
 use crate::streams::scripts;
 
 /// What a plugin's effects may touch, from `[plugin.allow]`, `[plugin.state]`
 /// and `[plugin.limits]`.
 #[derive(Debug)]
 pub struct EffectPolicy {
-    emit: Vec<Pattern>,
-    publish: Vec<Pattern>,
-    schedule: Vec<Pattern>,
+    pub(crate) emit: Vec<Pattern>,
+    pub(crate) publish: Vec<Pattern>,
+    pub(crate) schedule: Vec<Pattern>,
     /// Prefix that namespaces the plugin's state keys.
     pub state_prefix: String,
     /// The sorted set holding this plugin's scheduled entries until due.
@@ -77,13 +75,13 @@ pub fn unpermitted<'u>(used: &'u [String], allow: &crate::config::AllowConfig) -
 }
 
 /// The sorted set of a plugin's scheduled entries (see [`PluginConfig::schedule_key`]).
-pub fn schedule_key(p: &PluginConfig) -> String {
+pub(crate) fn schedule_key(p: &PluginConfig) -> String {
     p.schedule_key()
 }
 
 /// One buffered write.
 #[derive(Debug, Clone, PartialEq)]
-enum Effect {
+pub(crate) enum Effect {
     Emit {
         stream: String,
         fields: Vec<Field>,
@@ -113,12 +111,12 @@ pub struct EffectBuffer {
     effects: Vec<Effect>,
     bytes: usize,
     /// State values read from Redis (full key → value seen), checked at commit.
-    reads: Vec<(String, Option<Vec<u8>>)>,
+    pub(crate) reads: Vec<(String, Option<Vec<u8>>)>,
     /// This invocation's own state writes, so reads see them.
-    overlay: HashMap<String, Option<Vec<u8>>>,
+    pub(crate) overlay: HashMap<String, Option<Vec<u8>>>,
     /// A state read failed: the handler may have acted on a guess, so its
     /// effects must not be committed.
-    read_failed: bool,
+    pub(crate) read_failed: bool,
 }
 
 impl EffectBuffer {
@@ -141,7 +139,7 @@ impl EffectBuffer {
         self.read_failed
     }
 
-    fn push(
+    pub(crate) fn push(
         &mut self,
         policy: &EffectPolicy,
         effect: Effect,
@@ -167,18 +165,23 @@ impl EffectBuffer {
 
 /// Most fields in one emitted or scheduled entry: the scripts pass them to
 /// `XADD` through Lua's `unpack`, which has a hard limit near 8,000 values.
-pub const MAX_FIELDS: usize = 1_000;
+pub(crate) const MAX_FIELDS: usize = 1_000;
 
 /// Bytes an entry counts against `max_effect_bytes`: names and values plus a
 /// fixed cost per field, so that many empty fields are not free.
-fn fields_bytes(fields: &[Field]) -> usize {
+pub(crate) fn fields_bytes(fields: &[Field]) -> usize {
     fields
         .iter()
         .map(|f| 16 + f.name.len() + f.value.len())
         .sum()
 }
 
-fn allowed(patterns: &[Pattern], what: &str, name: &str, plugin: &str) -> Result<(), EffectError> {
+pub(crate) fn allowed(
+    patterns: &[Pattern],
+    what: &str,
+    name: &str,
+    plugin: &str,
+) -> Result<(), EffectError> {
     if name.is_empty() {
         return Err(EffectError::Invalid(format!("empty {what} name")));
     }
@@ -196,7 +199,7 @@ fn allowed(patterns: &[Pattern], what: &str, name: &str, plugin: &str) -> Result
     )))
 }
 
-fn check_fields(fields: &[Field]) -> Result<(), EffectError> {
+pub(crate) fn check_fields(fields: &[Field]) -> Result<(), EffectError> {
     if fields.is_empty() {
         return Err(EffectError::Invalid(
             "an entry needs at least one field".into(),
@@ -211,7 +214,7 @@ fn check_fields(fields: &[Field]) -> Result<(), EffectError> {
     Ok(())
 }
 
-fn state_key(policy: &EffectPolicy, key: &str) -> Result<String, EffectError> {
+pub(crate) fn state_key(policy: &EffectPolicy, key: &str) -> Result<String, EffectError> {
     if key.is_empty() || key.len() > 1024 {
         return Err(EffectError::Invalid(
             "state keys are 1 to 1024 bytes".into(),
@@ -220,130 +223,9 @@ fn state_key(policy: &EffectPolicy, key: &str) -> Result<String, EffectError> {
     Ok(format!("{}{key}", policy.state_prefix))
 }
 
-impl Host for HostState {
-    fn emit(
-        &mut self,
-        stream: String,
-        fields: Vec<Field>,
-        max_len: Option<u64>,
-    ) -> Result<(), EffectError> {
-        allowed(&self.effect_policy.emit, "emit to", &stream, &self.plugin)?;
-        check_fields(&fields)?;
-        if max_len.is_some_and(|n| n > i64::MAX as u64) {
-            return Err(EffectError::Invalid("max-len is too large".into()));
-        }
-        let bytes = stream.len() + fields_bytes(&fields);
-        let policy = self.effect_policy.clone();
-        self.effects.push(
-            &policy,
-            Effect::Emit {
-                stream,
-                fields,
-                max_len,
-            },
-            bytes,
-        )
-    }
-
-    fn publish(&mut self, channel: String, payload: Vec<u8>) -> Result<(), EffectError> {
-        allowed(
-            &self.effect_policy.publish,
-            "publish on",
-            &channel,
-            &self.plugin,
-        )?;
-        let bytes = channel.len() + payload.len();
-        let policy = self.effect_policy.clone();
-        self.effects
-            .push(&policy, Effect::Publish { channel, payload }, bytes)
-    }
-
-    fn schedule(
-        &mut self,
-        stream: String,
-        fields: Vec<Field>,
-        delay_ms: u64,
-    ) -> Result<(), EffectError> {
-        allowed(
-            &self.effect_policy.schedule,
-            "schedule to",
-            &stream,
-            &self.plugin,
-        )?;
-        check_fields(&fields)?;
-        let bytes = stream.len() + fields_bytes(&fields);
-        // Due time is computed by the commit script on Redis's clock.
-        let delay_ms = delay_ms.min(i64::MAX as u64 / 2);
-        let policy = self.effect_policy.clone();
-        self.effects.push(
-            &policy,
-            Effect::Schedule {
-                stream,
-                fields,
-                delay_ms,
-            },
-            bytes,
-        )
-    }
-
-    async fn kv_get(&mut self, key: String) -> Result<Option<Vec<u8>>, EffectError> {
-        let full = state_key(&self.effect_policy, &key)?;
-        if let Some(value) = self.effects.overlay.get(&full) {
-            return Ok(value.clone());
-        }
-        if let Some((_, value)) = self.effects.reads.iter().find(|(k, _)| *k == full) {
-            return Ok(value.clone());
-        }
-        let Some(conn) = self.redis.as_mut() else {
-            self.effects.read_failed = true;
-            return Err(EffectError::Unavailable(
-                "no Redis connection for state reads".into(),
-            ));
-        };
-        let read: Result<Option<Vec<u8>>, _> = redis::cmd("GET").arg(&full).query_async(conn).await;
-        let value = match read {
-            Ok(value) => value,
-            Err(e) => {
-                self.effects.read_failed = true;
-                return Err(EffectError::Unavailable(format!(
-                    "reading state {key:?}: {e}"
-                )));
-            }
-        };
-        self.effects.reads.push((full, value.clone()));
-        Ok(value)
-    }
-
-    fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), EffectError> {
-        let full = state_key(&self.effect_policy, &key)?;
-        let bytes = full.len() + value.len();
-        let policy = self.effect_policy.clone();
-        self.effects.push(
-            &policy,
-            Effect::Set {
-                key: full.clone(),
-                value: value.clone(),
-            },
-            bytes,
-        )?;
-        self.effects.overlay.insert(full, Some(value));
-        Ok(())
-    }
-
-    fn kv_delete(&mut self, key: String) -> Result<(), EffectError> {
-        let full = state_key(&self.effect_policy, &key)?;
-        let bytes = full.len();
-        let policy = self.effect_policy.clone();
-        self.effects
-            .push(&policy, Effect::Delete { key: full.clone() }, bytes)?;
-        self.effects.overlay.insert(full, None);
-        Ok(())
-    }
-}
-
 /// How a commit ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Commit {
+pub(crate) enum Commit {
     /// Effects applied and the entry acked.
     Committed,
     /// Another consumer owns the entry now; nothing was written.
@@ -353,7 +235,7 @@ pub enum Commit {
 }
 
 /// Applies `buffer` and acks `id` in one script.
-pub async fn commit(
+pub(crate) async fn commit(
     conn: &mut ConnectionManager,
     target: &CommitTarget<'_>,
     id: &str,
@@ -488,7 +370,7 @@ fn encode_effect(args: &mut Vec<Vec<u8>>, effect: &Effect, idx: Vec<u8>) {
 }
 
 /// Whose entry a commit acks.
-pub struct CommitTarget<'a> {
+pub(crate) struct CommitTarget<'a> {
     /// Where the entry is held: the source stream, the processing list, the
     /// in-flight sorted set.
     pub key: &'a str,
@@ -499,7 +381,7 @@ pub struct CommitTarget<'a> {
 
 /// How an entry a commit acks is held.
 #[derive(Debug, Clone, Copy)]
-pub enum Held<'a> {
+pub(crate) enum Held<'a> {
     /// Pending in a consumer group: owned while pending on `consumer`; acked with `XACK`.
     Stream {
         /// The consumer group.
@@ -529,7 +411,7 @@ pub enum Held<'a> {
 }
 
 /// Moves due scheduled entries of one set to their streams; returns how many moved.
-pub async fn promote_due(
+pub(crate) async fn promote_due(
     conn: &mut ConnectionManager,
     schedule_key: &str,
 ) -> Result<u64, redis::RedisError> {
@@ -558,4 +440,4 @@ pub async fn promote_due(
 }
 
 /// How often due scheduled entries are promoted.
-pub const PROMOTE_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const PROMOTE_INTERVAL: Duration = Duration::from_millis(100);

@@ -18,7 +18,7 @@ use crate::streams;
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Refreshes `gauges` every `interval` until `shutdown`.
-pub async fn run(
+pub(crate) async fn run(
     plugin: PluginConfig,
     gauges: GroupGauges,
     redis_url: String,
@@ -48,7 +48,7 @@ pub async fn run(
 
 /// One refresh: `XINFO GROUPS`, the `XPENDING` summary, the plugin's own
 /// entries in its DLQ and Redis's clock.
-pub async fn refresh(
+pub(crate) async fn refresh(
     plugin: &PluginConfig,
     gauges: &GroupGauges,
     conn: &mut ConnectionManager,

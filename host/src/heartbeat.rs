@@ -15,15 +15,15 @@ use crate::streams::scripts;
 /// How often a host beats.
 pub const INTERVAL: Duration = Duration::from_secs(2);
 /// How long a beat counts as alive: a few missed beats are tolerated.
-pub const TTL: Duration = Duration::from_secs(10);
+pub(crate) const TTL: Duration = Duration::from_secs(10);
 /// How often a lasting duplicate is logged again.
-pub const REPEAT: Duration = Duration::from_secs(60);
+pub(crate) const REPEAT: Duration = Duration::from_secs(60);
 /// Most beats read back: enough to name several twins, bounded whatever is stored.
 const MAX_BEATS: usize = 16;
 
 /// Who beats: one plugin's consumer in one group of one stream.
 #[derive(Debug, Clone)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// The plugin (for the log line).
     pub plugin: String,
     /// The source stream.
@@ -36,7 +36,7 @@ pub struct Identity {
 
 impl Identity {
     /// The sorted set of the processes using this consumer name.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         format!(
             "streamhost:heartbeat:{}:{}:{}",
             self.stream, self.group, self.consumer
@@ -46,7 +46,7 @@ impl Identity {
 
 /// This process among others: hostname, pid and a random part (pids repeat
 /// across machines and containers).
-pub fn process_id() -> String {
+pub(crate) fn process_id() -> String {
     format!(
         "{}-{:08x}",
         crate::config::default_consumer_name(),
@@ -55,7 +55,7 @@ pub fn process_id() -> String {
 }
 
 /// Beats until shutdown, then removes this process's beat.
-pub async fn run<C: ConnectionLike + Send>(
+pub(crate) async fn run<C: ConnectionLike + Send>(
     who: Identity,
     mut conn: C,
     health: std::sync::Arc<crate::redis_health::RedisHealth>,

@@ -49,7 +49,7 @@ struct BuildLabels {
 }
 
 /// The operations `streamhost_redis_errors_total` counts, by its `op` label.
-pub const REDIS_OPS: [&str; 7] = [
+pub(crate) const REDIS_OPS: [&str; 7] = [
     "read",
     "ack",
     "claim",
@@ -60,7 +60,7 @@ pub const REDIS_OPS: [&str; 7] = [
 ];
 
 /// The WIT package version this host implements (`wit/plugin.wit`).
-pub const WIT_VERSION: &str = "streamhost:plugin@0.1.0";
+pub(crate) const WIT_VERSION: &str = "streamhost:plugin@0.1.0";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
@@ -494,26 +494,41 @@ pub struct PluginMetrics {
     dead_lettered_by_reason: Family<ReasonLabels, Counter>,
     redis_errors: Family<OpLabels, Counter>,
     labels: PluginLabels,
+    /// Entries handed to the plugin (first deliveries and re-deliveries).
     pub received: Counter,
+    /// Entries acknowledged after a successful handler call.
     pub acked: Counter,
+    /// Failed attempts scheduled for another delivery.
     pub retried: Counter,
+    /// Entries moved to the dead-letter stream.
     pub dead_lettered: Counter,
+    /// Entries claimed from other consumers.
     pub claimed: Counter,
+    /// Pending entries found deleted or trimmed from the stream.
     pub trimmed: Counter,
+    /// Times the consumer group was found gone and created again.
     pub groups_recreated: Counter,
     /// Pub/Sub resubscriptions after a lost connection.
     pub resubscribed: Counter,
     /// Seconds a Pub/Sub plugin was not subscribed after losing its connection.
     pub subscription_gap: Counter<f64, AtomicU64>,
+    /// Wall-clock seconds per handler call.
     pub handler_seconds: Histogram,
+    /// Fuel consumed per handler call.
     pub fuel: Histogram,
+    /// Entries pending in the plugin's consumer group (`XPENDING`).
     pub pending: Gauge,
+    /// Handler re-runs because state it read changed before its commit.
     pub effect_conflicts: Counter,
+    /// Hot swaps to a new component version.
     pub swaps: Counter,
+    /// Deployed versions refused (they failed to load or check).
     pub swap_refusals: Counter,
     /// Deliveries whose settling Redis refused or could not take (not attempts).
     pub postponed: Counter,
+    /// Handler calls that rejected their entry.
     pub rejected: Counter,
+    /// Handler calls that asked for a retry.
     pub retry: Counter,
     /// Attempts that found no instance (pool exhausted, instantiation failed).
     pub instantiate: Counter,

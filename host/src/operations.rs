@@ -21,7 +21,7 @@ use crate::{gauges, retention};
 const DEFAULT_REFRESH_MS: u64 = 5_000;
 
 /// Running side tasks.
-pub struct Operations {
+pub(crate) struct Operations {
     readiness: Arc<Readiness>,
     names: Vec<String>,
     tasks: JoinSet<()>,
@@ -33,7 +33,7 @@ pub struct Operations {
 impl Operations {
     /// Starts the side tasks the config asks for. Gauges and retention stop
     /// with `shutdown`; the admin endpoint at [`Operations::stop`].
-    pub fn start(
+    pub(crate) fn start(
         config: &Config,
         plugins: &[Arc<PluginContext>],
         metrics: &Arc<Metrics>,
@@ -95,7 +95,7 @@ impl Operations {
 
     /// Marks a plugin consuming for readiness until the guard drops; hold it
     /// in the plugin's consumer task.
-    pub fn consuming(&self, plugin: &str) -> Consuming {
+    pub(crate) fn consuming(&self, plugin: &str) -> Consuming {
         let index = self
             .names
             .iter()
@@ -105,7 +105,7 @@ impl Operations {
     }
 
     /// Stops the admin endpoint and waits for every side task.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.readiness.stopping();
         self.admin_stop.cancel();
         while self.tasks.join_next().await.is_some() {}

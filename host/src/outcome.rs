@@ -70,7 +70,7 @@ pub enum Outcome {
 
 /// What the host observed besides the return value, needed to classify traps.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct TrapSignals {
+pub(crate) struct TrapSignals {
     /// The epoch callback or the host's timer ended the call for its deadline.
     pub timed_out: bool,
     /// The resource limiter refused a memory or table grow.
@@ -78,7 +78,7 @@ pub struct TrapSignals {
 }
 
 /// Classifies a finished invocation. The one place a handler's result is interpreted.
-pub fn classify(
+pub(crate) fn classify(
     result: wasmtime::Result<Result<(), HandlerError>>,
     signals: TrapSignals,
 ) -> Outcome {
@@ -105,11 +105,11 @@ pub fn classify(
 
 /// Longest text kept from a handler (reasons, trap messages). The guest
 /// controls it, and it lands in logs and in DLQ metadata.
-pub const MAX_REASON_BYTES: usize = 1024;
+pub(crate) const MAX_REASON_BYTES: usize = 1024;
 
 /// The trap itself, without the wasm backtrace wasmtime attaches as outer
 /// context (whose frame names the guest chose, and which spans many lines).
-pub fn trap_message(err: &wasmtime::Error) -> String {
+pub(crate) fn trap_message(err: &wasmtime::Error) -> String {
     let causes: Vec<String> = err
         .chain()
         .map(ToString::to_string)
@@ -124,7 +124,7 @@ pub fn trap_message(err: &wasmtime::Error) -> String {
 
 /// `text` made safe for one log line and one metadata field: control
 /// characters (newlines, terminal escapes) replaced, length capped.
-pub fn bounded(text: &str) -> String {
+pub(crate) fn bounded(text: &str) -> String {
     let clean = crate::plugin::state::sanitize(text);
     if clean.len() <= MAX_REASON_BYTES {
         return clean.into_owned();
@@ -138,7 +138,7 @@ pub fn bounded(text: &str) -> String {
 
 /// Why an entry went to the dead-letter stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeadReason {
+pub(crate) enum DeadReason {
     /// The handler returned `reject`.
     Rejected,
     /// `max_attempts` deliveries failed.
@@ -160,7 +160,7 @@ pub enum DeadReason {
 
 impl DeadReason {
     /// Stable label stored in DLQ metadata (`dlq.reason`) and used by `dlq replay --reason`.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             DeadReason::Rejected => "rejected".to_owned(),
             DeadReason::AttemptsExhausted => "attempts-exhausted".to_owned(),

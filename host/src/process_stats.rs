@@ -11,11 +11,11 @@ use prometheus_client::registry::Unit;
 
 /// Registers nothing up front; reads `/proc/self` on every scrape.
 #[derive(Debug)]
-pub struct ProcessCollector;
+pub(crate) struct ProcessCollector;
 
 /// What one look at `/proc/self` found.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct ProcessStats {
+pub(crate) struct ProcessStats {
     /// Resident set size.
     pub resident_bytes: Option<u64>,
     /// Virtual memory size.
@@ -32,7 +32,7 @@ pub struct ProcessStats {
 
 impl ProcessStats {
     /// Reads the current process's figures.
-    pub fn read() -> ProcessStats {
+    pub(crate) fn read() -> ProcessStats {
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
         let mut stats = parse_stat(&stat, clock_ticks(), page_size(), boot_time());
         stats.open_fds = std::fs::read_dir("/proc/self/fd")
@@ -44,7 +44,7 @@ impl ProcessStats {
 
 /// Parses `/proc/<pid>/stat`: fields after the `)` that ends the command name
 /// (which may itself contain spaces and parentheses).
-pub fn parse_stat(stat: &str, ticks: f64, page: u64, boot_s: Option<f64>) -> ProcessStats {
+pub(crate) fn parse_stat(stat: &str, ticks: f64, page: u64, boot_s: Option<f64>) -> ProcessStats {
     let Some((_, rest)) = stat.rsplit_once(')') else {
         return ProcessStats::default();
     };

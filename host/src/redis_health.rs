@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How often an outage is summarised while it lasts.
-pub const SUMMARY_EVERY: Duration = Duration::from_secs(30);
+pub(crate) const SUMMARY_EVERY: Duration = Duration::from_secs(30);
 
 /// Longest error text kept for the summary line.
 const MAX_ERROR_CHARS: usize = 300;
@@ -133,7 +133,7 @@ fn bounded(error: &dyn Display) -> String {
 
 /// Whether a redis-rs error means Redis did not answer (connection refused,
 /// dropped, timed out), rather than an answer that was an error.
-pub fn is_unreachable(e: &redis::RedisError) -> bool {
+pub(crate) fn is_unreachable(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
 }
 

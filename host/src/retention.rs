@@ -33,7 +33,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a group holds retention back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hold {
+pub(crate) struct Hold {
     /// The group that needs older entries.
     pub group: String,
     /// `pending` (its oldest pending entry) or `unread` (its last-delivered id).
@@ -46,7 +46,7 @@ pub struct Hold {
 
 /// What one application of a rule did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// Entries deleted.
     pub trimmed: u64,
     /// Set when a group kept the rule from trimming as far as configured.
@@ -54,7 +54,7 @@ pub struct Applied {
 }
 
 /// Applies `rule` every `rule.interval_ms` until `shutdown`.
-pub async fn run(
+pub(crate) async fn run(
     rule: RetentionConfig,
     redis_url: String,
     metrics: RetentionMetrics,
@@ -91,7 +91,7 @@ pub async fn run(
 
 /// Applies a rule once: rounds of the trim script until one deletes nothing
 /// (or [`MAX_ROUNDS`]).
-pub async fn apply<C: ConnectionLike + Send>(
+pub(crate) async fn apply<C: ConnectionLike + Send>(
     rule: &RetentionConfig,
     conn: &mut C,
     shutdown: &CancellationToken,

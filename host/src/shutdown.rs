@@ -38,7 +38,7 @@ async fn wait_for_signal() {
 }
 
 /// Sleeps for `delay` unless `shutdown` fires first; returns whether to go on.
-pub async fn pause(delay: std::time::Duration, shutdown: &CancellationToken) -> bool {
+pub(crate) async fn pause(delay: std::time::Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
         _ = shutdown.cancelled() => false,
         _ = tokio::time::sleep(delay) => true,

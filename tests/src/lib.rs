@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use streamhost::config::{ClaimConfig, Config, PluginConfig, RedisConfig, RetryConfig};
-use streamhost::metrics::{Metrics, PluginMetrics};
+use streamhost::{Metrics, PluginMetrics};
 use tokio_util::sync::CancellationToken;
 
 pub use streamhost::local_redis::{LocalRedis as TestRedis, Server};
@@ -367,7 +367,7 @@ impl AdminHost {
             refresh_ms: 100,
             token: token.map(|t| streamhost::config::Secret(t.to_owned())),
         });
-        let listener = streamhost::admin::Listener::bind("127.0.0.1:0")
+        let listener = streamhost::AdminListener::bind("127.0.0.1:0")
             .await
             .expect("bind admin");
         let addr = listener.addr();

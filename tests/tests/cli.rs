@@ -342,7 +342,7 @@ fn two_hosts_with_one_consumer_name_are_told_loudly_and_a_restart_is_not() {
         "{}",
         restarted.log_tail()
     );
-    std::thread::sleep(streamhost::heartbeat::INTERVAL * 3);
+    std::thread::sleep(streamhost::HEARTBEAT_INTERVAL * 3);
     assert!(
         !restarted.log().contains(TWIN),
         "a dead predecessor taken for a twin:\n{}",
@@ -350,7 +350,7 @@ fn two_hosts_with_one_consumer_name_are_told_loudly_and_a_restart_is_not() {
     );
 
     let twin = HostProcess::spawn(dir.path(), "twin", &cfg);
-    let within = streamhost::heartbeat::INTERVAL * 5;
+    let within = streamhost::HEARTBEAT_INTERVAL * 5;
     assert!(
         wait_for_log(&twin, TWIN, within + Duration::from_secs(15)),
         "twin not told:\n{}",
@@ -415,4 +415,70 @@ fn a_redis_outage_is_one_line_down_and_one_line_back() {
         "{} lines for a 6 s outage:\n{during:#?}",
         during.len()
     );
+}
+
+/// A rejected entry is one INFO line, `dead-lettered`, that says which
+/// stream, which version and which DLQ; not a "rejected" line and then a
+/// "dead-lettered" one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_entry_is_one_info_line_naming_stream_version_and_dlq() {
+    let redis = start_redis();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stream = "events:logged";
+    let host = HostProcess::spawn(
+        dir.path(),
+        "host",
+        &config(
+            &redis.url(),
+            vec![plugin("recorder", artifacts::RECORDER, stream)],
+        ),
+    );
+    let mut conn = connect(&redis.url()).await;
+    let ids = produce(&mut conn, stream, 3, |i| {
+        vec![
+            ("reject".to_owned(), b"1".to_vec()),
+            ("n".to_owned(), i.to_string().into_bytes()),
+        ]
+    })
+    .await;
+    let dlq = "dlq:events:logged:recorder";
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            xlen(&mut conn.clone(), dlq).await == 3
+        })
+        .await,
+        "not dead-lettered:\n{}",
+        host.log_tail()
+    );
+    // The line follows the DLQ write; give it a moment to reach the file.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = ledger::strip_ansi(&host.log());
+        let all_logged = ids.iter().all(|id| {
+            log.lines()
+                .any(|l| l.contains(id.as_str()) && l.contains("dead-lettered"))
+        });
+        if all_logged || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for id in &ids {
+        let info: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(id.as_str()) && l.contains(" INFO "))
+            .filter(|l| !l.contains("recorder handled")) // the guest's own line
+            .collect();
+        assert_eq!(info.len(), 1, "INFO lines for {id}:\n{}", info.join("\n"));
+        let line = info[0];
+        for want in [
+            "dead-lettered",
+            "stream=\"events:logged\"",
+            "version=\"sha256:",
+            "dlq=\"dlq:events:logged:recorder\"",
+            "reason=\"rejected\"",
+        ] {
+            assert!(line.contains(want), "no {want:?} in: {line}");
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use streamhost::dlq::{self, meta};
-use streamhost::streams::entry;
+use streamhost::entry;
 use streamhost_tests::*;
 
 type Fields = Vec<(String, Vec<u8>)>;

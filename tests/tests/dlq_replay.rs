@@ -13,7 +13,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use streamhost::config::{AdminConfig, DlqConfig};
 use streamhost::dlq::{self, meta};
-use streamhost::streams::entry::{self, RawField};
+use streamhost::entry::{self, RawField};
 use streamhost_tests::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -140,7 +140,7 @@ async fn three_plugins_on_one_stream_replay_reaches_the_failing_plugin_alone() {
     );
 
     produce(&mut conn, SHOP, N, shop_order).await;
-    let listener = streamhost::admin::Listener::bind("127.0.0.1:0")
+    let listener = streamhost::AdminListener::bind("127.0.0.1:0")
         .await
         .expect("bind admin");
     let addr = listener.addr();

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
+use streamhost::PluginContext;
 use streamhost::config::{PluginConfig, RetryConfig};
 use streamhost::dlq::{self, meta};
-use streamhost::metrics::{Metrics, PluginMetrics};
-use streamhost::pipeline::PluginContext;
+use streamhost::{Metrics, PluginMetrics};
 use streamhost_tests::ledger;
 use streamhost_tests::*;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +56,7 @@ async fn reasons(conn: &mut MultiplexedConnection, dlq_stream: &str) -> Vec<Stri
 
 /// `entries_failed` summed over every kind.
 fn failed_total(m: &PluginMetrics) -> u64 {
-    use streamhost::outcome::{FailureKind, TrapKind};
+    use streamhost::{FailureKind, TrapKind};
     let mut kinds = vec![
         FailureKind::Retry,
         FailureKind::Rejected,
@@ -120,7 +120,7 @@ async fn every_failure_path_counts_once_and_agrees_with_the_dlq_and_the_ledger()
     assert_eq!(m.rejected.get(), 5, "rejected");
     assert_eq!(m.retry.get(), 5 + 15, "retry: 5 once, 5 three times");
     assert_eq!(
-        m.trap(streamhost::outcome::TrapKind::Timeout).get(),
+        m.trap(streamhost::TrapKind::Timeout).get(),
         6,
         "2 × 3 timeouts"
     );
@@ -150,10 +150,10 @@ async fn instantiation_failure_dead_letters_as_instantiate_after_max_attempts() 
     let cfg = config(&redis.url(), vec![p.clone()]);
     let options = streamhost::plugin::EngineOptions {
         max_instances: 8,
-        ..streamhost::host::engine_options(&cfg)
+        ..streamhost::engine_options(&cfg)
     };
     let engine = streamhost::plugin::WasmEngine::new(&options).expect("engine");
-    let plugin = streamhost::host::load_plugins(&cfg, &engine)
+    let plugin = streamhost::load_plugins(&cfg, &engine)
         .await
         .expect("load")
         .remove(0);
@@ -170,7 +170,7 @@ async fn instantiation_failure_dead_letters_as_instantiate_after_max_attempts() 
     let ctx = Arc::new(PluginContext::new(plugin, p, m.clone()));
     let shutdown = CancellationToken::new();
     let url: &'static str = redis.url().leak();
-    let run = tokio::spawn(streamhost::consumer::run(ctx, url, shutdown.clone()));
+    let run = tokio::spawn(streamhost::run_plugin(ctx, url, shutdown.clone()));
     let done = wait_until(Duration::from_secs(30), || async {
         xlen(&mut conn.clone(), &dlq_stream).await == 4
     })

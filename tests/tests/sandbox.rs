@@ -14,9 +14,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
+use streamhost::PluginMetrics;
+use streamhost::TrapKind;
 use streamhost::config::{Config, LimitsConfig, OnTrap, PluginConfig};
-use streamhost::metrics::PluginMetrics;
-use streamhost::outcome::TrapKind;
 use streamhost_tests::*;
 
 const VALIDATOR: &str = "order-validator";

@@ -3,8 +3,8 @@
 //! the pipeline ([`crate::pipeline`]), runs its workers, and follows hot
 //! swaps and scheduled entries. Decides nothing about entries itself.
 
-pub mod promoter;
-pub mod swapper;
+pub(crate) mod promoter;
+pub(crate) mod swapper;
 
 use std::sync::Arc;
 use std::time::Duration;

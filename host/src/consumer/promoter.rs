@@ -12,7 +12,7 @@ use crate::shutdown::pause;
 
 /// Runs until shutdown. Several hosts may promote the same set: each move is
 /// one atomic script, so an entry is delivered once whoever moves it.
-pub async fn run(
+pub(crate) async fn run(
     ctx: Arc<PluginContext>,
     mut conn: ConnectionManager,
     shutdown: CancellationToken,

@@ -30,7 +30,7 @@ const WATCH: Duration = Duration::from_millis(250);
 
 /// Before consuming: switch to the deployed version if there is one, so a host
 /// that starts later runs what was deployed, not its config file.
-pub async fn initial_sync(ctx: &PluginContext, conn: &mut ConnectionManager) {
+pub(crate) async fn initial_sync(ctx: &PluginContext, conn: &mut ConnectionManager) {
     follow_pause(ctx, conn).await;
     match deploy::current(conn, &ctx.plugin.name).await {
         Ok(Some((version, digest))) if digest != *ctx.running().digest => {
@@ -51,7 +51,7 @@ pub async fn initial_sync(ctx: &PluginContext, conn: &mut ConnectionManager) {
 }
 
 /// Follows deployments until shutdown.
-pub async fn run(
+pub(crate) async fn run(
     ctx: Arc<PluginContext>,
     redis_url: String,
     mut conn: ConnectionManager,
@@ -203,7 +203,11 @@ async fn refuse(ctx: &PluginContext, conn: &mut ConnectionManager, digest: &str,
 }
 
 /// `run --watch`: swaps whenever the component file changes on disk.
-pub async fn watch_file(ctx: Arc<PluginContext>, path: PathBuf, shutdown: CancellationToken) {
+pub(crate) async fn watch_file(
+    ctx: Arc<PluginContext>,
+    path: PathBuf,
+    shutdown: CancellationToken,
+) {
     let stamp = |p: &PathBuf| {
         std::fs::metadata(p)
             .and_then(|m| Ok((m.modified()?, m.len())))

@@ -13,11 +13,11 @@ use hyper::HeaderMap;
 use hyper::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
 
 /// The session cookie's name.
-pub const COOKIE_NAME: &str = "streamhost_session";
+pub(crate) const COOKIE_NAME: &str = "streamhost_session";
 /// The header carrying the CSRF token.
-pub const CSRF_HEADER: &str = "x-csrf-token";
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a session lasts.
-pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+pub(crate) const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Most sessions at once; the oldest is dropped beyond this.
 const MAX_SESSIONS: usize = 256;
 /// Longest operator name kept.
@@ -25,7 +25,7 @@ const MAX_USER: usize = 64;
 
 /// Why an action was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Denied {
+pub(crate) enum Denied {
     /// No `[admin] token` is configured.
     #[error("the dashboard is read-only: set [admin] token to enable actions")]
     ReadOnly,
@@ -45,7 +45,7 @@ pub enum Denied {
 
 impl Denied {
     /// The HTTP status for this refusal.
-    pub fn status(self) -> u16 {
+    pub(crate) fn status(self) -> u16 {
         match self {
             Denied::ReadOnly | Denied::Csrf | Denied::Origin => 403,
             Denied::Unauthenticated | Denied::WrongToken => 401,
@@ -61,7 +61,7 @@ struct Session {
 
 /// A signed-in session, as the page sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionInfo {
+pub(crate) struct SessionInfo {
     /// The operator's name as given at sign-in.
     pub user: String,
     /// The token the page sends in [`CSRF_HEADER`].
@@ -69,14 +69,14 @@ pub struct SessionInfo {
 }
 
 /// The token and the open sessions.
-pub struct Auth {
+pub(crate) struct Auth {
     token: Option<String>,
     sessions: Mutex<HashMap<String, Session>>,
 }
 
 impl Auth {
     /// Actions enabled with `token`, or read-only without one.
-    pub fn new(token: Option<String>) -> Auth {
+    pub(crate) fn new(token: Option<String>) -> Auth {
         Auth {
             token,
             sessions: Mutex::new(HashMap::new()),
@@ -84,13 +84,13 @@ impl Auth {
     }
 
     /// Whether actions are possible at all.
-    pub fn actions_enabled(&self) -> bool {
+    pub(crate) fn actions_enabled(&self) -> bool {
         self.token.is_some()
     }
 
     /// Opens a session for `user` if `token` is right; returns the cookie
     /// value and the session.
-    pub fn sign_in(&self, token: &str, user: &str) -> Result<(String, SessionInfo), Denied> {
+    pub(crate) fn sign_in(&self, token: &str, user: &str) -> Result<(String, SessionInfo), Denied> {
         let expected = self.token.as_deref().ok_or(Denied::ReadOnly)?;
         if !same(token.as_bytes(), expected.as_bytes()) {
             return Err(Denied::WrongToken);
@@ -123,14 +123,14 @@ impl Auth {
     }
 
     /// Ends the session of this request, if any.
-    pub fn sign_out(&self, headers: &HeaderMap) {
+    pub(crate) fn sign_out(&self, headers: &HeaderMap) {
         if let Some(id) = session_cookie(headers) {
             self.lock().remove(&id);
         }
     }
 
     /// The session this request belongs to, if valid.
-    pub fn session(&self, headers: &HeaderMap) -> Option<SessionInfo> {
+    pub(crate) fn session(&self, headers: &HeaderMap) -> Option<SessionInfo> {
         let id = session_cookie(headers)?;
         let sessions = self.lock();
         let s = sessions.get(&id).filter(|s| s.expires > Instant::now())?;
@@ -141,7 +141,11 @@ impl Auth {
     }
 
     /// Checks an action request; returns who is acting (for the log).
-    pub fn authorize(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<String, Denied> {
+    pub(crate) fn authorize(
+        &self,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+    ) -> Result<String, Denied> {
         let expected = self.token.as_deref().ok_or(Denied::ReadOnly)?;
         if !same_origin(headers) {
             return Err(Denied::Origin);
@@ -180,7 +184,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// No `Origin` (not a browser, or a same-origin GET), or one naming the
 /// `Host` the request was sent to.
-pub fn same_origin(headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = header(headers, ORIGIN.as_str()) else {
         return true;
     };

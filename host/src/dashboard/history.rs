@@ -8,16 +8,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 /// Time between samples.
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// The window the charts cover.
-pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+pub(crate) const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Points kept per plugin: the window at the sample interval, plus one so
 /// the first rate of the window has a predecessor.
-pub const POINTS: usize = (WINDOW.as_secs() / SAMPLE_EVERY.as_secs()) as usize + 1;
+pub(crate) const POINTS: usize = (WINDOW.as_secs() / SAMPLE_EVERY.as_secs()) as usize + 1;
 
 /// One sample of a plugin's cumulative counters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Point {
+pub(crate) struct Point {
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
     /// Entries handed to the handler (every delivery), cumulative.
@@ -31,13 +31,13 @@ pub struct Point {
 }
 
 /// The samples of every plugin, in config order.
-pub struct History {
+pub(crate) struct History {
     series: Vec<Mutex<VecDeque<Point>>>,
 }
 
 impl History {
     /// Empty history for `plugins` plugins.
-    pub fn new(plugins: usize) -> History {
+    pub(crate) fn new(plugins: usize) -> History {
         History {
             series: (0..plugins)
                 .map(|_| Mutex::new(VecDeque::with_capacity(POINTS)))
@@ -46,7 +46,7 @@ impl History {
     }
 
     /// Appends a sample for plugin `index`, dropping the oldest beyond [`POINTS`].
-    pub fn push(&self, index: usize, point: Point) {
+    pub(crate) fn push(&self, index: usize, point: Point) {
         if let Some(series) = self.series.get(index) {
             let mut s = series.lock().unwrap_or_else(PoisonError::into_inner);
             if s.len() == POINTS {
@@ -57,7 +57,7 @@ impl History {
     }
 
     /// Plugin `index`'s samples, oldest first.
-    pub fn points(&self, index: usize) -> Vec<Point> {
+    pub(crate) fn points(&self, index: usize) -> Vec<Point> {
         self.series.get(index).map_or_else(Vec::new, |s| {
             s.lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -68,7 +68,7 @@ impl History {
     }
 
     /// Whether the DLQ of plugin `index` grew within the window.
-    pub fn dlq_growing(&self, index: usize) -> bool {
+    pub(crate) fn dlq_growing(&self, index: usize) -> bool {
         let points = self.points(index);
         match (points.first(), points.last()) {
             (Some(first), Some(last)) => last.dlq > first.dlq,
@@ -78,7 +78,7 @@ impl History {
 }
 
 /// Now, in milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -11,7 +11,7 @@ use crate::dlq::{self, DeadLetter, DlqError, Filter, Owner, ReplayOptions, Repla
 use crate::pipeline::PluginContext;
 
 /// Whose letters: this plugin's (a DLQ may be shared by plugins).
-pub fn owner(ctx: &PluginContext) -> Owner {
+pub(crate) fn owner(ctx: &PluginContext) -> Owner {
     Owner {
         plugin: ctx.plugin.name.to_string(),
         group: ctx.group().to_owned(),
@@ -20,7 +20,7 @@ pub fn owner(ctx: &PluginContext) -> Owner {
 
 /// The plugin's letters with this reason (or reason prefix, `trap`) and
 /// containing these bytes; empty strings select everything.
-pub fn filter(ctx: &PluginContext, reason: Option<String>, text: Option<String>) -> Filter {
+pub(crate) fn filter(ctx: &PluginContext, reason: Option<String>, text: Option<String>) -> Filter {
     Filter {
         owner: Some(owner(ctx)),
         reason: reason.filter(|r| !r.is_empty()),
@@ -31,7 +31,7 @@ pub fn filter(ctx: &PluginContext, reason: Option<String>, text: Option<String>)
 
 /// One page, newest first.
 #[derive(Debug, Clone, Default)]
-pub struct Page {
+pub(crate) struct Page {
     /// The letters on this page, without their bodies.
     pub letters: Vec<Summary>,
     /// Letters matching the filter, in all.
@@ -44,7 +44,7 @@ pub struct Page {
 }
 
 /// Up to `limit` letters matching `filter` below `before`, newest first.
-pub async fn page<C: ConnectionLike + Send>(
+pub(crate) async fn page<C: ConnectionLike + Send>(
     conn: &mut C,
     dlq_stream: &str,
     filter: &Filter,
@@ -66,7 +66,7 @@ pub async fn page<C: ConnectionLike + Send>(
 }
 
 /// One letter of the plugin, by id, whole.
-pub async fn one<C: ConnectionLike + Send>(
+pub(crate) async fn one<C: ConnectionLike + Send>(
     conn: &mut C,
     dlq_stream: &str,
     owner: &Owner,
@@ -78,7 +78,7 @@ pub async fn one<C: ConnectionLike + Send>(
 
 /// What to replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Chosen {
+pub(crate) enum Chosen {
     /// These ids (only the plugin's are taken).
     Ids(Vec<String>),
     /// Everything the filter matches now.
@@ -87,7 +87,7 @@ pub enum Chosen {
 
 /// Replays the chosen letters to the plugin's redelivery stream, which only
 /// its group reads: no other plugin on the stream sees them again.
-pub async fn replay<C: ConnectionLike + Send>(
+pub(crate) async fn replay<C: ConnectionLike + Send>(
     conn: &mut C,
     dlq_stream: &str,
     filter: &Filter,
@@ -112,7 +112,7 @@ pub async fn replay<C: ConnectionLike + Send>(
 
 /// Deletes the plugin's letters dead-lettered before `before_ms`; returns
 /// how many.
-pub async fn purge_before<C: ConnectionLike + Send>(
+pub(crate) async fn purge_before<C: ConnectionLike + Send>(
     conn: &mut C,
     dlq_stream: &str,
     owner: Owner,

@@ -8,12 +8,12 @@
 //! [`letters`] dead-letter queries, [`pretty`] how stored bytes are shown,
 //! [`views`] the JSON of each page, [`routes`] the HTTP side.
 
-pub mod auth;
-pub mod history;
-pub mod letters;
-pub mod pretty;
-pub mod routes;
-pub mod views;
+pub(crate) mod auth;
+pub(crate) mod history;
+pub(crate) mod letters;
+pub(crate) mod pretty;
+pub(crate) mod routes;
+pub(crate) mod views;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +30,7 @@ use crate::pipeline::PluginContext;
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the dashboard serves from.
-pub struct Dashboard {
+pub(crate) struct Dashboard {
     /// Every plugin's context, in config order.
     pub plugins: Vec<Arc<PluginContext>>,
     metrics: Arc<Metrics>,
@@ -46,7 +46,7 @@ pub struct Dashboard {
 
 impl Dashboard {
     /// A dashboard over these plugins.
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         plugins: Vec<Arc<PluginContext>>,
         metrics: Arc<Metrics>,
@@ -69,7 +69,7 @@ impl Dashboard {
     }
 
     /// Which host this is (the page names it: a fleet has several).
-    pub fn identity(&self) -> Value {
+    pub(crate) fn identity(&self) -> Value {
         json!({
             "hostname": self.host,
             "pid": std::process::id(),
@@ -81,12 +81,12 @@ impl Dashboard {
     }
 
     /// The plugin named `name`.
-    pub fn plugin(&self, name: &str) -> Option<&Arc<PluginContext>> {
+    pub(crate) fn plugin(&self, name: &str) -> Option<&Arc<PluginContext>> {
         self.plugins.iter().find(|p| &*p.plugin.name == name)
     }
 
     /// A connection to Redis, made on first use and again after a failure.
-    pub async fn redis(&self) -> Result<MultiplexedConnection, redis::RedisError> {
+    pub(crate) async fn redis(&self) -> Result<MultiplexedConnection, redis::RedisError> {
         let mut cached = self.conn.lock().await;
         if let Some(c) = cached.as_ref() {
             return Ok(c.clone());
@@ -102,12 +102,12 @@ impl Dashboard {
     }
 
     /// Forgets the connection after an error, so the next request reconnects.
-    pub async fn reset_redis(&self) {
+    pub(crate) async fn reset_redis(&self) {
         *self.conn.lock().await = None;
     }
 
     /// Samples every plugin's counters into the history until `stop`.
-    pub async fn sample(self: Arc<Self>, stop: CancellationToken) {
+    pub(crate) async fn sample(self: Arc<Self>, stop: CancellationToken) {
         loop {
             for (i, ctx) in self.plugins.iter().enumerate() {
                 let m = &ctx.metrics;

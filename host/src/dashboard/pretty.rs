@@ -6,11 +6,11 @@
 use serde::Serialize;
 
 /// Longest value shown whole; longer values are cut (and say so).
-pub const MAX_SHOWN: usize = 64 * 1024;
+pub(crate) const MAX_SHOWN: usize = 64 * 1024;
 
 /// One value as the page shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Shown {
+pub(crate) struct Shown {
     /// `text`, `json` or `hex`.
     pub kind: &'static str,
     /// The displayable form.
@@ -22,7 +22,7 @@ pub struct Shown {
 }
 
 /// Renders a stored value.
-pub fn show(value: &[u8]) -> Shown {
+pub(crate) fn show(value: &[u8]) -> Shown {
     let truncated = value.len() > MAX_SHOWN;
     let head = &value[..value.len().min(MAX_SHOWN)];
     let (kind, text) = match std::str::from_utf8(head) {
@@ -57,7 +57,7 @@ fn indent_json(s: &str) -> Option<String> {
 
 /// A field or metadata name on one line: UTF-8 neutralised, anything else
 /// with each byte outside printable ASCII as `\xNN` (lossless).
-pub fn name(bytes: &[u8]) -> String {
+pub(crate) fn name(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) => neutralize(s),
         Err(_) => bytes.escape_ascii().to_string(),
@@ -66,7 +66,7 @@ pub fn name(bytes: &[u8]) -> String {
 
 /// Replaces control characters (ESC and the rest of C0, DEL, C1) and
 /// bidirectional overrides with `\u{..}` escapes; keeps newlines and tabs.
-pub fn neutralize(s: &str) -> String {
+pub(crate) fn neutralize(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         let risky = (c.is_control() && c != '\n' && c != '\t')

@@ -35,7 +35,11 @@ const WRONG_TOKEN_DELAY: Duration = Duration::from_millis(500);
 type Reply = Response<Full<Bytes>>;
 
 /// Answers a dashboard request; `None` when the path is not the dashboard's.
-pub async fn respond(d: &Dashboard, request: Request<Incoming>, peer: SocketAddr) -> Option<Reply> {
+pub(crate) async fn respond(
+    d: &Dashboard,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Option<Reply> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     let reply = match (method.clone(), path.as_str()) {

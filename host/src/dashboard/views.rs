@@ -24,7 +24,10 @@ const LISTED: usize = 50;
 const ERROR_PREVIEW: usize = 160;
 
 /// The overview: the host, Redis, and a row per plugin.
-pub async fn overview<C: ConnectionLike + Send>(d: &Dashboard, conn: Option<&mut C>) -> Value {
+pub(crate) async fn overview<C: ConnectionLike + Send>(
+    d: &Dashboard,
+    conn: Option<&mut C>,
+) -> Value {
     let mut redis_error = None;
     let mut rows = Vec::new();
     let mut conn = conn;
@@ -165,7 +168,7 @@ fn attention(d: &Dashboard, i: usize, ctx: &PluginContext, fleet: &Value) -> Vec
 }
 
 /// A plugin's page: consumers, retries, scheduled entries, versions, pause.
-pub async fn plugin<C: ConnectionLike + Send>(
+pub(crate) async fn plugin<C: ConnectionLike + Send>(
     d: &Dashboard,
     ctx: &PluginContext,
     conn: &mut C,
@@ -277,7 +280,7 @@ fn listed(d: &Summary) -> Value {
 }
 
 /// A page of a plugin's dead letters.
-pub async fn dead_letters<C: ConnectionLike + Send>(
+pub(crate) async fn dead_letters<C: ConnectionLike + Send>(
     ctx: &PluginContext,
     conn: &mut C,
     filter: &Filter,
@@ -298,7 +301,7 @@ pub async fn dead_letters<C: ConnectionLike + Send>(
 }
 
 /// One dead letter, every field pretty-printed.
-pub fn message(ctx: &PluginContext, d: &DeadLetter) -> Value {
+pub(crate) fn message(ctx: &PluginContext, d: &DeadLetter) -> Value {
     json!({
         "plugin": &*ctx.plugin.name,
         "summary": summary(&d.id, |n| d.meta(n), d.time_ms(), d.fields.len()),

@@ -110,7 +110,7 @@ fn attempt(deliveries: u32, uncounted: Uncounted) -> u32 {
 /// plugin's redelivery stream, the stream it came from and its own fields;
 /// for anything else, what was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Original {
+pub(crate) struct Original {
     /// The stream it was first written to.
     pub stream: String,
     /// Its id there, when it differs from the id read (a replayed entry).
@@ -121,7 +121,7 @@ pub struct Original {
 
 /// Unwraps `fields` read from `key` to the entry as first written, given
 /// the plugin's redelivery stream and source stream.
-pub fn original(
+pub(crate) fn original(
     (redeliver_stream, stream): (&str, &str),
     key: &str,
     fields: Vec<RawField>,
@@ -142,7 +142,7 @@ pub fn original(
 }
 
 /// A batch of deliveries on its way to the workers.
-pub type Batch = Vec<Delivery>;
+pub(crate) type Batch = Vec<Delivery>;
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use foldhash::fast::RandomState;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::delivery::Delivery;
@@ -19,7 +20,7 @@ type Held = (Arc<str>, String);
 /// Entries held, plus whether the start-up replay of own pending entries is done.
 #[derive(Debug, Default)]
 pub struct InFlight {
-    ids: Mutex<HashSet<Held>>,
+    ids: Mutex<HashSet<Held, RandomState>>,
     /// Until the reader has replayed this consumer's pending entries, those
     /// are the reader's to deliver, not the claimer's.
     replayed: AtomicBool,
@@ -86,7 +87,7 @@ impl InFlight {
         self.replayed.load(Ordering::Acquire)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashSet<Held>> {
+    fn lock(&self) -> MutexGuard<'_, HashSet<Held, RandomState>> {
         // The set stays consistent even if a holder panicked: every operation
         // is a single insert or remove.
         self.ids.lock().unwrap_or_else(PoisonError::into_inner)

@@ -15,7 +15,7 @@ use super::{Batch, Delivery, PluginContext};
 /// The work queue is closed: the workers are gone (shutdown).
 #[derive(Debug, thiserror::Error)]
 #[error("the work queue is closed")]
-pub struct Closed;
+pub(crate) struct Closed;
 
 /// The bytes of entries read but not yet handled, against a budget, so that
 /// memory follows the budget rather than `batch` × entry size. Reads are
@@ -23,7 +23,7 @@ pub struct Closed;
 /// the first entry is seen, a read asks for one; after a large entry, reads
 /// ask for as many as fit.
 #[derive(Debug)]
-pub struct ReadAhead {
+pub(crate) struct ReadAhead {
     limit: usize,
     held: AtomicUsize,
     /// Bytes of the largest entry seen lately; 0 before the first.
@@ -33,7 +33,7 @@ pub struct ReadAhead {
 
 impl ReadAhead {
     /// A budget of `limit` bytes.
-    pub fn new(limit: usize) -> ReadAhead {
+    pub(crate) fn new(limit: usize) -> ReadAhead {
         ReadAhead {
             limit: limit.max(1),
             held: AtomicUsize::new(0),
@@ -44,7 +44,7 @@ impl ReadAhead {
 
     /// Waits until the budget has room, then says how many entries (at most
     /// `batch`) the next read may ask for.
-    pub async fn room(&self, batch: usize) -> usize {
+    pub(crate) async fn room(&self, batch: usize) -> usize {
         loop {
             // Registered before the check, so a give-back in between is not missed.
             let notified = self.room.notified();
@@ -71,7 +71,7 @@ impl ReadAhead {
     }
 
     /// Returns the bytes of an entry that was handled.
-    pub fn give_back(&self, bytes: usize) {
+    pub(crate) fn give_back(&self, bytes: usize) {
         let before = self
             .held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
@@ -86,13 +86,14 @@ impl ReadAhead {
     }
 
     /// Bytes held now.
-    pub fn held(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
         self.held.load(Ordering::Acquire)
     }
 }
 
 /// The way into one plugin's work queue.
-pub struct Intake<S> {
+pub(crate) struct Intake<S> {
     ctx: Arc<PluginContext>,
     source: Arc<S>,
     work: async_channel::Sender<Batch>,
@@ -112,7 +113,7 @@ impl<S> Clone for Intake<S> {
 
 impl<S: Source> Intake<S> {
     /// An intake feeding `work`.
-    pub fn new(
+    pub(crate) fn new(
         ctx: Arc<PluginContext>,
         source: Arc<S>,
         work: async_channel::Sender<Batch>,
@@ -127,19 +128,19 @@ impl<S: Source> Intake<S> {
     }
 
     /// The read-ahead budget sources size their reads by.
-    pub fn read_ahead(&self) -> &Arc<ReadAhead> {
+    pub(crate) fn read_ahead(&self) -> &Arc<ReadAhead> {
         &self.read_ahead
     }
 
     /// Takes new deliveries: those this host already holds are dropped (a
     /// claim or redelivery racing the copy in hand, which is settled as usual).
-    pub async fn submit(&self, deliveries: Vec<Delivery>) -> Result<(), Closed> {
+    pub(crate) async fn submit(&self, deliveries: Vec<Delivery>) -> Result<(), Closed> {
         let admitted = self.ctx.inflight.admit(deliveries);
         self.submit_held(admitted).await
     }
 
     /// Takes deliveries this host already holds (its own retries).
-    pub async fn submit_held(&self, deliveries: Vec<Delivery>) -> Result<(), Closed> {
+    pub(crate) async fn submit_held(&self, deliveries: Vec<Delivery>) -> Result<(), Closed> {
         let mut ready = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
             match settle::before_handling(&delivery, &self.ctx.config.retry) {

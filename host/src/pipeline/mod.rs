@@ -22,14 +22,14 @@
 //! names the Redis key they came from and whose delivery count comes from
 //! Redis. Nothing in this module needs to change.
 
-pub mod context;
-pub mod delivery;
-pub mod inflight;
-pub mod intake;
-pub mod settle;
-pub mod source;
-pub mod waiting;
-pub mod worker;
+pub(crate) mod context;
+pub(crate) mod delivery;
+pub(crate) mod inflight;
+pub(crate) mod intake;
+pub(crate) mod settle;
+pub(crate) mod source;
+pub(crate) mod waiting;
+pub(crate) mod worker;
 
 pub use context::PluginContext;
-pub use delivery::{Batch, Delivery, Receipt, Uncounted};
+pub(crate) use delivery::{Batch, Delivery, Receipt, Uncounted};

@@ -19,17 +19,17 @@ use crate::outcome::{DeadReason, FailureKind, Outcome};
 
 /// Re-runs of a handler whose commit found its state changed, before the
 /// entry is retried with backoff instead.
-pub const MAX_CONFLICT_RERUNS: u32 = 16;
+pub(crate) const MAX_CONFLICT_RERUNS: u32 = 16;
 
 /// Deliveries beyond `retry.max_attempts` that may end without a handler
 /// attempt (lost read replies, Redis refusals) before the entry is
 /// dead-lettered as `delivered-too-often`: bounds an entry that never gets
 /// handled.
-pub const MAX_DELIVERIES_WITHOUT_ATTEMPT: u32 = 20;
+pub(crate) const MAX_DELIVERIES_WITHOUT_ATTEMPT: u32 = 20;
 
 /// What became of one attempt to commit effects together with the ack.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommitState {
+pub(crate) enum CommitState {
     /// Written, and the entry acked, atomically.
     Committed,
     /// The entry belongs to another consumer now; nothing was written.
@@ -46,7 +46,7 @@ pub enum CommitState {
 
 /// What the worker saw when it tried to hand an entry to the handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Handled {
+pub(crate) enum Handled {
     /// The handler ran; this is what it came to.
     Ran(Outcome),
     /// No instance could be made (pool exhausted, instantiation trapped or timed out).
@@ -55,7 +55,7 @@ pub enum Handled {
 
 /// Everything [`decide`] looks at.
 #[derive(Debug, Clone, Copy)]
-pub struct Facts<'a> {
+pub(crate) struct Facts<'a> {
     /// What the worker saw.
     pub handled: &'a Handled,
     /// A state read failed during the invocation (Redis's failure, and the
@@ -75,7 +75,7 @@ pub struct Facts<'a> {
 
 /// What happens to a delivery next: exactly one of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Acknowledge it (ok without effects, or deleted while pending).
     Ack,
     /// Commit its effects with the ack (then decide again on the result).
@@ -110,7 +110,7 @@ pub enum Verdict {
 /// Decides, before any handler runs, what happens to a delivery that must
 /// not reach one: deleted while pending, or out of attempts (its earlier
 /// deliveries ended without an outcome). `None`: hand it to a worker.
-pub fn before_handling(delivery: &Delivery, policy: &RetryConfig) -> Option<Verdict> {
+pub(crate) fn before_handling(delivery: &Delivery, policy: &RetryConfig) -> Option<Verdict> {
     let Some(fields) = &delivery.entry.fields else {
         return Some(Verdict::Ack);
     };
@@ -160,7 +160,7 @@ pub fn before_handling(delivery: &Delivery, policy: &RetryConfig) -> Option<Verd
 }
 
 /// Decides a delivery's fate after the worker tried to handle it.
-pub fn decide(facts: &Facts<'_>, policy: &RetryConfig) -> Verdict {
+pub(crate) fn decide(facts: &Facts<'_>, policy: &RetryConfig) -> Verdict {
     let outcome = match facts.handled {
         Handled::NoInstance(error) => {
             return fail(
@@ -266,7 +266,7 @@ fn redis_failed(error: String, facts: &Facts<'_>, policy: &RetryConfig) -> Verdi
 
 /// Delay before the attempt after `attempt`, with up to 20% jitter below the
 /// computed value so that a burst of failures does not retry in lockstep.
-pub fn backoff(policy: &RetryConfig, attempt: u32) -> Duration {
+pub(crate) fn backoff(policy: &RetryConfig, attempt: u32) -> Duration {
     let base = match policy.backoff {
         Backoff::Fixed => policy.initial_ms,
         Backoff::Exponential => {
@@ -284,7 +284,7 @@ pub fn backoff(policy: &RetryConfig, attempt: u32) -> Duration {
 }
 
 /// Records the metrics and the log line of a verdict [`before_handling`] made.
-pub fn record_unhandled(ctx: &PluginContext, delivery: &Delivery, verdict: &Verdict) {
+pub(crate) fn record_unhandled(ctx: &PluginContext, delivery: &Delivery, verdict: &Verdict) {
     if delivery.entry.fields.is_none() {
         ctx.metrics.trimmed.inc();
         tracing::warn!(
@@ -300,7 +300,7 @@ pub fn record_unhandled(ctx: &PluginContext, delivery: &Delivery, verdict: &Verd
 }
 
 /// Records a final verdict's metrics and its one log line.
-pub fn record(ctx: &PluginContext, receipt: &Receipt, verdict: &Verdict, version: &str) {
+pub(crate) fn record(ctx: &PluginContext, receipt: &Receipt, verdict: &Verdict, version: &str) {
     let (plugin, stream, id, attempt) = (
         &*ctx.plugin.name,
         &*receipt.key,
@@ -348,7 +348,12 @@ pub fn record(ctx: &PluginContext, receipt: &Receipt, verdict: &Verdict, version
         }
         Verdict::DeadLetter { failure, error, .. } => {
             m.failed(*failure).inc();
-            log_failure(plugin, stream, version, id, attempt, *failure, error);
+            // A rejection or a last retry is told by the source's one
+            // `dead-lettered` line (with reason, error and the DLQ) once the
+            // letter is written; other failures are events of their own.
+            if !matches!(failure, FailureKind::Retry | FailureKind::Rejected) {
+                log_failure(plugin, stream, version, id, attempt, *failure, error);
+            }
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::outcome::DeadReason;
 
 /// A dead letter to write.
 #[derive(Debug, Clone)]
-pub struct DeadLetterRequest {
+pub(crate) struct DeadLetterRequest {
     /// The delivery being dead-lettered.
     pub receipt: Receipt,
     /// The entry as first written (a replayed entry unwrapped), byte for byte.
@@ -41,7 +41,7 @@ pub struct DeadLetterRequest {
 }
 
 /// Where entries come from, and how the pipeline's verdicts are carried out there.
-pub trait Source: Send + Sync + 'static {
+pub(crate) trait Source: Send + Sync + 'static {
     /// Acknowledges handled deliveries (the worker batches them). Hands off
     /// at once; failures are the source's to retry.
     fn ack(&self, done: Vec<Receipt>);

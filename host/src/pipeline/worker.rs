@@ -19,7 +19,7 @@ use crate::streams::entry::{self, RawField};
 const ACK_FLUSH: Duration = Duration::from_millis(5);
 
 /// Handles batches until the work queue closes and is empty.
-pub async fn run<S: Source>(
+pub(crate) async fn run<S: Source>(
     ctx: Arc<PluginContext>,
     source: Arc<S>,
     read_ahead: Arc<ReadAhead>,

@@ -1,5 +1,8 @@
 //! The one `bindgen!` of the host: Rust types and glue for `wit/plugin.wit`.
 
+// Generated items; the WIT documents them.
+#![allow(missing_docs)]
+
 wasmtime::component::bindgen!({
     world: "handler",
     path: "../wit",

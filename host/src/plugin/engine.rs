@@ -104,8 +104,10 @@ impl WasmEngine {
         if let Some(dir) = &options.cache_dir {
             let mut cache = wasmtime::CacheConfig::new();
             cache.with_directory(dir);
-            let cache = wasmtime::Cache::new(cache)
-                .map_err(|e| Error::Engine(format!("compile cache at {}: {e:#}", dir.display())))?;
+            let cache = wasmtime::Cache::new(cache).map_err(|e| Error::CompileCache {
+                dir: dir.clone(),
+                detail: format!("{e:#}"),
+            })?;
             config.cache(Some(cache));
         }
         let engine = Engine::new(&config).map_err(|e| {
@@ -118,11 +120,10 @@ impl WasmEngine {
                     detail,
                 }
             } else {
-                Error::Engine(detail)
+                Error::EngineConfig { detail }
             }
         })?;
-        let ticker = Ticker::start(engine.clone())
-            .map_err(|e| Error::Engine(format!("cannot start the epoch ticker thread: {e}")))?;
+        let ticker = Ticker::start(engine.clone()).map_err(Error::Ticker)?;
         Ok(Arc::new(WasmEngine {
             engine,
             ticker: Some(ticker),

@@ -2,6 +2,7 @@
 //! loading, instances.
 
 pub mod bindings;
+mod effects_host;
 pub mod engine;
 pub mod instance;
 pub mod limits;

@@ -6,11 +6,7 @@
 use std::sync::Arc;
 
 use super::bindings::{HandlerError, HandlerPre, Message};
-use super::engine::WasmEngine;
-use super::registry::LoadedPlugin;
 use super::state::HostState;
-use crate::config::LimitsConfig;
-use crate::effects::EffectPolicy;
 use crate::outcome::Outcome;
 
 /// A handler compiled into the host: the `handle` contract without the
@@ -27,27 +23,4 @@ pub(crate) enum Code {
     Wasm(HandlerPre<HostState>),
     /// A Rust function.
     Native(NativeHandler),
-}
-
-impl LoadedPlugin {
-    /// A plugin backed by a native function. Its instances still get a store
-    /// (so effects and accounting work as for components) from `engine`.
-    pub fn native(engine: &Arc<WasmEngine>, name: &str, handler: NativeHandler) -> LoadedPlugin {
-        LoadedPlugin {
-            name: name.into(),
-            digest: format!("native:{name}").into(),
-            limits: LimitsConfig::default(),
-            effects: Arc::new(EffectPolicy::deny_all(name)),
-            code: Code::Native(handler),
-            engine: engine.clone(),
-            tap: None,
-            effects_used: Vec::new(),
-        }
-    }
-
-    /// Calls `tap` after every invocation of this plugin's instances.
-    pub fn with_tap(mut self, tap: InvocationTap) -> LoadedPlugin {
-        self.tap = Some(tap);
-        self
-    }
 }

@@ -10,7 +10,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 use super::bindings::{Handler, HandlerPre};
 use super::engine::WasmEngine;
-use super::native::{Code, InvocationTap};
+use super::native::{Code, InvocationTap, NativeHandler};
 use super::preflight;
 use super::state::HostState;
 use crate::config::LimitsConfig;
@@ -399,4 +399,27 @@ struct WasiIo;
 
 impl wasmtime::component::HasData for WasiIo {
     type Data<'a> = &'a mut wasmtime::component::ResourceTable;
+}
+
+impl LoadedPlugin {
+    /// A plugin backed by a native function. Its instances still get a store
+    /// (so effects and accounting work as for components) from `engine`.
+    pub fn native(engine: &Arc<WasmEngine>, name: &str, handler: NativeHandler) -> LoadedPlugin {
+        LoadedPlugin {
+            name: name.into(),
+            digest: format!("native:{name}").into(),
+            limits: LimitsConfig::default(),
+            effects: Arc::new(EffectPolicy::deny_all(name)),
+            code: Code::Native(handler),
+            engine: engine.clone(),
+            tap: None,
+            effects_used: Vec::new(),
+        }
+    }
+
+    /// Calls `tap` after every invocation of this plugin's instances.
+    pub fn with_tap(mut self, tap: InvocationTap) -> LoadedPlugin {
+        self.tap = Some(tap);
+        self
+    }
 }

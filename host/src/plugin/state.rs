@@ -137,11 +137,11 @@ impl HostState {
     /// Logs what the guest wrote to stdout (as info) and stderr (as warn)
     /// since the last call, one line per line, and empties both buffers.
     pub(crate) fn flush_output(&mut self) {
-        for (stream, level) in [
-            (self.stdout.clone(), Level::Info),
-            (self.stderr.clone(), Level::Warn),
-        ] {
-            let (bytes, dropped) = stream.take();
+        let taken = [
+            (self.stdout.take(), Level::Info),
+            (self.stderr.take(), Level::Warn),
+        ];
+        for ((bytes, dropped), level) in taken {
             self.log_dropped += dropped;
             for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                 self.log_line(level, &String::from_utf8_lossy(line));

@@ -11,7 +11,7 @@ use crate::pipeline::source::DeadLetterRequest;
 /// Field names and values, flat, for `XADD <dlq> * ...`: metadata, then
 /// `extra` (e.g. the Pub/Sub channel and pattern), then the original fields
 /// under `msg.`.
-pub fn fields(
+pub(crate) fn fields(
     ctx: &PluginContext,
     request: &DeadLetterRequest,
     extra: &[(&str, &[u8])],

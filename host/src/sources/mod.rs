@@ -3,11 +3,11 @@
 //! way, hands them to the pipeline's intake, and carries out the verdicts
 //! with its own Redis commands.
 
-pub mod letter;
-pub mod list;
-pub mod pubsub;
-pub mod sorted_set;
-pub mod stream;
+pub(crate) mod letter;
+pub(crate) mod list;
+pub(crate) mod pubsub;
+pub(crate) mod sorted_set;
+pub(crate) mod stream;
 
 use crate::config::{PluginConfig, SourceKind};
 

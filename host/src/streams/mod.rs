@@ -2,17 +2,17 @@
 //! setup, and the Lua scripts that make multi-step operations atomic.
 
 pub mod entry;
-pub mod resp;
-pub mod scripts;
-pub mod wire;
+pub(crate) mod resp;
+pub(crate) mod scripts;
+pub(crate) mod wire;
 
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
 
-pub use crate::config::redact;
-pub use entry::Entry;
+pub(crate) use crate::config::redact;
+pub(crate) use entry::Entry;
 
 /// Longest wait between reconnection attempts inside a connection manager.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
@@ -21,7 +21,7 @@ const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 /// [`backoff`](crate::backoff) policy until
 /// Redis answers or `shutdown` fires (then `None`). `response_timeout` must
 /// exceed any `BLOCK` used on this connection.
-pub async fn connect(
+pub(crate) async fn connect(
     url: &str,
     response_timeout: Duration,
     shutdown: &CancellationToken,
@@ -59,7 +59,7 @@ pub async fn connect(
 
 /// Creates the consumer group at the start of the stream (and the stream)
 /// when missing. Returns whether it had to be created.
-pub async fn ensure_group(
+pub(crate) async fn ensure_group(
     conn: &mut ConnectionManager,
     stream: &str,
     group: &str,
@@ -83,7 +83,7 @@ pub async fn ensure_group(
 /// `noeviction` can drop a whole stream with its groups and pending entries.
 /// `None` when it cannot evict, or when `CONFIG` is not available (managed
 /// servers often rename it).
-pub async fn eviction_policy(conn: &mut ConnectionManager) -> Option<String> {
+pub(crate) async fn eviction_policy(conn: &mut ConnectionManager) -> Option<String> {
     let reply: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("maxmemory-policy")
@@ -94,14 +94,14 @@ pub async fn eviction_policy(conn: &mut ConnectionManager) -> Option<String> {
 }
 
 /// Whether an error says the consumer group (or its stream) is gone.
-pub fn is_nogroup(e: &redis::RedisError) -> bool {
+pub(crate) fn is_nogroup(e: &redis::RedisError) -> bool {
     e.code() == Some("NOGROUP")
 }
 
 /// Whether Redis may take the same command later: the connection failed,
 /// or the server is out of memory, loading, busy or failing over. Anything
 /// else (a key of the wrong type, a script error) will fail again.
-pub fn is_transient(e: &redis::RedisError) -> bool {
+pub(crate) fn is_transient(e: &redis::RedisError) -> bool {
     is_connection_error(e)
         || matches!(
             e.code(),
@@ -121,7 +121,7 @@ pub fn is_transient(e: &redis::RedisError) -> bool {
 }
 
 /// Whether an error is about the connection rather than the command.
-pub fn is_connection_error(e: &redis::RedisError) -> bool {
+pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error()
 }
 

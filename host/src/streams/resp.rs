@@ -7,7 +7,7 @@ use super::entry::{Entry, ReplyError};
 
 /// The length of the first complete reply in `buf`, or `None` while more
 /// bytes are needed. Skims without allocating.
-pub fn complete_reply_len(buf: &[u8]) -> Result<Option<usize>, ReplyError> {
+pub(crate) fn complete_reply_len(buf: &[u8]) -> Result<Option<usize>, ReplyError> {
     let mut c = Cursor { buf, pos: 0 };
     match c.skip() {
         Ok(()) => Ok(Some(c.pos)),
@@ -19,7 +19,7 @@ pub fn complete_reply_len(buf: &[u8]) -> Result<Option<usize>, ReplyError> {
 /// Parses one complete `XREADGROUP ... STREAMS <stream> <id>` reply. The outer
 /// error is a malformed reply; the inner one an error reply from Redis (its
 /// text, e.g. `NOGROUP ...`). A nil reply (the block timed out) is no entries.
-pub fn parse_read_reply_bytes(
+pub(crate) fn parse_read_reply_bytes(
     buf: &[u8],
     attempt: u32,
 ) -> Result<Result<Vec<Entry>, String>, ReplyError> {
@@ -251,5 +251,109 @@ mod tests {
             )
             .is_err()
         );
+    }
+}
+
+/// Property tests: any reply Redis could send parses back to exactly the
+/// entries it encodes, every prefix of it asks for more bytes, and no byte
+/// string at all makes the parser panic or read past its input.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(format!("${}\r\n", bytes.len()).as_bytes());
+        out.extend_from_slice(bytes);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// Encodes entries the way Redis writes an `XREADGROUP` reply (RESP2).
+    /// An entry id and its fields (`None`: deleted while pending).
+    type TestEntry = (String, Option<Vec<(Vec<u8>, Vec<u8>)>>);
+
+    fn encode(stream: &[u8], entries: &[TestEntry]) -> Vec<u8> {
+        let mut out = b"*1\r\n*2\r\n".to_vec();
+        bulk(&mut out, stream);
+        out.extend_from_slice(format!("*{}\r\n", entries.len()).as_bytes());
+        for (id, fields) in entries {
+            out.extend_from_slice(b"*2\r\n");
+            bulk(&mut out, id.as_bytes());
+            match fields {
+                None => out.extend_from_slice(b"*-1\r\n"),
+                Some(fields) => {
+                    out.extend_from_slice(format!("*{}\r\n", fields.len() * 2).as_bytes());
+                    for (name, value) in fields {
+                        bulk(&mut out, name);
+                        bulk(&mut out, value);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 0..max)
+    }
+
+    prop_compose! {
+        fn entry()(ms in any::<u64>(), seq in any::<u32>(),
+                   fields in prop::option::weighted(0.9, prop::collection::vec((bytes(24), bytes(64)), 0..6)))
+                  -> TestEntry {
+            (format!("{ms}-{seq}"), fields)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_reply_round_trips_byte_for_byte(
+            stream in bytes(32),
+            entries in prop::collection::vec(entry(), 0..8),
+            attempt in 1u32..100,
+        ) {
+            let reply = encode(&stream, &entries);
+            prop_assert_eq!(complete_reply_len(&reply).unwrap(), Some(reply.len()));
+            for cut in 0..reply.len() {
+                prop_assert_eq!(complete_reply_len(&reply[..cut]).unwrap(), None);
+            }
+            let parsed = parse_read_reply_bytes(&reply, attempt).unwrap().unwrap();
+            let expected: Vec<Entry> = entries
+                .iter()
+                .map(|(id, fields)| Entry {
+                    id: id.clone(),
+                    fields: fields.as_ref().map(|f| {
+                        f.iter()
+                            .map(|(name, value)| RawField { name: name.clone(), value: value.clone() })
+                            .collect()
+                    }),
+                    attempt,
+                })
+                .collect();
+            prop_assert_eq!(parsed, expected);
+        }
+
+        #[test]
+        fn garbage_never_panics(noise in bytes(256)) {
+            let _ = complete_reply_len(&noise);
+            let _ = parse_read_reply_bytes(&noise, 1);
+        }
+
+        #[test]
+        fn a_corrupted_reply_is_an_error_or_a_reply_never_a_panic(
+            entries in prop::collection::vec(entry(), 1..4),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let mut reply = encode(b"s", &entries);
+            let i = at.index(reply.len());
+            reply[i] = byte;
+            if let Ok(Some(len)) = complete_reply_len(&reply) {
+                prop_assert!(len <= reply.len());
+                let _ = parse_read_reply_bytes(&reply[..len], 1);
+            }
+        }
     }
 }

@@ -20,7 +20,7 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Why a read failed.
 #[derive(Debug, thiserror::Error)]
-pub enum WireError {
+pub(crate) enum WireError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("no reply within {0:?}")]
@@ -37,13 +37,13 @@ pub enum WireError {
 
 impl WireError {
     /// Whether Redis said the consumer group (or its stream) is gone.
-    pub fn is_nogroup(&self) -> bool {
+    pub(crate) fn is_nogroup(&self) -> bool {
         matches!(self, WireError::Server(m) if m.starts_with("NOGROUP"))
     }
 
     /// Whether Redis did not answer (or is still loading its data), rather
     /// than answering with an error.
-    pub fn is_unreachable(&self) -> bool {
+    pub(crate) fn is_unreachable(&self) -> bool {
         match self {
             WireError::Io(_) | WireError::Timeout(_) => true,
             WireError::Server(m) => m.starts_with("LOADING"),
@@ -59,7 +59,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// One connection, one request at a time. After any error or an abandoned
 /// request it is unusable (a late reply could be taken for the next one):
 /// drop it and connect again.
-pub struct WireConnection {
+pub(crate) struct WireConnection {
     io: Box<dyn Io>,
     buf: Vec<u8>,
     broken: bool,
@@ -67,7 +67,7 @@ pub struct WireConnection {
 
 impl WireConnection {
     /// Connects, authenticates and selects the database the URL names.
-    pub async fn connect(url: &str, timeout: Duration) -> Result<WireConnection, WireError> {
+    pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<WireConnection, WireError> {
         let client = redis::Client::open(url)?;
         let info = client.get_connection_info();
         let io: Box<dyn Io> = match info.addr() {
@@ -102,13 +102,13 @@ impl WireConnection {
     }
 
     /// Whether an earlier request failed or was abandoned.
-    pub fn is_broken(&self) -> bool {
+    pub(crate) fn is_broken(&self) -> bool {
         self.broken
     }
 
     /// Sends an `XREADGROUP` (one stream) and parses its reply; every entry
     /// gets `attempt`.
-    pub async fn read_entries(
+    pub(crate) async fn read_entries(
         &mut self,
         cmd: &redis::Cmd,
         timeout: Duration,

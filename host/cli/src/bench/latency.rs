@@ -20,7 +20,7 @@ use super::{STALL_TIMEOUT, now_micros, stalled, workload};
 use crate::bundled;
 use anyhow::{Result, anyhow};
 use streamhost::Host;
-use streamhost::host::engine_options;
+use streamhost::engine_options;
 use streamhost::plugin::{LoadedPlugin, Message, WasmEngine};
 
 /// Produced before recording starts, so connection setup and the first

@@ -13,7 +13,7 @@ use crate::bundled;
 use anyhow::{Result, anyhow};
 use streamhost::Host;
 use streamhost::config::{Config, Isolation, PluginConfig, RedisConfig};
-use streamhost::host::engine_options;
+use streamhost::engine_options;
 use streamhost::plugin::{LoadedPlugin, WasmEngine};
 
 /// How often the driver looks at the ack counter.

@@ -3,7 +3,7 @@
 
 use redis::aio::MultiplexedConnection;
 
-use streamhost::error::Result;
+use streamhost::Result;
 
 /// `XADD`s per pipelined round trip while pre-filling.
 const PREFILL_PIPELINE: u64 = 1_000;

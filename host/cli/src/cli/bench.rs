@@ -66,7 +66,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             (server.url(), Some(server))
         }
     };
-    eprintln!("Redis: {}", streamhost::streams::redact(&redis_url));
+    eprintln!("Redis: {}", streamhost::config::redact(&redis_url));
     let options = BenchOptions {
         redis_url,
         entries: args.entries,

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use streamhost::host::{engine_options, load_plugins};
 use streamhost::plugin::WasmEngine;
+use streamhost::{engine_options, load_plugins};
 
 /// How long `check` waits for Redis to answer `PING`.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,7 +28,7 @@ pub async fn check(config_path: &Path, offline: bool) -> anyhow::Result<ExitCode
             pc.source_key(),
             pc.group()
         );
-        for effect in streamhost::effects::unpermitted(&p.effects_used, &pc.allow) {
+        for effect in streamhost::unpermitted_effects(&p.effects_used, &pc.allow) {
             println!(
                 "warning: plugin {:?} imports `{effect}`, but [plugin.allow] {effect} is empty: every {effect} it makes will be refused (not-allowed)",
                 p.name
@@ -43,7 +43,7 @@ pub async fn check(config_path: &Path, offline: bool) -> anyhow::Result<ExitCode
             names.join(", ")
         );
     }
-    let redacted = streamhost::streams::redact(&config.redis.url);
+    let redacted = streamhost::config::redact(&config.redis.url);
     if offline {
         println!("--  redis {redacted} not contacted (--offline)");
     } else {
@@ -53,7 +53,7 @@ pub async fn check(config_path: &Path, offline: bool) -> anyhow::Result<ExitCode
         println!("ok  redis {redacted} answers");
         let mut conn = super::connect(&config.redis.url).await?;
         for pc in &config.plugins {
-            streamhost::sources::check_key_type(&mut conn, pc).await?;
+            streamhost::check_source_key_type(&mut conn, pc).await?;
         }
     }
     println!(

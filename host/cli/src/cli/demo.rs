@@ -29,7 +29,7 @@ const DEMO_TIMEOUT: Duration = Duration::from_secs(300);
 /// Produces sample orders, runs `order-validator` and `echo` on them, prints the results.
 pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let (url, _private) = resolve_redis(args.redis).await?;
-    println!("Redis: {}", streamhost::streams::redact(&url));
+    println!("Redis: {}", streamhost::config::redact(&url));
     let dir = tempfile::tempdir().context("cannot create a temp dir")?;
     let validator = dir.path().join("order_validator.wasm");
     let echo = dir.path().join("echo.wasm");

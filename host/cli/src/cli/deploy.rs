@@ -159,7 +159,7 @@ async fn validate(
 fn resolve(target: &Target, plugin: &str, create: bool) -> anyhow::Result<(String, LimitsConfig)> {
     // A name the config would refuse could never be run; refuse it here too.
     streamhost::config::check_plugin_name(plugin).map_err(|why| {
-        streamhost::error::ConfigError::Invalid {
+        streamhost::ConfigError::Invalid {
             key: "plugin".into(),
             reason: format!("{plugin:?}: {why}"),
         }
@@ -173,7 +173,7 @@ fn resolve(target: &Target, plugin: &str, create: bool) -> anyhow::Result<(Strin
         Some(c) => match c.plugins.iter().find(|p| p.name == plugin) {
             Some(p) => p.limits.clone(),
             None if create => LimitsConfig::default(),
-            None => bail!(streamhost::error::ConfigError::Invalid {
+            None => bail!(streamhost::ConfigError::Invalid {
                 key: "plugin".into(),
                 reason: format!(
                     "no plugin named {plugin:?} in the config (pass --create for a new plugin)"

@@ -10,11 +10,11 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::{Args, Subcommand};
 
+use streamhost::ConfigError;
 use streamhost::display::{ago, escape_bytes, now_ms, timestamp};
 use streamhost::dlq::{
     self, DeadLetter, Filter, Owner, ReplayOptions, ReplayOutcome, Selection, Summary, meta,
 };
-use streamhost::error::ConfigError;
 
 /// Exit status when some replays' outcome is unknown (they may have happened).
 const EXIT_UNKNOWN: u8 = 3;

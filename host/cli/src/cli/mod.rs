@@ -232,7 +232,7 @@ impl std::error::Error for BadInput {}
 /// Bad input (config, components, arguments, names of things that do not
 /// exist) exits with 2, everything else with 1.
 fn exit_code_for(e: &anyhow::Error) -> ExitCode {
-    use streamhost::error::{ConfigError, DeployError, LoadError};
+    use streamhost::{ConfigError, DeployError, LoadError};
     let bad_input = e.chain().any(|c| {
         c.is::<ConfigError>()
             || c.is::<LoadError>()
@@ -276,7 +276,7 @@ fn init_tracing(format: LogFormat, color: ColorChoice, default_level: &str) {
 pub fn redis_url(
     flag: Option<&str>,
     config: Option<&streamhost::Config>,
-) -> Result<String, streamhost::error::ConfigError> {
+) -> Result<String, streamhost::ConfigError> {
     let (key, url) = if let Some(url) = flag {
         ("--redis", url.to_owned())
     } else if let Some(c) = config {
@@ -293,7 +293,7 @@ pub fn redis_url(
 /// A connection for a one-shot command, with the URL (password hidden) in errors.
 pub async fn connect(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
     use anyhow::Context;
-    let redacted = streamhost::streams::redact(url);
+    let redacted = streamhost::config::redact(url);
     let client = redis::Client::open(url)
         .map_err(|e| BadInput(format!("bad Redis URL {redacted:?}: {e}")))?;
     tokio::time::timeout(
@@ -310,7 +310,7 @@ pub async fn connect(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnect
 pub async fn connect_unbounded(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
     use anyhow::Context;
     let client = redis::Client::open(url).with_context(|| format!("bad Redis URL {url:?}"))?;
-    let redacted = streamhost::streams::redact(url);
+    let redacted = streamhost::config::redact(url);
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
         .set_response_timeout(None);

@@ -12,7 +12,7 @@ use streamhost::Host;
 pub fn load_runnable(config_path: &Path) -> anyhow::Result<streamhost::Config> {
     let config = super::load_config(config_path)?;
     if config.plugins.is_empty() {
-        anyhow::bail!(streamhost::error::ConfigError::Invalid {
+        anyhow::bail!(streamhost::ConfigError::Invalid {
             key: "plugin".into(),
             reason: format!(
                 "{} configures no [[plugin]]; nothing to run",
@@ -32,7 +32,7 @@ pub async fn run(config_path: &Path, watch: bool) -> anyhow::Result<ExitCode> {
         .context("cannot start")?
         .watch_files(watch);
     let shutdown = CancellationToken::new();
-    streamhost::shutdown::cancel_on_signal(shutdown.clone());
+    streamhost::cancel_on_signal(shutdown.clone());
     host.run(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

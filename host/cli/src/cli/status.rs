@@ -324,7 +324,7 @@ async fn collect(
         sample_rates(conn, &mut groups).await?;
     }
     Ok(StatusReport {
-        redis: streamhost::streams::redact(url),
+        redis: streamhost::config::redact(url),
         time_ms,
         groups,
     })

@@ -13,25 +13,25 @@
 //! wrapped (documented).
 
 /// The wrapper's first bytes.
-pub const MAGIC: &[u8] = b"\x00streamhost:attempts:";
+pub(crate) const MAGIC: &[u8] = b"\x00streamhost:attempts:";
 
 /// An item as stored in a list, with what its wrapper says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
+pub(crate) struct Item {
     /// Deliveries before this one.
-    pub deliveries: u32,
+    pub(crate) deliveries: u32,
     /// Of those, deliveries whose settling Redis refused (not handler attempts).
-    pub refused: u32,
+    pub(crate) refused: u32,
     /// Where the producer's bytes start in the stored item.
     start: usize,
     /// The item as stored (wrapped or not), to find and remove it again.
-    pub stored: Vec<u8>,
+    pub(crate) stored: Vec<u8>,
 }
 
 impl Item {
     /// Reads what a stored item says; anything that is not a well-formed
     /// wrapper is a producer's item with no deliveries.
-    pub fn parse(stored: Vec<u8>) -> Item {
+    pub(crate) fn parse(stored: Vec<u8>) -> Item {
         let plain = |stored| Item {
             deliveries: 0,
             refused: 0,
@@ -67,13 +67,13 @@ impl Item {
     }
 
     /// The producer's bytes.
-    pub fn data(&self) -> &[u8] {
+    pub(crate) fn data(&self) -> &[u8] {
         &self.stored[self.start..]
     }
 }
 
 /// `data` wrapped with its counts.
-pub fn wrap(data: &[u8], deliveries: u32, refused: u32) -> Vec<u8> {
+pub(crate) fn wrap(data: &[u8], deliveries: u32, refused: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(MAGIC.len() + 24 + data.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(format!("{deliveries}:{refused}:").as_bytes());

@@ -14,16 +14,16 @@
 //! ([`item`]); a consumer's heartbeat key (TTL `claim.min_idle_ms`) tells
 //! live consumers from dead ones ([`recovery`]).
 
-pub mod item;
-pub mod popper;
-pub mod recovery;
-pub mod source;
+pub(crate) mod item;
+pub(crate) mod popper;
+pub(crate) mod recovery;
+pub(crate) mod source;
 
 use std::sync::{Arc, LazyLock};
 
 use redis::Script;
 
-pub use source::ListSource;
+pub(crate) use source::ListSource;
 
 /// Pop up to N items into the processing list.
 pub(crate) static POP: LazyLock<Script> =
@@ -41,20 +41,20 @@ pub(crate) static RECOVER: LazyLock<Script> =
 /// The Redis keys of one plugin's list queue. All are named after the queue
 /// so they share its Redis Cluster hash tag.
 #[derive(Debug, Clone)]
-pub struct Keys {
+pub(crate) struct Keys {
     /// The queue producers push to.
-    pub queue: Arc<str>,
+    pub(crate) queue: Arc<str>,
     /// This consumer's processing list.
-    pub processing: String,
+    pub(crate) processing: String,
     /// This consumer's heartbeat key.
-    pub alive: String,
+    pub(crate) alive: String,
     /// The set of consumers of the plugin that may hold a processing list.
-    pub consumers: String,
+    pub(crate) consumers: String,
 }
 
 impl Keys {
     /// The keys of `plugin`'s consumer `consumer` on `queue`.
-    pub fn new(queue: &str, plugin: &str, consumer: &str) -> Keys {
+    pub(crate) fn new(queue: &str, plugin: &str, consumer: &str) -> Keys {
         Keys {
             queue: Arc::from(queue),
             processing: processing_key(queue, plugin, consumer),
@@ -65,11 +65,11 @@ impl Keys {
 }
 
 /// The processing list of one consumer: `<queue>:processing:<plugin>:<consumer>`.
-pub fn processing_key(queue: &str, plugin: &str, consumer: &str) -> String {
+pub(crate) fn processing_key(queue: &str, plugin: &str, consumer: &str) -> String {
     format!("{queue}:processing:{plugin}:{consumer}")
 }
 
 /// The heartbeat key of one consumer: `<queue>:alive:<plugin>:<consumer>`.
-pub fn alive_key(queue: &str, plugin: &str, consumer: &str) -> String {
+pub(crate) fn alive_key(queue: &str, plugin: &str, consumer: &str) -> String {
     format!("{queue}:alive:{plugin}:{consumer}")
 }

@@ -17,7 +17,7 @@ use crate::pipeline::intake::Intake;
 use crate::sources::stream::reader::READ_TIMEOUT_MARGIN;
 
 /// Pops until shutdown, or until the work queue is closed.
-pub async fn run(
+pub(crate) async fn run(
     ctx: Arc<PluginContext>,
     source: Arc<ListSource>,
     redis_url: String,

@@ -21,7 +21,7 @@ const PER_CALL: u32 = 500;
 
 /// Moves a processing list back to the queue; `own` skips the heartbeat
 /// check. Returns the items moved, or `None` when the consumer is alive.
-pub async fn recover(
+pub(crate) async fn recover(
     conn: &mut ConnectionManager,
     queue: &str,
     processing: &str,
@@ -54,7 +54,7 @@ pub async fn recover(
 }
 
 /// Registers this consumer and moves its previous run's processing list back.
-pub async fn start(
+pub(crate) async fn start(
     ctx: &PluginContext,
     keys: &Keys,
     conn: &mut ConnectionManager,
@@ -101,7 +101,7 @@ async fn beat(
 /// Heartbeats and recovers dead consumers' lists until shutdown; then
 /// removes this consumer's heartbeat (its processing list stays, for the
 /// next start or another host, if it still holds anything).
-pub async fn run(
+pub(crate) async fn run(
     ctx: Arc<PluginContext>,
     keys: Arc<Keys>,
     mut conn: ConnectionManager,

@@ -42,7 +42,7 @@ struct HeldItem {
 type AckBatch = Vec<(Arc<str>, String, Vec<u8>)>;
 
 /// One plugin's list source.
-pub struct ListSource {
+pub(crate) struct ListSource {
     ctx: Arc<PluginContext>,
     conn: ConnectionManager,
     keys: Arc<Keys>,
@@ -53,11 +53,11 @@ pub struct ListSource {
 }
 
 /// The receiving end of the source's ack queue, for [`run_acker`].
-pub struct AckQueue(UnboundedReceiver<AckBatch>);
+pub(crate) struct AckQueue(UnboundedReceiver<AckBatch>);
 
 impl ListSource {
     /// A source acting through `conn`; run its [`AckQueue`] with [`run_acker`].
-    pub fn new(
+    pub(crate) fn new(
         ctx: Arc<PluginContext>,
         conn: ConnectionManager,
         keys: Arc<Keys>,
@@ -79,13 +79,13 @@ impl ListSource {
     }
 
     /// The keys this source works on.
-    pub fn keys(&self) -> &Arc<Keys> {
+    pub(crate) fn keys(&self) -> &Arc<Keys> {
         &self.keys
     }
 
     /// Turns items just moved into the processing list into deliveries
     /// (field `data`, the delivery count from the item's wrapper) and holds them.
-    pub fn deliveries(&self, stored: Vec<Vec<u8>>) -> Vec<Delivery> {
+    pub(crate) fn deliveries(&self, stored: Vec<Vec<u8>>) -> Vec<Delivery> {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         stored
             .into_iter()
@@ -272,7 +272,7 @@ impl Source for ListSource {
 
 /// Removes acked items from the processing list (one copy each, pipelined)
 /// until every sender is gone.
-pub async fn run_acker(
+pub(crate) async fn run_acker(
     ctx: Arc<PluginContext>,
     keys: Arc<Keys>,
     mut queue: AckQueue,

@@ -17,7 +17,7 @@
 //! the channel (`dlq.channel`) and the pattern that matched (`dlq.pattern`),
 //! byte for byte. Retries waiting in memory are lost with the process.
 
-pub mod source;
-pub mod subscriber;
+pub(crate) mod source;
+pub(crate) mod subscriber;
 
-pub use source::PubSubSource;
+pub(crate) use source::PubSubSource;

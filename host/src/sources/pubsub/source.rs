@@ -29,20 +29,20 @@ const DEAD_LETTER_TRIES: u32 = 6;
 
 /// A message this host holds.
 #[derive(Debug, Clone)]
-pub struct Held {
+pub(crate) struct Held {
     /// The channel, byte for byte.
-    pub channel: Vec<u8>,
+    pub(crate) channel: Vec<u8>,
     /// The pattern that matched, for a `PSUBSCRIBE`.
-    pub pattern: Option<Vec<u8>>,
+    pub(crate) pattern: Option<Vec<u8>>,
     /// The payload, byte for byte.
-    pub payload: Vec<u8>,
+    pub(crate) payload: Vec<u8>,
 }
 
 /// A delivery to hand to intake again when due.
 type RetryRequest = (tokio::time::Instant, Delivery);
 
 /// One plugin's Pub/Sub source.
-pub struct PubSubSource {
+pub(crate) struct PubSubSource {
     ctx: Arc<PluginContext>,
     conn: ConnectionManager,
     next_id: AtomicU64,
@@ -51,11 +51,14 @@ pub struct PubSubSource {
 }
 
 /// The receiving end of the source's retry queue, for [`run_retrier`].
-pub struct RetryQueue(UnboundedReceiver<RetryRequest>);
+pub(crate) struct RetryQueue(UnboundedReceiver<RetryRequest>);
 
 impl PubSubSource {
     /// A source acting through `conn`; run its [`RetryQueue`] with [`run_retrier`].
-    pub fn new(ctx: Arc<PluginContext>, conn: ConnectionManager) -> (PubSubSource, RetryQueue) {
+    pub(crate) fn new(
+        ctx: Arc<PluginContext>,
+        conn: ConnectionManager,
+    ) -> (PubSubSource, RetryQueue) {
         let (retries, rx) = tokio::sync::mpsc::unbounded_channel();
         (
             PubSubSource {
@@ -70,7 +73,7 @@ impl PubSubSource {
     }
 
     /// A first delivery of a message, held until settled.
-    pub fn delivery(&self, message: Held) -> Delivery {
+    pub(crate) fn delivery(&self, message: Held) -> Delivery {
         let id = format!("p{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let delivery = Self::make(&id, &message, 1);
         self.held
@@ -208,7 +211,7 @@ impl Source for PubSubSource {
 
 /// Hands retried messages back to intake when due, until shutdown (retries
 /// still waiting then are dropped: at-most-once) or until every sender is gone.
-pub async fn run_retrier(
+pub(crate) async fn run_retrier(
     ctx: Arc<PluginContext>,
     mut queue: RetryQueue,
     intake: Intake<PubSubSource>,

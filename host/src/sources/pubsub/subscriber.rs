@@ -30,7 +30,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const PING_EVERY: Duration = Duration::from_secs(10);
 
 /// Subscribes until shutdown, or until the work queue is closed.
-pub async fn run(
+pub(crate) async fn run(
     ctx: Arc<PluginContext>,
     source: Arc<PubSubSource>,
     redis_url: String,

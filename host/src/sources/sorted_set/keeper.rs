@@ -17,7 +17,7 @@ use crate::pipeline::PluginContext;
 const PER_CALL: usize = 500;
 
 /// Runs until shutdown.
-pub async fn run(
+pub(crate) async fn run(
     ctx: Arc<PluginContext>,
     source: Arc<SortedSetSource>,
     mut conn: ConnectionManager,

@@ -17,15 +17,15 @@
 //! That value is also the delivery's token: a settle only acts while the
 //! meta hash still names this delivery.
 
-pub mod keeper;
-pub mod popper;
-pub mod source;
+pub(crate) mod keeper;
+pub(crate) mod popper;
+pub(crate) mod source;
 
 use std::sync::{Arc, LazyLock};
 
 use redis::Script;
 
-pub use source::SortedSetSource;
+pub(crate) use source::SortedSetSource;
 
 /// Pop and mark in flight.
 pub(crate) static POP: LazyLock<Script> =
@@ -43,18 +43,18 @@ pub(crate) static DEAD_LETTER: LazyLock<Script> =
 /// The Redis keys of one plugin's sorted-set queue, named after the queue so
 /// they share its Redis Cluster hash tag.
 #[derive(Debug, Clone)]
-pub struct Keys {
+pub(crate) struct Keys {
     /// The queue producers `ZADD` to.
-    pub queue: Arc<str>,
+    pub(crate) queue: Arc<str>,
     /// Members handed out, scored by their visibility deadline (Unix ms).
-    pub inflight: String,
+    pub(crate) inflight: String,
     /// Member → delivery token.
-    pub meta: String,
+    pub(crate) meta: String,
 }
 
 impl Keys {
     /// The keys of `plugin` on `queue`.
-    pub fn new(queue: &str, plugin: &str) -> Keys {
+    pub(crate) fn new(queue: &str, plugin: &str) -> Keys {
         Keys {
             queue: Arc::from(queue),
             inflight: format!("{queue}:inflight:{plugin}"),
@@ -64,7 +64,7 @@ impl Keys {
 }
 
 /// What a delivery's token says: `<deliveries>:<refused>:<score>`.
-pub fn parse_token(token: &str) -> (u32, u32, &str) {
+pub(crate) fn parse_token(token: &str) -> (u32, u32, &str) {
     let mut parts = token.splitn(3, ':');
     let mut number = || parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     let (d, r) = (number(), number());

@@ -62,7 +62,7 @@ fn parse(reply: Vec<redis::Value>) -> Result<Popped, redis::RedisError> {
 }
 
 /// Pops until shutdown, or until the work queue is closed.
-pub async fn run(
+pub(crate) async fn run(
     ctx: Arc<PluginContext>,
     source: Arc<SortedSetSource>,
     order: SortedSetOrder,

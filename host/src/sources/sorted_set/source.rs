@@ -36,7 +36,7 @@ pub(crate) struct HeldMember {
 type AckBatch = Vec<(Arc<str>, String, HeldMember)>;
 
 /// One plugin's sorted-set source.
-pub struct SortedSetSource {
+pub(crate) struct SortedSetSource {
     ctx: Arc<PluginContext>,
     conn: ConnectionManager,
     keys: Arc<Keys>,
@@ -47,11 +47,11 @@ pub struct SortedSetSource {
 }
 
 /// The receiving end of the source's ack queue, for [`run_acker`].
-pub struct AckQueue(UnboundedReceiver<AckBatch>);
+pub(crate) struct AckQueue(UnboundedReceiver<AckBatch>);
 
 impl SortedSetSource {
     /// A source acting through `conn`; run its [`AckQueue`] with [`run_acker`].
-    pub fn new(
+    pub(crate) fn new(
         ctx: Arc<PluginContext>,
         conn: ConnectionManager,
         keys: Arc<Keys>,
@@ -73,13 +73,13 @@ impl SortedSetSource {
     }
 
     /// The keys this source works on.
-    pub fn keys(&self) -> &Arc<Keys> {
+    pub(crate) fn keys(&self) -> &Arc<Keys> {
         &self.keys
     }
 
     /// Turns popped `(member, token)` pairs into deliveries (field `data`,
     /// the delivery count from the token) and holds them.
-    pub fn deliveries(&self, popped: Vec<(Vec<u8>, String)>) -> Vec<Delivery> {
+    pub(crate) fn deliveries(&self, popped: Vec<(Vec<u8>, String)>) -> Vec<Delivery> {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         popped
             .into_iter()
@@ -284,7 +284,7 @@ impl Source for SortedSetSource {
 }
 
 /// Acks handled members (one script per batch) until every sender is gone.
-pub async fn run_acker(
+pub(crate) async fn run_acker(
     ctx: Arc<PluginContext>,
     keys: Arc<Keys>,
     mut queue: AckQueue,

@@ -17,7 +17,7 @@ const MAX_IDS_PER_ACK: usize = 8192;
 const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
 /// Acks until every sender is gone and the queue is empty.
-pub async fn run(
+pub(crate) async fn run(
     ctx: Arc<PluginContext>,
     mut receipts: UnboundedReceiver<Vec<Receipt>>,
     mut conn: ConnectionManager,

@@ -43,7 +43,7 @@ impl From<ReclaimError> for ClaimError {
 }
 
 /// Runs until shutdown.
-pub async fn run<S: Source>(
+pub(crate) async fn run<S: Source>(
     ctx: Arc<PluginContext>,
     key: Arc<str>,
     group: Arc<Group>,

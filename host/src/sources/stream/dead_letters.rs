@@ -18,10 +18,10 @@ use crate::pipeline::source::DeadLetterRequest;
 use crate::{dlq, streams};
 
 /// How long one dead letter is retried before it is let go.
-pub const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
+pub(crate) const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
 /// Retries deferred dead letters until every sender is gone.
-pub async fn run(
+pub(crate) async fn run(
     ctx: Arc<PluginContext>,
     mut requests: UnboundedReceiver<DeadLetterRequest>,
     mut conn: ConnectionManager,
@@ -78,6 +78,8 @@ pub(crate) async fn write(
             ctx.metrics.dead_lettered_for(&reason);
             tracing::info!(
                 plugin,
+                stream = &*receipt.key,
+                version = request.digest,
                 id,
                 attempt = request.attempts,
                 reason,

@@ -15,7 +15,7 @@ use crate::pipeline::PluginContext;
 use crate::streams;
 
 /// One key's group, shared by its reader and claimer.
-pub struct Group {
+pub(crate) struct Group {
     ctx: Arc<PluginContext>,
     key: Arc<str>,
     /// The group has existed (this host created it or found it): only then
@@ -27,7 +27,7 @@ pub struct Group {
 
 impl Group {
     /// The group of `ctx`'s plugin on `key`.
-    pub fn new(ctx: Arc<PluginContext>, key: Arc<str>) -> Group {
+    pub(crate) fn new(ctx: Arc<PluginContext>, key: Arc<str>) -> Group {
         Group {
             ctx,
             key,
@@ -39,7 +39,7 @@ impl Group {
     /// Makes sure the group exists; `missing` says Redis just answered
     /// NOGROUP. When creation fails, waits the next backoff delay (or until
     /// shutdown) before returning, so callers never spin.
-    pub async fn ensure(
+    pub(crate) async fn ensure(
         &self,
         conn: &mut ConnectionManager,
         missing: bool,

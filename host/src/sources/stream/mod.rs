@@ -12,13 +12,13 @@
 //! reader and claimer on another stream key (e.g. a redelivery stream) feed
 //! the same workers with no other change: see [`spawn_key`].
 
-pub mod acker;
-pub mod claimer;
-pub mod dead_letters;
-pub mod group;
-pub mod reader;
-pub mod retry;
-pub mod source;
+pub(crate) mod acker;
+pub(crate) mod claimer;
+pub(crate) mod dead_letters;
+pub(crate) mod group;
+pub(crate) mod reader;
+pub(crate) mod retry;
+pub(crate) mod source;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,13 +28,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::intake::Intake;
 
-pub use source::{Queues, StreamSource};
+pub(crate) use source::{Queues, StreamSource};
 
 /// Spawns the tasks that carry out acks, retries and deferred dead
 /// letters. The acker and the dead-letter task run until every sender is
 /// gone (they drain after shutdown); the retry scheduler stops at shutdown
 /// (its entries stay pending in Redis).
-pub fn spawn_settlers(
+pub(crate) fn spawn_settlers(
     source: &StreamSource,
     queues: Queues,
     intake: Intake<StreamSource>,
@@ -63,7 +63,7 @@ pub fn spawn_settlers(
 }
 
 /// Spawns the reader and the claimer of one stream key and its group.
-pub fn spawn_key(
+pub(crate) fn spawn_key(
     source: &StreamSource,
     key: Arc<str>,
     group: Arc<group::Group>,

@@ -24,11 +24,11 @@ use crate::streams::{self, Entry};
 
 /// Margin over `BLOCK` for the reader's response timeout, so a blocking read
 /// is never mistaken for a dead connection.
-pub const READ_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
+pub(crate) const READ_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 
 /// Reads `key` until shutdown, or until the work queue is closed.
 #[allow(clippy::too_many_arguments)]
-pub async fn run<S: Source>(
+pub(crate) async fn run<S: Source>(
     ctx: Arc<PluginContext>,
     key: Arc<str>,
     group: Arc<Group>,

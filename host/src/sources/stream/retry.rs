@@ -22,7 +22,7 @@ use crate::streams::scripts;
 
 /// An entry to deliver again no sooner than `due`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryRequest {
+pub(crate) struct RetryRequest {
     /// When it is due.
     pub due: Instant,
     /// The delivery to repeat (its key, id and attempt accounting).
@@ -48,7 +48,7 @@ const MAX_PER_CLAIM: usize = 256;
 
 /// Why a re-claim failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ReclaimError {
+pub(crate) enum ReclaimError {
     /// Redis refused or could not be reached.
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
@@ -65,7 +65,7 @@ impl ReclaimError {
 }
 
 /// Runs until shutdown or until every worker is gone.
-pub async fn run<S: Source>(
+pub(crate) async fn run<S: Source>(
     ctx: Arc<PluginContext>,
     mut requests: UnboundedReceiver<RetryRequest>,
     mut conn: ConnectionManager,

@@ -15,7 +15,7 @@ use crate::pipeline::source::{DeadLetterRequest, Source};
 use crate::pipeline::{PluginContext, Receipt};
 
 /// One plugin's stream source: the handles its actions need.
-pub struct StreamSource {
+pub(crate) struct StreamSource {
     pub(super) ctx: Arc<PluginContext>,
     pub(super) conn: ConnectionManager,
     acks: UnboundedSender<Vec<Receipt>>,
@@ -24,7 +24,7 @@ pub struct StreamSource {
 }
 
 /// The receiving ends of a [`StreamSource`]'s queues, for its background tasks.
-pub struct Queues {
+pub(crate) struct Queues {
     pub(super) acks: tokio::sync::mpsc::UnboundedReceiver<Vec<Receipt>>,
     pub(super) retries: tokio::sync::mpsc::UnboundedReceiver<retry::RetryRequest>,
     pub(super) deferred: tokio::sync::mpsc::UnboundedReceiver<DeadLetterRequest>,
@@ -32,7 +32,7 @@ pub struct Queues {
 
 impl StreamSource {
     /// A source acting through `conn`; run its [`Queues`] with [`super::spawn_settlers`].
-    pub fn new(ctx: Arc<PluginContext>, conn: ConnectionManager) -> (StreamSource, Queues) {
+    pub(crate) fn new(ctx: Arc<PluginContext>, conn: ConnectionManager) -> (StreamSource, Queues) {
         let (acks, acks_rx) = tokio::sync::mpsc::unbounded_channel();
         let (retries, retries_rx) = tokio::sync::mpsc::unbounded_channel();
         let (deferred, deferred_rx) = tokio::sync::mpsc::unbounded_channel();
