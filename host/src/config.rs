@@ -116,8 +116,29 @@ pub struct PluginConfig {
     pub name: String,
     /// Path to the `.wasm` component (relative paths are relative to the config file).
     pub component: PathBuf,
-    /// The stream to consume.
+    /// The stream to consume through a consumer group (at-least-once). A
+    /// plugin has exactly one source key: `stream`, `subscribe`, `list` or
+    /// `sorted_set`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stream: String,
+    /// Pub/Sub channels to subscribe to (at-most-once, every subscribed host
+    /// gets every message); a name with glob characters (`*`, `?`, `[`) is a
+    /// pattern (`PSUBSCRIBE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribe: Option<Vec<String>>,
+    /// A list used as a reliable FIFO queue: producers `LPUSH`, the host
+    /// moves items into a processing list of its own (`BLMOVE`) and removes
+    /// them once handled, so an item is never lost once pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<String>,
+    /// A sorted set used as a queue: popped and marked in flight in one
+    /// script; in what order is `order`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorted_set: Option<String>,
+    /// With `sorted_set` only: `priority` (lowest score first, the default)
+    /// or `due` (the score is a due time in Unix ms; never handed out earlier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<SortedSetOrder>,
     /// Consumer group name; defaults to the plugin name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
@@ -165,6 +186,48 @@ pub struct PluginConfig {
     /// The plugin's key-value state.
     #[serde(default)]
     pub state: StateConfig,
+}
+
+/// In what order a `sorted_set` source hands out its members.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SortedSetOrder {
+    /// Lowest score first.
+    #[default]
+    Priority,
+    /// The score is a due time in Unix milliseconds: a member is handed out
+    /// no earlier than that, earliest first.
+    Due,
+}
+
+/// Where a plugin's messages come from: the one source key of its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind<'a> {
+    /// `stream`: a consumer group on a stream.
+    Stream(&'a str),
+    /// `subscribe`: Pub/Sub channels and patterns.
+    Subscribe(&'a [String]),
+    /// `list`: a reliable list queue.
+    List(&'a str),
+    /// `sorted_set`: a sorted-set queue in `order`.
+    SortedSet(&'a str, SortedSetOrder),
+}
+
+impl SourceKind<'_> {
+    /// The config key that names this source.
+    pub fn config_key(&self) -> &'static str {
+        match self {
+            SourceKind::Stream(_) => "stream",
+            SourceKind::Subscribe(_) => "subscribe",
+            SourceKind::List(_) => "list",
+            SourceKind::SortedSet(..) => "sorted_set",
+        }
+    }
+}
+
+/// Whether a Pub/Sub name is a pattern (`PSUBSCRIBE`) rather than a channel.
+pub fn is_channel_pattern(name: &str) -> bool {
+    name.contains(['*', '?', '['])
 }
 
 /// `[plugin.allow]`: capabilities for effects. Globs (`*`, `?`, `[...]`) allowed.
@@ -227,6 +290,10 @@ impl PluginConfig {
             name: name.to_owned(),
             component: component.into(),
             stream: stream.to_owned(),
+            subscribe: None,
+            list: None,
+            sorted_set: None,
+            order: None,
             group: None,
             consumer: None,
             batch: default_batch(),
@@ -241,6 +308,127 @@ impl PluginConfig {
             allow: AllowConfig::default(),
             state: StateConfig::default(),
         }
+    }
+
+    /// A plugin table reading `source` instead of a stream, every optional
+    /// key at its default.
+    pub fn with_source(
+        name: &str,
+        component: impl Into<PathBuf>,
+        source: SourceKind<'_>,
+    ) -> PluginConfig {
+        let mut p = PluginConfig::new(name, component, "");
+        match source {
+            SourceKind::Stream(s) => p.stream = s.to_owned(),
+            SourceKind::Subscribe(names) => p.subscribe = Some(names.to_vec()),
+            SourceKind::List(key) => p.list = Some(key.to_owned()),
+            SourceKind::SortedSet(key, order) => {
+                p.sorted_set = Some(key.to_owned());
+                p.order = Some(order);
+            }
+        }
+        p
+    }
+
+    /// The plugin's source. Validation made sure there is exactly one; on
+    /// an unvalidated table the first present key wins, in the order
+    /// `stream`, `subscribe`, `list`, `sorted_set`.
+    pub fn source(&self) -> SourceKind<'_> {
+        if let Some(names) = &self.subscribe
+            && self.stream.is_empty()
+        {
+            return SourceKind::Subscribe(names);
+        }
+        if let Some(key) = &self.list
+            && self.stream.is_empty()
+        {
+            return SourceKind::List(key);
+        }
+        if let Some(key) = &self.sorted_set
+            && self.stream.is_empty()
+        {
+            return SourceKind::SortedSet(key, self.order.unwrap_or_default());
+        }
+        SourceKind::Stream(&self.stream)
+    }
+
+    /// The key the plugin's other keys are named after (its DLQ
+    /// `dlq:<source key>:<plugin>`, its redelivery stream, its schedule):
+    /// the stream, list or sorted set, or the first Pub/Sub name.
+    pub fn source_key(&self) -> &str {
+        match self.source() {
+            SourceKind::Stream(key) | SourceKind::List(key) | SourceKind::SortedSet(key, _) => key,
+            SourceKind::Subscribe(names) => names.first().map_or("", String::as_str),
+        }
+    }
+
+    /// Checks there is exactly one source key, and what only makes sense
+    /// with one of them (`order`); `Err` names the keys.
+    fn check_source(&self) -> Result<(), (&'static str, String)> {
+        let present: Vec<&str> = [
+            ("stream", !self.stream.is_empty()),
+            ("subscribe", self.subscribe.is_some()),
+            ("list", self.list.is_some()),
+            ("sorted_set", self.sorted_set.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, on)| on.then_some(k))
+        .collect();
+        match present.as_slice() {
+            [] => {
+                return Err((
+                    "stream",
+                    "missing: a plugin needs exactly one source key: stream, subscribe, list or sorted_set".into(),
+                ));
+            }
+            [_] => {}
+            [first, second, ..] => {
+                return Err((
+                    second,
+                    format!(
+                        "a plugin has exactly one source key, this one has {}; keep one of {first:?} and {second:?}",
+                        present.join(", ")
+                    ),
+                ));
+            }
+        }
+        if self.order.is_some() && self.sorted_set.is_none() {
+            return Err((
+                "order",
+                "only applies to a sorted_set source; remove it or use sorted_set".into(),
+            ));
+        }
+        match self.source() {
+            SourceKind::Subscribe([]) => {
+                return Err((
+                    "subscribe",
+                    "must name at least one channel or pattern".into(),
+                ));
+            }
+            SourceKind::Subscribe(_) if self.group.is_some() => {
+                return Err((
+                    "group",
+                    "a subscribe source is a broadcast: every host gets every message, and \
+                     competing Pub/Sub consumers are not offered; remove `group` (use a list or \
+                     a stream for work one host must do)"
+                        .into(),
+                ));
+            }
+            SourceKind::Subscribe(names) => {
+                if let Some(i) = names.iter().position(String::is_empty) {
+                    return Err(("subscribe", format!("entry {i} is empty")));
+                }
+                let mut seen = std::collections::HashSet::new();
+                if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
+                    return Err(("subscribe", format!("{dup:?} is listed twice")));
+                }
+            }
+            SourceKind::List(key) | SourceKind::SortedSet(key, _) if key.is_empty() => {
+                return Err((self.source().config_key(), "must not be empty".into()));
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The read-ahead budget in bytes.
@@ -259,7 +447,7 @@ impl PluginConfig {
         self.dlq
             .stream
             .clone()
-            .unwrap_or_else(|| crate::dlq::dlq_key(&self.stream, &self.name))
+            .unwrap_or_else(|| crate::dlq::dlq_key(self.source_key(), &self.name))
     }
 
     /// Whose entries in the DLQ are this plugin's.
@@ -278,7 +466,7 @@ impl PluginConfig {
     /// The stream replayed dead letters go to, `redeliver:<stream>:<plugin>`,
     /// which the plugin's group reads besides the source stream.
     pub fn redeliver_stream(&self) -> String {
-        crate::dlq::redeliver_key(&self.stream, &self.name)
+        crate::dlq::redeliver_key(self.source_key(), &self.name)
     }
 
     /// The state key prefix, defaulting to `state:<plugin name>:`.
@@ -292,7 +480,7 @@ impl PluginConfig {
     /// The sorted set of the plugin's scheduled entries: named after its
     /// source stream so it shares the stream's hash slot.
     pub fn schedule_key(&self) -> String {
-        format!("{}:scheduled:{}", self.stream, self.name)
+        format!("{}:scheduled:{}", self.source_key(), self.name)
     }
 
     /// The consumer name, defaulting to `<hostname>-<pid>`.
@@ -681,9 +869,7 @@ impl Config {
                     &format!("duplicate plugin name {:?}", p.name),
                 ));
             }
-            if p.stream.is_empty() {
-                return Err(invalid("stream", "must not be empty"));
-            }
+            p.check_source().map_err(|(k, why)| invalid(k, &why))?;
             if p.batch == 0 || p.batch > 100_000 {
                 return Err(invalid("batch", "must be between 1 and 100000"));
             }
@@ -712,7 +898,7 @@ impl Config {
                 ));
             }
             check_pool_limits(&p.limits).map_err(|(k, why)| invalid(k, why))?;
-            if p.dlq_stream() == p.stream || p.dlq_stream() == p.redeliver_stream() {
+            if p.dlq_stream() == p.source_key() || p.dlq_stream() == p.redeliver_stream() {
                 return Err(invalid(
                     "dlq.stream",
                     "must differ from the source stream and the redelivery stream",
@@ -834,7 +1020,7 @@ impl Config {
         }
         for (j, q) in self.plugins.iter().enumerate() {
             let keys = [
-                ("stream", q.stream.clone()),
+                (q.source().config_key(), q.source_key().to_owned()),
                 ("dlq.stream", q.dlq_stream()),
                 ("schedule", q.schedule_key()),
                 ("redelivery stream", q.redeliver_stream()),
@@ -958,13 +1144,18 @@ pub fn hash_tag(key: &str) -> &str {
 /// With cluster mode on, one commit (ack + effects) and one dead-lettering
 /// must touch one hash slot: every key must carry the source stream's hash tag.
 fn check_cluster_slots(p: &PluginConfig) -> Result<(), (&'static str, String)> {
-    let tag = hash_tag(&p.stream);
-    if tag == p.stream {
+    // Pub/Sub is not slotted: the DLQ (which its effect commits name) is
+    // the key the others must share a slot with.
+    let (reference, reference_key) = match p.source() {
+        SourceKind::Subscribe(_) => (p.dlq_stream(), "dlq.stream"),
+        source => (p.source_key().to_owned(), source.config_key()),
+    };
+    let tag = hash_tag(&reference);
+    if tag == reference {
         return Err((
-            "stream",
+            reference_key,
             format!(
-                "{:?} has no hash tag; with redis.cluster = true name it like \"{{orders}}:events\"",
-                p.stream
+                "{reference:?} has no hash tag; with redis.cluster = true name it like \"{{orders}}:events\""
             ),
         ));
     }
@@ -1024,6 +1215,84 @@ mod tests {
         let again = Config::parse(&text).expect("re-parses");
         assert_eq!(config, again);
         assert!(!config.plugins.is_empty());
+    }
+
+    #[test]
+    fn a_plugin_has_exactly_one_source_key() {
+        let base = "[[plugin]]\nname = \"a\"\ncomponent = \"a.wasm\"\n";
+        let parse = |extra: &str| Config::parse(&format!("{base}{extra}"));
+        let c = parse("list = \"jobs\"\n").unwrap();
+        assert_eq!(c.plugins[0].source(), SourceKind::List("jobs"));
+        assert_eq!(c.plugins[0].dlq_stream(), "dlq:jobs:a");
+        let c = parse("sorted_set = \"z\"\n").unwrap();
+        assert_eq!(
+            c.plugins[0].source(),
+            SourceKind::SortedSet("z", SortedSetOrder::Priority)
+        );
+        let c = parse("sorted_set = \"z\"\norder = \"due\"\n").unwrap();
+        assert_eq!(
+            c.plugins[0].source(),
+            SourceKind::SortedSet("z", SortedSetOrder::Due)
+        );
+        let c = parse("subscribe = [\"ev:*\", \"c\"]\n").unwrap();
+        assert_eq!(c.plugins[0].source_key(), "ev:*");
+        assert!(is_channel_pattern("ev:*") && !is_channel_pattern("c"));
+        for (extra, key, says) in [
+            (
+                "stream = \"s\"\nlist = \"l\"\n",
+                "plugin[0].list",
+                "stream, list",
+            ),
+            (
+                "list = \"l\"\nsubscribe = [\"c\"]\n",
+                "plugin[0].list",
+                "subscribe, list",
+            ),
+            (
+                "stream = \"s\"\norder = \"due\"\n",
+                "plugin[0].order",
+                "sorted_set",
+            ),
+            ("subscribe = []\n", "plugin[0].subscribe", "at least one"),
+            (
+                "subscribe = [\"c\", \"c\"]\n",
+                "plugin[0].subscribe",
+                "twice",
+            ),
+            ("list = \"\"\n", "plugin[0].list", "must not be empty"),
+            (
+                "subscribe = [\"c\"]\ngroup = \"g\"\n",
+                "plugin[0].group",
+                "broadcast",
+            ),
+            ("", "plugin[0].stream", "exactly one source key"),
+        ] {
+            let err = parse(extra).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(says), "{extra:?}: {err}");
+        }
+        // A config written back keeps its one source key.
+        let c = parse("list = \"jobs\"\n").unwrap();
+        let text = toml::to_string(&c).unwrap();
+        assert!(
+            text.contains("list = \"jobs\"") && !text.contains("stream ="),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn cluster_mode_checks_queues_by_their_key_and_pubsub_by_its_dlq() {
+        let base = "[redis]\ncluster = true\n[[plugin]]\nname = \"a\"\ncomponent = \"a.wasm\"\n";
+        let parse = |extra: &str| Config::parse(&format!("{base}{extra}"));
+        parse("list = \"{q}:jobs\"\n[plugin.state]\nprefix = \"{q}:s:\"\n").unwrap();
+        let err = parse("list = \"jobs\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("plugin[0].list") && err.contains("hash tag"),
+            "{err}"
+        );
+        let err = parse("subscribe = [\"c\"]\n").unwrap_err().to_string();
+        assert!(err.contains("plugin[0].dlq.stream"), "{err}");
+        parse("subscribe = [\"c\"]\n[plugin.dlq]\nstream = \"{p}:dlq\"\n[plugin.state]\nprefix = \"{p}:s:\"\n")
+            .unwrap();
     }
 
     #[test]

@@ -246,8 +246,9 @@ pub(crate) async fn commit(
     buffer: &EffectBuffer,
     policy: &Arc<EffectPolicy>,
 ) -> Result<Commit, redis::RedisError> {
-    // KEYS[1] is the source stream; every other key gets an index at its first use.
-    let mut keys: Vec<&str> = vec![target.stream];
+    // KEYS[1] is where the entry is held (a sorted set's meta hash is
+    // KEYS[2]); every other key gets an index at its first use.
+    let mut keys: Vec<&str> = vec![target.key];
     fn index<'k>(keys: &mut Vec<&'k str>, key: &'k str) -> Vec<u8> {
         let i = match keys.iter().position(|k| *k == key) {
             Some(i) => i + 1,
@@ -258,7 +259,39 @@ pub(crate) async fn commit(
         };
         i.to_string().into_bytes()
     }
-    let mut args: Vec<Vec<u8>> = vec![target.group.into(), target.consumer.into(), id.into()];
+    let mut args: Vec<Vec<u8>> = match target.held {
+        Held::Stream { group, consumer } => {
+            vec![
+                b"X".to_vec(),
+                group.into(),
+                consumer.into(),
+                id.into(),
+                Vec::new(),
+            ]
+        }
+        Held::List { item } => vec![
+            b"L".to_vec(),
+            Vec::new(),
+            Vec::new(),
+            id.into(),
+            item.into(),
+        ],
+        Held::Nowhere => vec![b"N".to_vec(), Vec::new(), Vec::new(), id.into(), Vec::new()],
+        Held::SortedSet {
+            meta,
+            token,
+            member,
+        } => {
+            keys.push(meta);
+            vec![
+                b"Z".to_vec(),
+                Vec::new(),
+                token.into(),
+                id.into(),
+                member.into(),
+            ]
+        }
+    };
     for (key, seen) in &buffer.reads {
         match seen {
             Some(value) => args.extend([b"R".to_vec(), index(&mut keys, key), value.clone()]),
@@ -342,12 +375,43 @@ fn encode_effect(args: &mut Vec<Vec<u8>>, effect: &Effect, idx: Vec<u8>) {
 
 /// Whose entry a commit acks.
 pub(crate) struct CommitTarget<'a> {
-    /// The source stream.
-    pub stream: &'a str,
-    /// The consumer group.
-    pub group: &'a str,
-    /// This consumer.
-    pub consumer: &'a str,
+    /// Where the entry is held: the source stream, the processing list, the
+    /// in-flight sorted set.
+    pub key: &'a str,
+    /// How it is held there, which says how to check it is still this
+    /// consumer's and how to ack it.
+    pub held: Held<'a>,
+}
+
+/// How an entry a commit acks is held.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Held<'a> {
+    /// Pending in a consumer group: owned while pending on `consumer`; acked with `XACK`.
+    Stream {
+        /// The consumer group.
+        group: &'a str,
+        /// This consumer.
+        consumer: &'a str,
+    },
+    /// In a processing list: owned while a copy is there; acked by removing one.
+    List {
+        /// The item as stored in the processing list.
+        item: &'a [u8],
+    },
+    /// Held nowhere in Redis (a Pub/Sub message): the commit writes the
+    /// effects only. `CommitTarget::key` is then any key of the plugin's
+    /// slot (its DLQ), for the script's `KEYS[1]`.
+    Nowhere,
+    /// In an in-flight sorted set: owned while its meta hash names this
+    /// delivery; acked by removing the member from both.
+    SortedSet {
+        /// The meta hash (member → delivery token).
+        meta: &'a str,
+        /// This delivery's token.
+        token: &'a str,
+        /// The member.
+        member: &'a [u8],
+    },
 }
 
 /// Moves due scheduled entries of one set to their streams; returns how many moved.

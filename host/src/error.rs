@@ -327,6 +327,23 @@ pub enum Error {
     /// The thread that enforces wall-clock limits could not start.
     #[error("cannot start the epoch ticker thread: {0}")]
     Ticker(#[source] std::io::Error),
+    /// A plugin's source key holds a value of another type than its source reads.
+    #[error(
+        "plugin {plugin:?}: `{config_key} = {key:?}` names a Redis {found}, not a {wanted}; \
+         point it at a {wanted} (or a key that does not exist yet)"
+    )]
+    SourceKeyType {
+        /// The plugin.
+        plugin: String,
+        /// Its source's config key (`list`, `sorted_set`).
+        config_key: &'static str,
+        /// The Redis key.
+        key: String,
+        /// What the key holds.
+        found: String,
+        /// What the source needs.
+        wanted: &'static str,
+    },
 }
 
 impl Error {
@@ -338,7 +355,8 @@ impl Error {
             Error::Config(_)
             | Error::Load(_)
             | Error::PoolReservation { .. }
-            | Error::CompileCache { .. } => true,
+            | Error::CompileCache { .. }
+            | Error::SourceKeyType { .. } => true,
             Error::Deploy(e) => !matches!(e, DeployError::ComponentGone { .. }),
             Error::Dlq(e) => matches!(e, crate::dlq::DlqError::NotReplayable { .. }),
             Error::Redis(_)

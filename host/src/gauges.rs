@@ -53,7 +53,12 @@ pub(crate) async fn refresh(
     gauges: &GroupGauges,
     conn: &mut ConnectionManager,
 ) -> crate::Result<()> {
-    let group = inspect::group(conn, &plugin.stream, plugin.group()).await?;
+    // Lag and pending age are consumer-group figures: other sources have none.
+    let group = if plugin.stream.is_empty() {
+        None
+    } else {
+        inspect::group(conn, &plugin.stream, plugin.group()).await?
+    };
     gauges.set_lag(group.as_ref().and_then(|g| g.lag));
     let oldest = match &group {
         Some(g) if g.pending > 0 => {

@@ -159,7 +159,7 @@ impl Host {
                 let mut ctx = PluginContext::new(
                     plugin.clone(),
                     pc.clone(),
-                    self.metrics.plugin(&pc.name, &pc.stream),
+                    self.metrics.plugin(&pc.name, pc.source_key()),
                 );
                 ctx.watch = self.watch;
                 ctx.registry = Some(self.metrics.clone());
@@ -170,7 +170,7 @@ impl Host {
         let ops = Operations::start(&self.config, &contexts, &self.metrics, admin, &shutdown)?;
         let mut tasks = JoinSet::new();
         for (ctx, pc) in contexts.into_iter().zip(&self.config.plugins) {
-            tracing::info!(plugin = %pc.name, stream = %pc.stream, group = pc.group(), consumer = %ctx.consumer, "consuming");
+            tracing::info!(plugin = %pc.name, stream = %pc.source_key(), group = pc.group(), consumer = %ctx.consumer, "consuming");
             let url = self.config.redis.url.clone();
             let stop = shutdown.clone();
             let consuming = ops.consuming(&pc.name);

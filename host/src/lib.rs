@@ -59,4 +59,5 @@ pub use metrics::{Metrics, PluginMetrics};
 pub use outcome::{FailureKind, Outcome, TrapKind};
 pub use pipeline::PluginContext;
 pub use shutdown::cancel_on_signal;
+pub use sources::check_key_type as check_source_key_type;
 pub use streams::entry;

@@ -110,6 +110,8 @@ pub struct Metrics {
     claimed: Family<PluginLabels, Counter>,
     trimmed: Family<PluginLabels, Counter>,
     groups_recreated: Family<PluginLabels, Counter>,
+    resubscribed: Family<PluginLabels, Counter>,
+    subscription_gap: Family<PluginLabels, Counter<f64, AtomicU64>>,
     handler_seconds: Family<PluginLabels, Histogram, fn() -> Histogram>,
     fuel: Family<PluginLabels, Histogram, fn() -> Histogram>,
     pending: Family<PluginLabels, Gauge>,
@@ -239,6 +241,8 @@ impl Metrics {
             claimed: Family::default(),
             trimmed: Family::default(),
             groups_recreated: Family::default(),
+            resubscribed: Family::default(),
+            subscription_gap: Family::default(),
             handler_seconds: Family::new_with_constructor(duration_histogram),
             fuel: Family::new_with_constructor(fuel_histogram),
             pending: Family::default(),
@@ -289,6 +293,17 @@ impl Metrics {
             "groups_recreated",
             "Consumer groups found missing and recreated",
             m.groups_recreated.clone(),
+        );
+        registry.register(
+            "pubsub_resubscribed",
+            "Pub/Sub subscriptions made again after their connection was lost",
+            m.resubscribed.clone(),
+        );
+        registry.register_with_unit(
+            "pubsub_gap",
+            "Time a Pub/Sub plugin was not subscribed after losing its connection: messages published then are gone",
+            prometheus_client::registry::Unit::Seconds,
+            m.subscription_gap.clone(),
         );
         registry.register_with_unit(
             "handler_duration",
@@ -411,6 +426,8 @@ impl Metrics {
             claimed: self.claimed.get_or_create(&l).clone(),
             trimmed: self.trimmed.get_or_create(&l).clone(),
             groups_recreated: self.groups_recreated.get_or_create(&l).clone(),
+            resubscribed: self.resubscribed.get_or_create(&l).clone(),
+            subscription_gap: self.subscription_gap.get_or_create(&l).clone(),
             handler_seconds: self.handler_seconds.get_or_create(&l).clone(),
             fuel: self.fuel.get_or_create(&l).clone(),
             pending: self.pending.get_or_create(&l).clone(),
@@ -491,6 +508,10 @@ pub struct PluginMetrics {
     pub trimmed: Counter,
     /// Times the consumer group was found gone and created again.
     pub groups_recreated: Counter,
+    /// Pub/Sub resubscriptions after a lost connection.
+    pub resubscribed: Counter,
+    /// Seconds a Pub/Sub plugin was not subscribed after losing its connection.
+    pub subscription_gap: Counter<f64, AtomicU64>,
     /// Wall-clock seconds per handler call.
     pub handler_seconds: Histogram,
     /// Fuel consumed per handler call.

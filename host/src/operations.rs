@@ -47,7 +47,7 @@ impl Operations {
         let url = &config.redis.url;
         for ctx in plugins {
             let pc = &ctx.config;
-            metrics.set_plugin_version(&pc.name, &pc.stream, pc.group(), &ctx.plugin.digest);
+            metrics.set_plugin_version(&pc.name, pc.source_key(), pc.group(), &ctx.plugin.digest);
         }
         if let Some(listener) = admin {
             let dashboard = Dashboard::new(config, plugins.to_vec(), metrics.clone())?;
@@ -66,7 +66,7 @@ impl Operations {
                     .map_or(DEFAULT_REFRESH_MS, |a| a.refresh_ms),
             );
             for pc in &config.plugins {
-                let gauges = metrics.group_gauges(&pc.name, &pc.stream);
+                let gauges = metrics.group_gauges(&pc.name, pc.source_key());
                 tasks.spawn(gauges::run(
                     pc.clone(),
                     gauges,

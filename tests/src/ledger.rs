@@ -87,6 +87,26 @@ pub fn recorder_handled(log: &str) -> Vec<Handled> {
         .collect()
 }
 
+/// Every `recorder data <word> attempt <n>` line of a host log, in order:
+/// what the recorder saw on a list, sorted-set or Pub/Sub source (`id` is
+/// the first word of the payload).
+pub fn recorder_data(log: &str) -> Vec<Handled> {
+    const MARK: &str = "recorder data ";
+    strip_ansi(log)
+        .lines()
+        .filter_map(|line| {
+            let rest = &line[line.find(MARK)? + MARK.len()..];
+            let mut words = rest.split_whitespace();
+            let id = words.next()?.to_owned();
+            let attempt = match (words.next(), words.next()) {
+                (Some("attempt"), Some(n)) => n.parse().ok()?,
+                _ => return None,
+            };
+            Some(Handled { id, attempt })
+        })
+        .collect()
+}
+
 /// Sums the `count=N` field of the log lines containing `needle`.
 pub fn sum_counts(log: &str, needle: &str) -> u64 {
     strip_ansi(log)
@@ -329,4 +349,27 @@ pub async fn wait_for_log(host: &crate::HostProcess, needle: &str, timeout: Dura
         strip_ansi(&host.log()).contains(needle)
     })
     .await
+}
+
+/// One entry's fields, names and values as bytes.
+pub type RawFields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Every entry of a stream (e.g. a DLQ), oldest first, fields as bytes.
+pub async fn stream_fields(conn: &mut MultiplexedConnection, stream: &str) -> Vec<RawFields> {
+    let entries: Vec<(String, RawFields)> = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .expect("XRANGE");
+    entries.into_iter().map(|(_, fields)| fields).collect()
+}
+
+/// The value of field `name`.
+pub fn field(fields: &RawFields, name: &str) -> Option<Vec<u8>> {
+    fields
+        .iter()
+        .find(|(n, _)| n == name.as_bytes())
+        .map(|(_, v)| v.clone())
 }

@@ -357,3 +357,57 @@ fn check_warns_about_effects_the_config_does_not_allow() {
         "order-validator uses no effects:\n{text}"
     );
 }
+
+#[test]
+fn source_keys_are_one_of_stream_subscribe_list_sorted_set() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let echo = Path::new(artifacts::ECHO);
+    // `config_file` writes `stream = "events"`: each case adds what is wrong.
+    let two = config_file(d, "two.toml", echo, "list = \"jobs\"\n");
+    assert_bad_input(
+        "two source keys",
+        &streamhost("check", &two),
+        &["plugin[0].list", "exactly one source key", "stream, list"],
+    );
+    let order = config_file(d, "order.toml", echo, "order = \"due\"\n");
+    assert_bad_input(
+        "order without sorted_set",
+        &streamhost("check", &order),
+        &["plugin[0].order", "only applies to a sorted_set"],
+    );
+    let bad_order = config_file(d, "bad_order.toml", echo, "order = \"fifo\"\n");
+    assert_bad_input(
+        "an unknown order",
+        &streamhost("check", &bad_order),
+        &["bad_order.toml", "fifo", "priority", "due"],
+    );
+    let path = d.join("empty_subscribe.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[redis]\nurl = \"redis://127.0.0.1:1\"\n\n[[plugin]]\nname = \"p1\"\ncomponent = {:?}\nsubscribe = []\n",
+            echo.to_str().expect("utf-8 path")
+        ),
+    )
+    .expect("write config");
+    assert_bad_input(
+        "an empty subscribe",
+        &streamhost("check", &path),
+        &["plugin[0].subscribe", "at least one channel"],
+    );
+    let path = d.join("none.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[redis]\nurl = \"redis://127.0.0.1:1\"\n\n[[plugin]]\nname = \"p1\"\ncomponent = {:?}\n",
+            echo.to_str().expect("utf-8 path")
+        ),
+    )
+    .expect("write config");
+    assert_bad_input(
+        "no source key",
+        &streamhost("check", &path),
+        &["plugin[0].stream", "subscribe, list or sorted_set"],
+    );
+}

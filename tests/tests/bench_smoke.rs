@@ -35,7 +35,18 @@ fn a_small_bench_run_reports_every_figure() {
     let names: Vec<&str> = runs.iter().filter_map(|r| r["name"].as_str()).collect();
     assert_eq!(
         names,
-        ["native", "wasm", "hand-written", "per-message", "latency"]
+        [
+            "native",
+            "wasm",
+            "hand-written",
+            "per-message",
+            "latency",
+            "list",
+            "hand-written-list",
+            "sorted-set",
+            "hand-written-zset",
+            "pubsub"
+        ]
     );
     for run in runs {
         let name = &run["name"];
@@ -47,6 +58,17 @@ fn a_small_bench_run_reports_every_figure() {
     assert_eq!(runs[0]["entries"], 5000, "native handled every entry");
     assert_eq!(runs[1]["entries"], 5000, "wasm handled every entry");
     assert_eq!(runs[2]["entries"], 2000, "hand-written handled its share");
+    assert_eq!(runs[5]["entries"], 5000, "list handled every item");
+    assert_eq!(
+        runs[6]["entries"], 2000,
+        "hand-written-list handled its share"
+    );
+    assert_eq!(runs[7]["entries"], 5000, "sorted-set handled every member");
+    assert_eq!(
+        runs[8]["entries"], 2000,
+        "hand-written-zset handled its share"
+    );
+    assert_eq!(runs[9]["entries"], 2000, "pubsub handled every message");
     let wasm = &runs[1];
     assert!(wasm["vs_native"].as_f64().is_some() && wasm["vs_hand_written"].as_f64().is_some());
     let latency = &runs[4]["latency_ms"];

@@ -96,7 +96,12 @@ async fn fleet_row<C: ConnectionLike + Send>(
     ctx: &PluginContext,
     conn: &mut C,
 ) -> Result<Value, Error> {
-    let group = inspect::group(conn, ctx.stream(), ctx.group()).await?;
+    // Consumer-group figures exist for stream sources only.
+    let group = if ctx.config.stream.is_empty() {
+        None
+    } else {
+        inspect::group(conn, ctx.stream(), ctx.group()).await?
+    };
     let now = inspect::server_time_ms(conn).await?;
     let oldest_ms = match &group {
         Some(g) if g.pending > 0 => inspect::pending_summary(conn, ctx.stream(), ctx.group())

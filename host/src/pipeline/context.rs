@@ -94,6 +94,6 @@ impl PluginContext {
     }
     /// The source stream.
     pub fn stream(&self) -> &str {
-        &self.config.stream
+        self.config.source_key()
     }
 }

@@ -5,12 +5,16 @@
 //! 2. `native`: the same pipeline and rules as a native Rust handler;
 //! 3. `hand-written`: `XREADGROUP COUNT 10`, one `XACK` per entry, serde_json;
 //! 4. `per-message`: (1) with a fresh instance per entry;
-//! 5. `latency`: (1) fed at a fixed rate, produce-to-handled latency.
+//! 5. `latency`: (1) fed at a fixed rate, produce-to-handled latency;
+//! 6. `list` / `hand-written-list`: (1) on a list queue, and a `BRPOP` loop;
+//! 7. `sorted-set` / `hand-written-zset`: (1) on a sorted-set queue, and a `ZPOPMIN` loop;
+//! 8. `pubsub`: (1) subscribed to a channel the orders are published on.
 
 pub mod handwritten;
 pub mod latency;
 pub mod native;
 pub mod pipeline;
+pub mod queues;
 pub mod report;
 pub mod usage;
 pub mod workload;
@@ -56,16 +60,31 @@ pub enum RunKind {
     PerMessage,
     /// `wasm` fed at a fixed rate, produce-to-handled latency.
     Latency,
+    /// `wasm` on a list queue.
+    List,
+    /// `BRPOP`, serde_json: the list queue's hand-written peer.
+    HandWrittenList,
+    /// `wasm` on a sorted-set queue (priority order).
+    SortedSet,
+    /// `ZPOPMIN`, serde_json: the sorted-set queue's hand-written peer.
+    HandWrittenZset,
+    /// `wasm` subscribed to a Pub/Sub channel.
+    Pubsub,
 }
 
 impl RunKind {
     /// Every run, in the order they run (the baselines first).
-    pub const ALL: [RunKind; 5] = [
+    pub const ALL: [RunKind; 10] = [
         RunKind::Native,
         RunKind::Wasm,
         RunKind::HandWritten,
         RunKind::PerMessage,
         RunKind::Latency,
+        RunKind::List,
+        RunKind::HandWrittenList,
+        RunKind::SortedSet,
+        RunKind::HandWrittenZset,
+        RunKind::Pubsub,
     ];
 }
 
@@ -85,9 +104,12 @@ pub async fn run(options: &BenchOptions) -> Result<Report> {
     let slow = options.slow_entries.min(options.entries);
     let result = run_all(options, &mut report, &tag, slow).await;
     let latency_stream = format!("{tag}:latency");
+    let (list, zset) = (format!("{tag}:jobs"), format!("{tag}:render"));
     let _: std::result::Result<(), _> = redis::cmd("DEL")
         .arg(&stream)
         .arg(&latency_stream)
+        .arg(&list)
+        .arg(&zset)
         .query_async(&mut conn)
         .await;
     result?;
@@ -133,6 +155,39 @@ async fn run_all(options: &BenchOptions, report: &mut Report, tag: &str, slow: u
                     options.tuning,
                 )
                 .await?
+            }
+            RunKind::List
+            | RunKind::HandWrittenList
+            | RunKind::SortedSet
+            | RunKind::HandWrittenZset => {
+                let queue = match kind {
+                    RunKind::List | RunKind::HandWrittenList => queues::Queue::List,
+                    _ => queues::Queue::SortedSet,
+                };
+                let key = match queue {
+                    queues::Queue::List => format!("{tag}:jobs"),
+                    queues::Queue::SortedSet => format!("{tag}:render"),
+                };
+                let mut conn = redis::Client::open(url)?
+                    .get_multiplexed_async_connection()
+                    .await?;
+                let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
+                let count = if matches!(kind, RunKind::List | RunKind::SortedSet) {
+                    n
+                } else {
+                    slow
+                };
+                eprintln!("{kind:?}: {count} items ...");
+                queues::prefill(&mut conn, queue, &key, count).await?;
+                if matches!(kind, RunKind::List | RunKind::SortedSet) {
+                    queues::host(url, queue, &key, count, options.tuning).await?
+                } else {
+                    queues::hand_written(url, queue, &key, count).await?
+                }
+            }
+            RunKind::Pubsub => {
+                eprintln!("pubsub: {slow} messages published to the subscribed host ...");
+                queues::pubsub(url, &format!("{tag}:live"), slow, options.tuning).await?
             }
         };
         report.push(row);

@@ -43,7 +43,7 @@ pub async fn wasm(
     plugin.isolation = isolation;
     let config = bench_config(url, plugin);
     let host = Host::load(config).await?;
-    drive(name, what, host, url, stream, target).await
+    drive(name, what, host, url, stream, target, None).await
 }
 
 /// The same rules as a native handler through the same pipeline.
@@ -64,6 +64,7 @@ pub async fn native(url: &str, stream: &str, target: u64, tuning: Tuning) -> Res
         url,
         stream,
         target,
+        None,
     )
     .await
 }
@@ -107,14 +108,16 @@ pub(crate) fn bench_config(url: &str, plugin: PluginConfig) -> Config {
 }
 
 /// Runs `host` until `target` entries are acked; the run's time ends at that
-/// ack, before the host drains and stops.
-async fn drive(
+/// ack, before the host drains and stops. `publisher` feeds a Pub/Sub run
+/// once the host is subscribed (on a connection of its own, in the meter).
+pub(crate) async fn drive(
     name: &str,
     what: &str,
     host: Host,
     url: &str,
     stream: &str,
     target: u64,
+    publisher: Option<Box<super::queues::Publisher>>,
 ) -> Result<Run> {
     let metrics = host.metrics().plugin(name, stream);
     let mut conn = redis::Client::open(url)?
@@ -123,6 +126,17 @@ async fn drive(
     let shutdown = CancellationToken::new();
     let meter = Meter::start(&mut conn).await;
     let mut running = tokio::spawn(host.run(shutdown.clone()));
+    let publishing = match publisher {
+        Some(publisher) => {
+            let mut conn = redis::Client::open(url)?
+                .get_multiplexed_async_connection()
+                .await?;
+            Some(tokio::spawn(
+                async move { publisher.publish(&mut conn).await },
+            ))
+        }
+        None => None,
+    };
     let (mut last, mut progressed) = (0, Instant::now());
     loop {
         let acked = metrics.acked.get();
@@ -147,6 +161,11 @@ async fn drive(
     }
     let elapsed = meter.elapsed();
     let usage = meter.finish(&mut conn, elapsed).await;
+    if let Some(publishing) = publishing {
+        publishing
+            .await
+            .map_err(|e| anyhow!("publisher task failed: {e}"))??;
+    }
     shutdown.cancel();
     running
         .await

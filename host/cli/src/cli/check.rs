@@ -21,10 +21,11 @@ pub async fn check(config_path: &Path, offline: bool) -> anyhow::Result<ExitCode
     let plugins = load_plugins(&config, &engine).await?;
     for (p, pc) in plugins.iter().zip(&config.plugins) {
         println!(
-            "ok  {:<24} {}  stream={} group={}",
+            "ok  {:<24} {}  {}={} group={}",
             p.name,
             p.digest,
-            pc.stream,
+            pc.source().config_key(),
+            pc.source_key(),
             pc.group()
         );
         for effect in streamhost::unpermitted_effects(&p.effects_used, &pc.allow) {
@@ -50,6 +51,10 @@ pub async fn check(config_path: &Path, offline: bool) -> anyhow::Result<ExitCode
             "Redis does not answer at redis.url (start it, fix the URL, or pass --offline)",
         )?;
         println!("ok  redis {redacted} answers");
+        let mut conn = super::connect(&config.redis.url).await?;
+        for pc in &config.plugins {
+            streamhost::check_source_key_type(&mut conn, pc).await?;
+        }
     }
     println!(
         "{}: {} plugin(s) valid",

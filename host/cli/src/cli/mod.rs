@@ -11,6 +11,7 @@ pub mod dlq;
 pub mod fixtures;
 pub mod invoke;
 pub mod new;
+pub mod produce;
 pub mod run;
 pub mod status;
 
@@ -149,6 +150,9 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Measure throughput and latency against a native handler and a hand-written consumer.
     Bench(bench::BenchArgs),
+    /// Put test items on any source: stream entries, Pub/Sub messages, list
+    /// items, sorted-set members (from arguments or a JSONL file).
+    Produce(produce::ProduceArgs),
 }
 
 /// Exit code for bad input (config, components, arguments).
@@ -199,6 +203,7 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Dlq(args) => dlq::dlq(args).await,
             Command::Status(args) => status::status(args).await,
             Command::Bench(args) => bench::bench(args).await,
+            Command::Produce(args) => produce::produce(args).await,
         }
     });
     match result {

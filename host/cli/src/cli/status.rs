@@ -220,7 +220,9 @@ async fn take_report(
     let targets = match plugins {
         Some(plugins) => {
             let mut targets = Vec::with_capacity(plugins.len());
-            for p in plugins {
+            // Consumer-group figures exist for stream sources only; the other
+            // sources' plugins are left out of this report.
+            for p in plugins.iter().filter(|p| !p.stream.is_empty()) {
                 let mut target = plugin_target(p);
                 if let Some((number, digest)) = streamhost::deploy::current(conn, &p.name).await? {
                     target.version = Some(Version {

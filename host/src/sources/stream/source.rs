@@ -62,9 +62,11 @@ impl Source for StreamSource {
 
     async fn commit(&self, receipt: &Receipt, effects: &EffectBuffer) -> CommitState {
         let target = CommitTarget {
-            stream: &receipt.key,
-            group: self.ctx.group(),
-            consumer: &self.ctx.consumer,
+            key: &receipt.key,
+            held: effects::Held::Stream {
+                group: self.ctx.group(),
+                consumer: &self.ctx.consumer,
+            },
         };
         let mut conn = self.conn.clone();
         match effects::commit(

@@ -3,8 +3,17 @@
 -- A script that fails midway does not roll back, so every check (ownership,
 -- optimistic reads, key types) runs before the first write.
 --
--- KEYS[1] source stream, KEYS[2..] every key an effect touches
--- ARGV[1] group, ARGV[2] consumer, ARGV[3] entry id, then ops:
+-- KEYS[1] where the entry is held (source stream, processing list or in-flight
+-- sorted set), KEYS[2..] every key an effect touches (a sorted set's meta hash
+-- first)
+-- ARGV[1] how the entry is held and acked:
+--   X  stream: ARGV[2] group, ARGV[3] consumer; owned = pending on it; ack XACK
+--   L  list: ARGV[5] the item as stored; owned = still in the processing
+--      list; ack LREM one copy (equal items are interchangeable)
+--   Z  sorted set: ARGV[3] delivery token, ARGV[5] member, KEYS[2] meta hash;
+--      owned = meta says this delivery; ack ZREM + HDEL
+--   N  nothing to ack (Pub/Sub): effects only
+-- ARGV[4] a unique id of the delivery (names scheduled members), then ops:
 --   R <key#> <value>        state read during the invocation: must still equal <value>
 --   N <key#>                state read as absent: must still be absent
 --   E <key#> <maxlen|""> <n> <n field names and values...>   XADD
@@ -15,9 +24,22 @@
 --   D <key#>                DEL state
 -- Returns 1 committed, 0 not ours any more, -1 state changed (re-run the handler),
 -- or an error naming a key of the wrong type.
-local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if #pending == 0 or pending[1][2] ~= ARGV[2] then
-  return 0
+local mode = ARGV[1]
+if mode == 'X' then
+  local pending = redis.call('XPENDING', KEYS[1], ARGV[2], ARGV[4], ARGV[4], 1)
+  if #pending == 0 or pending[1][2] ~= ARGV[3] then
+    return 0
+  end
+elseif mode == 'L' then
+  if redis.call('LPOS', KEYS[1], ARGV[5], 'RANK', -1) == false then
+    return 0
+  end
+elseif mode == 'Z' then
+  if redis.call('HGET', KEYS[2], ARGV[5]) ~= ARGV[3] then
+    return 0
+  end
+elseif mode ~= 'N' then
+  return redis.error_reply('unknown ack mode ' .. tostring(mode))
 end
 
 -- State is strings: K and D refuse a key of any other type, so a kv-delete can
@@ -29,7 +51,7 @@ local width = { R = 3, N = 2, P = 3, K = 3, D = 2 }
 -- commit gives a key, so a later op expecting another type fails here, before
 -- anything is written.
 local claimed = {}
-local i = 4
+local i = 6
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'R' or op == 'N' then
@@ -63,7 +85,7 @@ end
 -- Pass 2: writes.
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-i = 4
+i = 6
 local n = 0
 while i <= #ARGV do
   local op = ARGV[i]
@@ -82,7 +104,7 @@ while i <= #ARGV do
     local fields = {}
     for j = 1, count do fields[j] = ARGV[i + 4 + j] end
     -- The member names its origin, so it is unique and a replayed commit cannot add it twice.
-    local member = cmsgpack.pack({ ARGV[3] .. '/' .. n, ARGV[i + 2], fields })
+    local member = cmsgpack.pack({ ARGV[4] .. '/' .. n, ARGV[i + 2], fields })
     redis.call('ZADD', KEYS[tonumber(ARGV[i + 1])], now_ms + tonumber(ARGV[i + 3]), member)
     i = i + 5 + count
   elseif op == 'P' then
@@ -99,5 +121,12 @@ while i <= #ARGV do
   end
   n = n + 1
 end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+if mode == 'X' then
+  redis.call('XACK', KEYS[1], ARGV[2], ARGV[4])
+elseif mode == 'L' then
+  redis.call('LREM', KEYS[1], -1, ARGV[5])
+elseif mode == 'Z' then
+  redis.call('ZREM', KEYS[1], ARGV[5])
+  redis.call('HDEL', KEYS[2], ARGV[5])
+end
 return 1
