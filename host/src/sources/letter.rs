@@ -44,3 +44,24 @@ pub(crate) fn fields(
     }
     out
 }
+
+/// Counts a written dead letter and logs its one INFO line (settle logs
+/// none for a rejection or a last retry): which plugin, key, version and
+/// entry, why, and where the letter went. Every source calls this once the
+/// letter is in its DLQ.
+pub(crate) fn written(ctx: &PluginContext, request: &DeadLetterRequest, dlq_id: &str) {
+    let reason = request.reason.label();
+    ctx.metrics.dead_lettered_for(&reason);
+    tracing::info!(
+        plugin = &*ctx.plugin.name,
+        stream = &*request.receipt.key,
+        version = request.digest,
+        id = request.receipt.id,
+        attempt = request.attempts,
+        reason,
+        error = request.error,
+        dlq = ctx.dlq_stream,
+        dlq_id,
+        "dead-lettered"
+    );
+}

@@ -231,7 +231,6 @@ impl Source for ListSource {
         };
         let fields = letter::fields(&self.ctx, &request, &[]);
         let mut backoff = Backoff::new();
-        let reason = request.reason.label();
         loop {
             let mut invocation = super::DEAD_LETTER.prepare_invoke();
             invocation
@@ -245,8 +244,7 @@ impl Source for ListSource {
             let written: Result<Option<String>, _> = invocation.invoke_async(&mut conn).await;
             match written {
                 Ok(Some(dlq_id)) => {
-                    self.ctx.metrics.dead_lettered_for(&reason);
-                    tracing::info!(plugin = %self.ctx.plugin.name, token = request.receipt.id, dlq_id, reason, "dead-lettered");
+                    letter::written(&self.ctx, &request, &dlq_id);
                     break;
                 }
                 Ok(None) => break,

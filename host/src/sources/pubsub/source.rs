@@ -178,7 +178,6 @@ impl Source for PubSubSource {
             extra.push(("dlq.pattern", pattern));
         }
         let fields = letter::fields(&self.ctx, &request, &extra);
-        let reason = request.reason.label();
         let mut backoff = Backoff::new();
         for tried in 1..=DEAD_LETTER_TRIES {
             let mut xadd = redis::cmd("XADD");
@@ -189,8 +188,7 @@ impl Source for PubSubSource {
             let mut conn = self.conn.clone();
             match xadd.query_async::<String>(&mut conn).await {
                 Ok(dlq_id) => {
-                    self.ctx.metrics.dead_lettered_for(&reason);
-                    tracing::info!(plugin = %self.ctx.plugin.name, channel = %request.receipt.key, dlq_id, reason, "dead-lettered");
+                    letter::written(&self.ctx, &request, &dlq_id);
                     break;
                 }
                 Err(e) if tried == DEAD_LETTER_TRIES => {

@@ -242,7 +242,6 @@ impl Source for SortedSetSource {
         };
         let (_, _, score) = super::parse_token(&held.token);
         let fields = letter::fields(&self.ctx, &request, &[("dlq.score", score.as_bytes())]);
-        let reason = request.reason.label();
         let mut backoff = Backoff::new();
         loop {
             let mut invocation = super::DEAD_LETTER.prepare_invoke();
@@ -259,8 +258,7 @@ impl Source for SortedSetSource {
             let written: Result<Option<String>, _> = invocation.invoke_async(&mut conn).await;
             match written {
                 Ok(Some(dlq_id)) => {
-                    self.ctx.metrics.dead_lettered_for(&reason);
-                    tracing::info!(plugin = %self.ctx.plugin.name, dlq_id, reason, "dead-lettered");
+                    letter::written(&self.ctx, &request, &dlq_id);
                     break;
                 }
                 Ok(None) => break,

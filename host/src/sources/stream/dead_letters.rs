@@ -75,19 +75,7 @@ pub(crate) async fn write(
     let (plugin, id) = (&*ctx.plugin.name, receipt.id.as_str());
     match dlq::dead_letter(conn, &letter).await {
         Ok(dlq::Written::Moved(dlq_id)) => {
-            ctx.metrics.dead_lettered_for(&reason);
-            tracing::info!(
-                plugin,
-                stream = &*receipt.key,
-                version = request.digest,
-                id,
-                attempt = request.attempts,
-                reason,
-                error = request.error,
-                dlq = ctx.dlq_stream,
-                dlq_id,
-                "dead-lettered"
-            );
+            crate::sources::letter::written(ctx, request, &dlq_id);
         }
         Ok(dlq::Written::NotOwner) => {
             tracing::info!(
