@@ -192,7 +192,9 @@ impl HostProcess {
 
     /// The process's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        // Lossy: a line cut mid-character by a write in progress must not
+        // make the whole log read as empty.
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
     }
 
     /// The last 30 lines of the log, for assertion messages.

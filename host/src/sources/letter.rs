@@ -54,7 +54,8 @@ pub(crate) fn written(ctx: &PluginContext, request: &DeadLetterRequest, dlq_id: 
     ctx.metrics.dead_lettered_for(&reason);
     tracing::info!(
         plugin = &*ctx.plugin.name,
-        stream = &*request.receipt.key,
+        // A replayed entry's stream is the one it was first written to.
+        stream = request.original.stream,
         version = request.digest,
         id = request.receipt.id,
         attempt = request.attempts,
@@ -63,5 +64,28 @@ pub(crate) fn written(ctx: &PluginContext, request: &DeadLetterRequest, dlq_id: 
         dlq = ctx.dlq_stream,
         dlq_id,
         "dead-lettered"
+    );
+}
+
+/// Logs a dead letter that could not be written for now, with what the
+/// `dead-lettered` line would have said (the handler's reason lives nowhere
+/// else), and what becomes of the entry.
+pub(crate) fn not_written(
+    ctx: &PluginContext,
+    request: &DeadLetterRequest,
+    cause: Option<&redis::RedisError>,
+    what_happens: &str,
+) {
+    tracing::warn!(
+        plugin = &*ctx.plugin.name,
+        stream = &*request.receipt.key,
+        version = request.digest,
+        id = request.receipt.id,
+        attempt = request.attempts,
+        reason = request.reason.label(),
+        error = request.error,
+        dlq = ctx.dlq_stream,
+        cause = cause.map(tracing::field::display),
+        "cannot dead-letter: {what_happens}"
     );
 }

@@ -254,6 +254,12 @@ impl Source for ListSource {
                     {
                         // Left in the processing list: moved back and
                         // settled again after a restart.
+                        letter::not_written(
+                            &self.ctx,
+                            &request,
+                            Some(&e),
+                            "the item stays in the processing list until it is moved back",
+                        );
                         break;
                     }
                     backoff.sleep().await;

@@ -193,8 +193,12 @@ impl Source for PubSubSource {
                 }
                 Err(e) if tried == DEAD_LETTER_TRIES => {
                     self.ctx.metrics.redis_error("dead_letter");
-                    tracing::error!(plugin = %self.ctx.plugin.name, channel = %request.receipt.key, error = %e,
-                        "cannot dead-letter a Pub/Sub message; it is dropped (Pub/Sub has nowhere to keep it)");
+                    letter::not_written(
+                        &self.ctx,
+                        &request,
+                        Some(&e),
+                        "the Pub/Sub message is dropped (Pub/Sub has nowhere to keep it)",
+                    );
                 }
                 Err(_) => backoff.sleep().await,
             }

@@ -267,6 +267,12 @@ impl Source for SortedSetSource {
                     if backoff.next_delay() > Duration::from_secs(4) || self.shutdown.is_cancelled()
                     {
                         // Left in flight: it expires and is settled again.
+                        letter::not_written(
+                            &self.ctx,
+                            &request,
+                            Some(&e),
+                            "the member stays in flight until its deadline returns it",
+                        );
                         break;
                     }
                     backoff.sleep().await;

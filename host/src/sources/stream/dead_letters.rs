@@ -32,8 +32,12 @@ pub(crate) async fn run(
         let mut backoff = Backoff::new();
         loop {
             if !backoff.wait(&shutdown).await || started.elapsed() >= GIVE_UP_AFTER {
-                tracing::warn!(plugin = %ctx.plugin.name, id = request.receipt.id,
-                    "cannot dead-letter yet; the entry stays pending and is settled again after a re-claim");
+                crate::sources::letter::not_written(
+                    &ctx,
+                    &request,
+                    None,
+                    "the entry stays pending and is settled again after a re-claim",
+                );
                 ctx.inflight
                     .release(&request.receipt.key, [request.receipt.id.as_str()]);
                 break;
