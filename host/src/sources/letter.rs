@@ -89,3 +89,45 @@ pub(crate) fn not_written(
         "cannot dead-letter: {what_happens}"
     );
 }
+
+/// Where a queue source's dead-letter script is tried: the script moves the
+/// item from where it is held to the DLQ in one step and returns the letter's
+/// id, or nil when the item is no longer this consumer's.
+pub(crate) struct ScriptedLetter<'a> {
+    /// The script with its keys and arguments (the letter's fields last).
+    pub(crate) invocation: redis::ScriptInvocation<'a>,
+    /// What the item is called in log lines ("list item", "sorted-set member").
+    pub(crate) what: &'static str,
+    /// What becomes of it when the letter cannot be written now.
+    pub(crate) left: &'static str,
+}
+
+/// Runs a dead-letter script with the host's backoff until it is written,
+/// the item is gone, about 4 s of retries have passed or the host stops;
+/// logs the outcome either way.
+pub(crate) async fn write_scripted(
+    ctx: &PluginContext,
+    request: &DeadLetterRequest,
+    conn: &redis::aio::ConnectionManager,
+    shutdown: &tokio_util::sync::CancellationToken,
+    letter: ScriptedLetter<'_>,
+) {
+    let mut backoff = crate::backoff::Backoff::new();
+    loop {
+        let mut conn = conn.clone();
+        let reply: Result<Option<String>, _> = letter.invocation.invoke_async(&mut conn).await;
+        match reply {
+            Ok(Some(dlq_id)) => return written(ctx, request, &dlq_id),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(plugin = %ctx.plugin.name, error = %e, "dead-lettering a {} failed; trying again", letter.what);
+                if backoff.next_delay() > std::time::Duration::from_secs(4)
+                    || shutdown.is_cancelled()
+                {
+                    return not_written(ctx, request, Some(&e), letter.left);
+                }
+                backoff.sleep().await;
+            }
+        }
+    }
+}

@@ -230,42 +230,21 @@ impl Source for ListSource {
             return;
         };
         let fields = letter::fields(&self.ctx, &request, &[]);
-        let mut backoff = Backoff::new();
-        loop {
-            let mut invocation = super::DEAD_LETTER.prepare_invoke();
-            invocation
-                .key(&self.keys.processing)
-                .key(&self.ctx.dlq_stream)
-                .arg(&stored);
-            for f in &fields {
-                invocation.arg(f.as_slice());
-            }
-            let mut conn = self.conn.clone();
-            let written: Result<Option<String>, _> = invocation.invoke_async(&mut conn).await;
-            match written {
-                Ok(Some(dlq_id)) => {
-                    letter::written(&self.ctx, &request, &dlq_id);
-                    break;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(plugin = %self.ctx.plugin.name, error = %e, "dead-lettering a list item failed; it stays in the processing list, trying again");
-                    if backoff.next_delay() > Duration::from_secs(4) || self.shutdown.is_cancelled()
-                    {
-                        // Left in the processing list: moved back and
-                        // settled again after a restart.
-                        letter::not_written(
-                            &self.ctx,
-                            &request,
-                            Some(&e),
-                            "the item stays in the processing list until it is moved back",
-                        );
-                        break;
-                    }
-                    backoff.sleep().await;
-                }
-            }
+        let mut invocation = super::DEAD_LETTER.prepare_invoke();
+        invocation
+            .key(&self.keys.processing)
+            .key(&self.ctx.dlq_stream)
+            .arg(&stored);
+        for f in &fields {
+            invocation.arg(f.as_slice());
         }
+        let scripted = letter::ScriptedLetter {
+            invocation,
+            what: "list item",
+            // Moved back and settled again after a restart.
+            left: "the item stays in the processing list until it is moved back",
+        };
+        letter::write_scripted(&self.ctx, &request, &self.conn, &self.shutdown, scripted).await;
         self.release(&request.receipt);
     }
 

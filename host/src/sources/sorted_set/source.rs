@@ -242,43 +242,23 @@ impl Source for SortedSetSource {
         };
         let (_, _, score) = super::parse_token(&held.token);
         let fields = letter::fields(&self.ctx, &request, &[("dlq.score", score.as_bytes())]);
-        let mut backoff = Backoff::new();
-        loop {
-            let mut invocation = super::DEAD_LETTER.prepare_invoke();
-            invocation
-                .key(&self.keys.inflight)
-                .key(&self.keys.meta)
-                .key(&self.ctx.dlq_stream)
-                .arg(&held.member)
-                .arg(&held.token);
-            for f in &fields {
-                invocation.arg(f.as_slice());
-            }
-            let mut conn = self.conn.clone();
-            let written: Result<Option<String>, _> = invocation.invoke_async(&mut conn).await;
-            match written {
-                Ok(Some(dlq_id)) => {
-                    letter::written(&self.ctx, &request, &dlq_id);
-                    break;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(plugin = %self.ctx.plugin.name, error = %e, "dead-lettering a sorted-set member failed; it stays in flight, trying again");
-                    if backoff.next_delay() > Duration::from_secs(4) || self.shutdown.is_cancelled()
-                    {
-                        // Left in flight: it expires and is settled again.
-                        letter::not_written(
-                            &self.ctx,
-                            &request,
-                            Some(&e),
-                            "the member stays in flight until its deadline returns it",
-                        );
-                        break;
-                    }
-                    backoff.sleep().await;
-                }
-            }
+        let mut invocation = super::DEAD_LETTER.prepare_invoke();
+        invocation
+            .key(&self.keys.inflight)
+            .key(&self.keys.meta)
+            .key(&self.ctx.dlq_stream)
+            .arg(&held.member)
+            .arg(&held.token);
+        for f in &fields {
+            invocation.arg(f.as_slice());
         }
+        let scripted = letter::ScriptedLetter {
+            invocation,
+            what: "sorted-set member",
+            // It expires and is settled again.
+            left: "the member stays in flight until its deadline returns it",
+        };
+        letter::write_scripted(&self.ctx, &request, &self.conn, &self.shutdown, scripted).await;
         self.release(&request.receipt);
     }
 
