@@ -428,3 +428,25 @@ impl AdminHost {
             .expect("host ran cleanly");
     }
 }
+
+/// Every entry of a stream, names and values byte for byte (`XRANGE - +`
+/// through the host's own entry parser).
+pub async fn raw_entries(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+) -> Vec<streamhost::entry::Entry> {
+    let reply: redis::Value = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .expect("XRANGE");
+    let redis::Value::Array(items) = reply else {
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .map(|i| streamhost::entry::parse_entry(i, 1).expect("entry"))
+        .collect()
+}

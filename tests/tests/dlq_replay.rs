@@ -41,23 +41,6 @@ fn assert_ok(out: &Output) {
 }
 
 /// Every entry of a stream, fields as stored.
-async fn raw_entries(conn: &mut MultiplexedConnection, stream: &str) -> Vec<entry::Entry> {
-    let reply: redis::Value = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg("-")
-        .arg("+")
-        .query_async(conn)
-        .await
-        .expect("XRANGE");
-    let redis::Value::Array(items) = reply else {
-        return Vec::new();
-    };
-    items
-        .into_iter()
-        .map(|i| entry::parse_entry(i, 1).expect("entry"))
-        .collect()
-}
-
 /// `entries-read` of a group, from `XINFO GROUPS`.
 async fn entries_read(conn: &mut MultiplexedConnection, stream: &str, group: &str) -> Option<u64> {
     streamhost::inspect::group(conn, stream, group)

@@ -204,19 +204,9 @@ async fn xadd_raw(conn: &mut MultiplexedConnection, fields: &[RawField]) -> Stri
 async fn dead_letters(
     conn: &mut MultiplexedConnection,
 ) -> HashMap<String, (String, Vec<RawField>)> {
-    let reply: redis::Value = redis::cmd("XRANGE")
-        .arg(DLQ)
-        .arg("-")
-        .arg("+")
-        .query_async(conn)
+    raw_entries(conn, DLQ)
         .await
-        .expect("XRANGE");
-    let redis::Value::Array(items) = reply else {
-        return HashMap::new();
-    };
-    items
         .into_iter()
-        .map(|i| streamhost::entry::parse_entry(i, 1).expect("entry"))
         .map(|e| {
             let r = dlq::redeliver::decode(e.fields.unwrap_or_default());
             (r.source_id.expect("source id"), (e.id, r.fields))
