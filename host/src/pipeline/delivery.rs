@@ -121,21 +121,45 @@ pub(crate) struct Original {
 
 /// Unwraps `fields` read from `key` to the entry as first written, given
 /// the plugin's redelivery stream and source stream.
-pub(crate) fn original(
+pub(crate) fn original(streams: (&str, &str), key: &str, fields: Vec<RawField>) -> Original {
+    let o = original_ref(streams, key, fields);
+    Original {
+        stream: o.stream.into_owned(),
+        id: o.id,
+        fields: o.fields,
+    }
+}
+
+/// [`Original`] with the stream name borrowed where it is the key read
+/// (every entry but a replayed one): the worker copies it into its reused
+/// message instead of allocating a name per entry.
+pub(crate) struct OriginalRef<'a> {
+    /// The stream it was first written to.
+    pub stream: std::borrow::Cow<'a, str>,
+    /// Its id there, when it differs from the id read (a replayed entry).
+    pub id: Option<String>,
+    /// Its fields, byte for byte.
+    pub fields: Vec<RawField>,
+}
+
+/// [`original`], borrowing the stream name from `key` where it can.
+pub(crate) fn original_ref<'a>(
     (redeliver_stream, stream): (&str, &str),
-    key: &str,
+    key: &'a str,
     fields: Vec<RawField>,
-) -> Original {
+) -> OriginalRef<'a> {
     if key != redeliver_stream {
-        return Original {
-            stream: key.to_owned(),
+        return OriginalRef {
+            stream: key.into(),
             id: None,
             fields,
         };
     }
     let r = crate::dlq::redeliver::decode(fields);
-    Original {
-        stream: r.source_stream.unwrap_or_else(|| stream.to_owned()),
+    OriginalRef {
+        stream: r
+            .source_stream
+            .map_or_else(|| stream.to_owned().into(), Into::into),
         id: r.source_id,
         fields: r.fields,
     }

@@ -4,7 +4,7 @@
 //! reply was lost: both are just idle in the PEL. The claimer asks here, so it
 //! re-claims only the latter and never delivers an entry twice within a host.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -13,14 +13,59 @@ use prometheus_client::metrics::gauge::Gauge;
 
 use super::delivery::Delivery;
 
-/// A held entry: the key it was read from and its id (two source keys may
-/// hold equal ids).
-type Held = (Arc<str>, String);
+/// The held entries: ids by the key they were read from (two source keys
+/// may hold equal ids; almost always there is one key). Keys with no ids
+/// left are removed, so channels seen once do not pile up.
+#[derive(Debug, Default)]
+struct Held {
+    by_key: HashMap<Arc<str>, HashSet<HeldId, RandomState>, RandomState>,
+    count: usize,
+}
+
+/// An id as the set keys it. Stream ids (`<ms>-<seq>` in Redis's canonical
+/// form, all a stream source delivers) are kept as their two numbers, so
+/// admitting and releasing one allocates nothing; any other id (a queue
+/// source's token) is kept as text. The two forms never stand for the same
+/// id: only the canonical spelling parses, and it formats back to itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum HeldId {
+    Stream(u64, u64),
+    Other(Box<str>),
+}
+
+impl HeldId {
+    fn of(id: &str) -> HeldId {
+        match stream_id(id) {
+            Some((ms, seq)) => HeldId::Stream(ms, seq),
+            None => HeldId::Other(id.into()),
+        }
+    }
+}
+
+/// `<ms>-<seq>` with both parts canonical decimal `u64`s (no sign, no
+/// leading zero), or `None`.
+fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((canonical_u64(ms)?, canonical_u64(seq)?))
+}
+
+fn canonical_u64(digits: &str) -> Option<u64> {
+    let bytes = digits.as_bytes();
+    if bytes.is_empty() || (bytes.len() > 1 && bytes[0] == b'0') {
+        return None;
+    }
+    bytes.iter().try_fold(0u64, |n, &d| {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
 
 /// Entries held, plus whether the start-up replay of own pending entries is done.
 #[derive(Debug, Default)]
 pub struct InFlight {
-    ids: Mutex<HashSet<Held, RandomState>>,
+    ids: Mutex<Held>,
     /// Until the reader has replayed this consumer's pending entries, those
     /// are the reader's to deliver, not the claimer's.
     replayed: AtomicBool,
@@ -41,12 +86,21 @@ impl InFlight {
     /// second copy (a claim or redelivery racing the first) is dropped, and
     /// the copy in hand is acked or dead-lettered as usual.
     pub fn admit(&self, deliveries: Vec<Delivery>) -> Vec<Delivery> {
-        let mut ids = self.lock();
+        let mut held = self.lock();
+        let held = &mut *held;
         let admitted = deliveries
             .into_iter()
-            .filter(|d| ids.insert((d.key.clone(), d.entry.id.clone())))
+            .filter(|d| {
+                let ids = match held.by_key.get_mut(&*d.key) {
+                    Some(ids) => ids,
+                    None => held.by_key.entry(d.key.clone()).or_default(),
+                };
+                let new = ids.insert(HeldId::of(&d.entry.id));
+                held.count += usize::from(new);
+                new
+            })
             .collect();
-        self.gauge.set(ids.len() as i64);
+        self.gauge.set(held.count as i64);
         admitted
     }
 
@@ -54,22 +108,29 @@ impl InFlight {
     /// no longer ours.
     pub fn release<'a>(&self, key: &Arc<str>, ids: impl IntoIterator<Item = &'a str>) {
         let mut held = self.lock();
-        let mut probe: Held = (key.clone(), String::new());
-        for id in ids {
-            id.clone_into(&mut probe.1);
-            held.remove(&probe);
+        let held = &mut *held;
+        if let Some(set) = held.by_key.get_mut(&**key) {
+            for id in ids {
+                held.count -= usize::from(set.remove(&HeldId::of(id)));
+            }
+            if set.is_empty() {
+                held.by_key.remove(&**key);
+            }
         }
-        self.gauge.set(held.len() as i64);
+        self.gauge.set(held.count as i64);
     }
 
     /// Whether this host holds entry `id` of `key`.
     pub fn holds(&self, key: &Arc<str>, id: &str) -> bool {
-        self.lock().contains(&(key.clone(), id.to_owned()))
+        self.lock()
+            .by_key
+            .get(&**key)
+            .is_some_and(|ids| ids.contains(&HeldId::of(id)))
     }
 
     /// How many entries this host holds.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().count
     }
 
     /// Whether it holds none.
@@ -87,9 +148,9 @@ impl InFlight {
         self.replayed.load(Ordering::Acquire)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashSet<Held, RandomState>> {
-        // The set stays consistent even if a holder panicked: every operation
-        // is a single insert or remove.
+    fn lock(&self) -> MutexGuard<'_, Held> {
+        // The set stays consistent even if a holder panicked: no operation
+        // panics between changing a set and its count.
         self.ids.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -128,5 +189,34 @@ mod tests {
         assert!(!held.holds(&Arc::from("other"), "1-0"));
         assert_eq!(held.admit(vec![entry("2-0")]).len(), 1);
         assert_eq!(held.len(), 3);
+    }
+
+    #[test]
+    fn stream_ids_and_tokens_are_held_apart_and_exactly() {
+        let held = InFlight::default();
+        let key: Arc<str> = Arc::from("s");
+        let ids = [
+            "0-0",
+            "18446744073709551615-18446744073709551615",
+            "18446744073709551616-0",
+            "01-0",
+            "1-00",
+            "+1-0",
+            "1-",
+            "-1",
+            "token-7",
+            "1700000000000-3",
+        ];
+        assert_eq!(
+            held.admit(ids.iter().map(|id| entry(id)).collect()).len(),
+            ids.len()
+        );
+        for id in ids {
+            assert!(held.holds(&key, id), "{id}");
+        }
+        assert!(!held.holds(&key, "1-0"));
+        assert!(!held.holds(&key, "1700000000000-03"));
+        held.release(&key, ids);
+        assert!(held.is_empty());
     }
 }

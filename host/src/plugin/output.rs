@@ -3,6 +3,7 @@
 //! after every invocation (see `HostState::flush_output`).
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -15,7 +16,16 @@ const CAPACITY: usize = 64 * 1024;
 
 /// One output stream of one store. Clones share the buffer.
 #[derive(Clone, Default)]
-pub struct GuestOutput(Arc<Mutex<Buffer>>);
+pub struct GuestOutput(Arc<Shared>);
+
+#[derive(Default)]
+struct Shared {
+    /// Set (under the lock) by every write, cleared (under the lock) by
+    /// `take`: most invocations write nothing, and `take` runs twice per
+    /// invocation, so it skips the lock while nothing was written.
+    written: AtomicBool,
+    buffer: Mutex<Buffer>,
+}
 
 #[derive(Default)]
 struct Buffer {
@@ -31,7 +41,11 @@ impl GuestOutput {
 
     /// What was written since the last call, and how many bytes did not fit.
     pub fn take(&self) -> (Vec<u8>, usize) {
+        if !self.0.written.load(Ordering::Acquire) {
+            return (Vec::new(), 0);
+        }
         let mut buffer = self.lock();
+        self.0.written.store(false, Ordering::Release);
         let dropped = std::mem::take(&mut buffer.dropped);
         (std::mem::take(&mut buffer.bytes), dropped)
     }
@@ -39,6 +53,7 @@ impl GuestOutput {
     fn lock(&self) -> std::sync::MutexGuard<'_, Buffer> {
         // A panic while holding the lock cannot leave the buffer inconsistent.
         self.0
+            .buffer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -49,6 +64,7 @@ impl GuestOutput {
         let kept = bytes.len().min(room);
         buffer.bytes.extend_from_slice(&bytes[..kept]);
         buffer.dropped += bytes.len() - kept;
+        self.0.written.store(true, Ordering::Release);
     }
 }
 
@@ -96,5 +112,7 @@ mod tests {
         assert_eq!(bytes.len(), CAPACITY);
         assert_eq!(dropped, 2);
         assert_eq!(out.take(), (Vec::new(), 0));
+        out.write(b"again");
+        assert_eq!(out.take(), (b"again".to_vec(), 0));
     }
 }
