@@ -256,6 +256,17 @@ pub struct StateConfig {
     pub prefix: Option<String>,
 }
 
+/// How a plugin's CPU use is bounded (`limits.metering`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metering {
+    /// `limits.fuel` per invocation (deterministic) and `limits.timeout_ms`.
+    #[default]
+    Fuel,
+    /// `limits.timeout_ms` alone: no fuel counting in the compiled code.
+    EpochOnly,
+}
+
 /// Instance reuse policy.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -621,6 +632,13 @@ pub struct LimitsConfig {
     /// Deterministic CPU budget per invocation (wasm instructions, roughly).
     #[serde(default = "default_fuel")]
     pub fuel: u64,
+    /// How CPU is bounded: `fuel` (default: the `fuel` budget, deterministic,
+    /// and `timeout_ms`) or `epoch-only` (`timeout_ms` alone, wall clock; the
+    /// code runs without fuel counting, ~10% less host CPU per entry; for
+    /// trusted plugins only, since how far a handler gets then depends on
+    /// the machine).
+    #[serde(default)]
+    pub metering: Metering,
     /// Wall-clock budget per invocation, in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -666,6 +684,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             fuel: default_fuel(),
+            metering: Metering::default(),
             timeout_ms: default_timeout_ms(),
             memory_mib: default_memory_mib(),
             max_component_mib: default_max_component_mib(),

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use streamhost::PluginMetrics;
 use streamhost::TrapKind;
-use streamhost::config::{Config, LimitsConfig, OnTrap, PluginConfig};
+use streamhost::config::{Config, LimitsConfig, Metering, OnTrap, PluginConfig};
 use streamhost_tests::*;
 
 const VALIDATOR: &str = "order-validator";
@@ -286,6 +286,25 @@ async fn fuel_burner_runs_out_of_fuel() {
         limits,
         plain,
         TrapKind::Fuel,
+    )
+    .await;
+}
+
+/// `limits.metering = "epoch-only"` (trusted plugins): the same loop runs
+/// without fuel counting, so it is the wall-clock limit that ends it, and
+/// the validator beside it (fuel-metered, the default) is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuel_burner_under_epoch_only_metering_times_out() {
+    let limits = LimitsConfig {
+        metering: Metering::EpochOnly,
+        ..tight_limits()
+    };
+    hostile_traps(
+        "fuel-burner",
+        artifacts::FUEL_BURNER,
+        limits,
+        plain,
+        TrapKind::Timeout,
     )
     .await;
 }

@@ -11,7 +11,7 @@ use super::intake::ReadAhead;
 use super::settle::{self, Facts, Handled, Verdict};
 use super::source::{DeadLetterRequest, Source};
 use super::{Batch, Delivery, PluginContext, Receipt, delivery};
-use crate::config::Isolation;
+use crate::config::{Isolation, Metering};
 use crate::plugin::{Message, PluginInstance};
 use crate::streams::entry::{self, RawField};
 
@@ -27,6 +27,12 @@ pub(crate) async fn run<S: Source>(
     conn: ConnectionManager,
 ) {
     let mut instance: Option<PluginInstance> = None;
+    let mut scratch = Message {
+        stream: String::new(),
+        id: String::new(),
+        fields: Vec::new(),
+        attempt: 0,
+    };
     while let Ok(batch) = work.recv().await {
         let mut acked = Vec::with_capacity(batch.len());
         let mut flushed = Instant::now();
@@ -38,9 +44,11 @@ pub(crate) async fn run<S: Source>(
                 flushed = Instant::now();
             }
             let bytes = delivery.bytes();
-            if let Some(receipt) = handle(&ctx, &*source, &mut instance, delivery, &conn).await {
+            let handled = handle(&ctx, &*source, &mut instance, delivery, &mut scratch, &conn);
+            if let Some(receipt) = handled.await {
                 acked.push(receipt);
             }
+            scratch.fields.clear();
             read_ahead.give_back(bytes);
         }
         if !acked.is_empty() {
@@ -55,15 +63,20 @@ async fn handle<S: Source>(
     source: &S,
     instance: &mut Option<PluginInstance>,
     delivery: Delivery,
+    scratch: &mut Message,
     conn: &ConnectionManager,
 ) -> Option<Receipt> {
     ctx.metrics.received.inc();
-    let receipt = delivery.receipt();
     let attempt = delivery.attempt();
-    let original = delivery::original(
+    let Delivery {
+        key,
+        entry,
+        uncounted,
+    } = delivery;
+    let original = delivery::original_ref(
         (&ctx.redeliver_stream, ctx.stream()),
-        &receipt.key,
-        delivery.entry.fields.unwrap_or_default(),
+        &key,
+        entry.fields.unwrap_or_default(),
     );
     // Entries with non-UTF-8 names are dead-lettered before handling
     // (settle::before_handling); were one to get here, its names are shown
@@ -77,14 +90,22 @@ async fn handle<S: Source>(
             .collect()
     });
     let original_id = original.id;
-    let msg = Message {
-        // A replayed entry reaches the handler under its original stream
-        // name, with its id in the redelivery stream.
-        stream: original.stream,
-        id: delivery.entry.id,
-        fields,
-        attempt,
+    // A replayed entry reaches the handler under its original stream
+    // name, with its id in the redelivery stream. The message's strings are
+    // the worker's, reused from entry to entry; the receipt keeps the id.
+    scratch.stream.clear();
+    scratch.stream.push_str(&original.stream);
+    scratch.id.clear();
+    scratch.id.push_str(&entry.id);
+    scratch.fields = fields;
+    scratch.attempt = attempt;
+    let receipt = Receipt {
+        key,
+        id: entry.id,
+        deliveries: entry.attempt,
+        uncounted,
     };
+    let msg = &*scratch;
     // The version is pinned for the whole delivery, re-runs after a state
     // conflict included; a hot swap takes effect at the next entry.
     let running = ctx.running();
@@ -107,12 +128,14 @@ async fn handle<S: Source>(
             },
         };
         let (handled, read_failed, has_effects) = match inst {
-            Ok(inst) => match busy(ctx, inst.invoke(&msg, &ctx.plugin.limits)).await {
+            Ok(inst) => match busy(ctx, inst.invoke(msg, &ctx.plugin.limits)).await {
                 Ok(invocation) => {
                     ctx.metrics
                         .handler_seconds
                         .observe(invocation.elapsed.as_secs_f64());
-                    ctx.metrics.fuel.observe(invocation.fuel as f64);
+                    if ctx.plugin.limits.metering == Metering::Fuel {
+                        ctx.metrics.fuel.observe(invocation.fuel as f64);
+                    }
                     let effects = inst.effects();
                     (
                         Handled::Ran(invocation.outcome),
@@ -177,10 +200,9 @@ async fn handle<S: Source>(
                     attempts: receipt.attempt(),
                     receipt,
                     original: delivery::Original {
-                        stream: msg.stream,
+                        stream: scratch.stream.clone(),
                         id: original_id,
-                        fields: msg
-                            .fields
+                        fields: std::mem::take(&mut scratch.fields)
                             .into_iter()
                             .map(|f| RawField {
                                 name: f.name.into_bytes(),

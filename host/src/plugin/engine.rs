@@ -1,7 +1,7 @@
 //! The process-wide wasmtime `Engine`, its production settings and the epoch ticker.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use wasmtime::{
 };
 
 use super::limits::MAX_TABLE_ELEMENTS;
-use crate::config::LimitsConfig;
+use crate::config::{LimitsConfig, Metering};
 use crate::error::Error;
 
 /// How often the epoch advances: the granularity of wall-clock limits, and how
@@ -76,6 +76,12 @@ impl EngineOptions {
 /// and is joined when the last handle is dropped.
 pub struct WasmEngine {
     engine: Engine,
+    /// The engine of `limits.metering = "epoch-only"` plugins: the same
+    /// settings without fuel counting (compiled code differs, so it is an
+    /// engine of its own, with its own pool), built when the first such
+    /// plugin loads.
+    unmetered: Arc<OnceLock<Engine>>,
+    options: EngineOptions,
     ticker: Option<Ticker>,
 }
 
@@ -88,52 +94,76 @@ impl WasmEngine {
     /// Builds the engine: Cranelift, fuel, epochs, guard pages, bounded stack.
     pub fn new(options: &EngineOptions) -> Result<Arc<WasmEngine>, Error> {
         low_priority_compile_threads();
-        let mut config = Config::new();
-        config
-            .strategy(Strategy::Cranelift)
-            .cranelift_opt_level(OptLevel::Speed)
-            .wasm_component_model(true)
-            .consume_fuel(true)
-            .epoch_interruption(true)
-            .max_wasm_stack(MAX_WASM_STACK)
-            .async_stack_size(MAX_WASM_STACK + 1024 * 1024)
-            .memory_init_cow(true);
-        if options.pooling {
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(options)));
-        }
-        if let Some(dir) = &options.cache_dir {
-            let mut cache = wasmtime::CacheConfig::new();
-            cache.with_directory(dir);
-            let cache = wasmtime::Cache::new(cache).map_err(|e| Error::CompileCache {
-                dir: dir.clone(),
-                detail: format!("{e:#}"),
-            })?;
-            config.cache(Some(cache));
-        }
-        let engine = Engine::new(&config).map_err(|e| {
-            let detail = format!("{e:#}");
-            // The pool reserves every slot's address space up front; its size
-            // follows the config (`concurrency`), so this is bad input.
-            if options.pooling && detail.contains("pool") {
-                Error::PoolReservation {
-                    slots: pool_slots(options),
-                    detail,
-                }
-            } else {
-                Error::EngineConfig { detail }
-            }
-        })?;
-        let ticker = Ticker::start(engine.clone()).map_err(Error::Ticker)?;
+        let engine = build(options, Metering::Fuel)?;
+        let unmetered = Arc::new(OnceLock::new());
+        let ticker = Ticker::start(engine.clone(), unmetered.clone()).map_err(Error::Ticker)?;
         Ok(Arc::new(WasmEngine {
             engine,
+            unmetered,
+            options: options.clone(),
             ticker: Some(ticker),
         }))
     }
 
-    /// The wasmtime engine.
+    /// The wasmtime engine of fuel-metered plugins (the default).
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
+
+    /// The wasmtime engine for a plugin's `limits.metering`.
+    pub fn engine_for(&self, metering: Metering) -> Result<&Engine, Error> {
+        match metering {
+            Metering::Fuel => Ok(&self.engine),
+            Metering::EpochOnly => {
+                if let Some(engine) = self.unmetered.get() {
+                    return Ok(engine);
+                }
+                let built = build(&self.options, Metering::EpochOnly)?;
+                // A racing loader may have set it first; either is the same.
+                Ok(self.unmetered.get_or_init(|| built))
+            }
+        }
+    }
+}
+
+/// A wasmtime engine with the production settings and the given metering.
+fn build(options: &EngineOptions, metering: Metering) -> Result<Engine, Error> {
+    let mut config = Config::new();
+    config
+        .strategy(Strategy::Cranelift)
+        .cranelift_opt_level(OptLevel::Speed)
+        .wasm_component_model(true)
+        .consume_fuel(metering == Metering::Fuel)
+        .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .async_stack_size(MAX_WASM_STACK + 1024 * 1024)
+        .memory_init_cow(true);
+    if options.pooling {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(options)));
+    }
+    if let Some(dir) = &options.cache_dir {
+        let mut cache = wasmtime::CacheConfig::new();
+        cache.with_directory(dir);
+        let cache = wasmtime::Cache::new(cache).map_err(|e| Error::CompileCache {
+            dir: dir.clone(),
+            detail: format!("{e:#}"),
+        })?;
+        config.cache(Some(cache));
+    }
+    let engine = Engine::new(&config).map_err(|e| {
+        let detail = format!("{e:#}");
+        // The pool reserves every slot's address space up front; its size
+        // follows the config (`concurrency`), so this is bad input.
+        if options.pooling && detail.contains("pool") {
+            Error::PoolReservation {
+                slots: pool_slots(options),
+                detail,
+            }
+        } else {
+            Error::EngineConfig { detail }
+        }
+    })?;
+    Ok(engine)
 }
 
 /// Pool sizes derived from the plugins' per-instance limits (the largest of
@@ -215,7 +245,7 @@ impl Drop for WasmEngine {
 }
 
 impl Ticker {
-    fn start(engine: Engine) -> std::io::Result<Ticker> {
+    fn start(engine: Engine, unmetered: Arc<OnceLock<Engine>>) -> std::io::Result<Ticker> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -224,6 +254,9 @@ impl Ticker {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
+                    if let Some(unmetered) = unmetered.get() {
+                        unmetered.increment_epoch();
+                    }
                 }
             })?;
         Ok(Ticker {

@@ -10,6 +10,7 @@ use super::bindings::{Handler, Message};
 use super::native::{Code, InvocationTap, NativeHandler};
 use super::registry::LoadedPlugin;
 use super::state::HostState;
+use crate::config::Metering;
 use crate::error::LoadError;
 use crate::outcome::{Outcome, TrapSignals, classify};
 
@@ -46,6 +47,8 @@ pub struct PluginInstance {
     guest: Guest,
     tap: Option<InvocationTap>,
     poisoned: bool,
+    /// Whether its engine counts fuel (`limits.metering = "fuel"`).
+    metered: bool,
     /// The version this instance runs (`sha256:<hex>` of its component).
     digest: Arc<str>,
 }
@@ -59,8 +62,13 @@ enum Guest {
 impl LoadedPlugin {
     /// A fresh instance with the plugin's limits applied.
     pub async fn instantiate(&self) -> Result<PluginInstance, LoadError> {
+        let engine = match &self.code {
+            // The engine the component was compiled with (its metering).
+            Code::Wasm(pre) => pre.engine(),
+            Code::Native(_) => self.engine.engine(),
+        };
         let mut store = Store::new(
-            self.engine.engine(),
+            engine,
             HostState::new(self.name.clone(), &self.limits, self.effects.clone()),
         );
         store.limiter(|s| &mut s.limiter);
@@ -87,9 +95,12 @@ impl LoadedPlugin {
             plugin: self.name.to_string(),
             detail,
         };
-        store
-            .set_fuel(self.limits.fuel)
-            .map_err(|e| instantiate_err(format!("{e:#}")))?;
+        let metered = self.limits.metering == Metering::Fuel;
+        if metered {
+            store
+                .set_fuel(self.limits.fuel)
+                .map_err(|e| instantiate_err(format!("{e:#}")))?;
+        }
         store.data_mut().deadline = Instant::now() + self.limits.timeout();
         store.set_epoch_deadline(1);
         let guest = match &self.code {
@@ -118,6 +129,7 @@ impl LoadedPlugin {
             guest,
             tap: self.tap.clone(),
             poisoned: false,
+            metered,
             digest: self.digest.clone(),
         })
     }
@@ -175,15 +187,18 @@ impl PluginInstance {
             state.entry_id.clone_from(&msg.id);
             state.effects.clear();
         }
-        // Cannot fail: fuel is enabled on every store of this engine.
-        let _ = self.store.set_fuel(limits.fuel);
+        let metered = self.metered;
+        if metered {
+            // Cannot fail: fuel is enabled on this store's engine.
+            let _ = self.store.set_fuel(limits.fuel);
+        }
         self.store.set_epoch_deadline(1);
         let result = match &self.guest {
             Guest::Wasm(handler) => {
                 let call = handler.call_handle(&mut self.store, msg);
-                match tokio::time::timeout(limits.timeout() + TIMER_GRACE, call).await {
-                    Ok(result) => result,
-                    Err(_) => {
+                match bounded(started, limits, call).await {
+                    Some(result) => result,
+                    None => {
                         self.store.data_mut().timed_out = true;
                         Err(wasmtime::Error::msg(
                             "wall-clock limit reached while blocked in a host call",
@@ -195,9 +210,13 @@ impl PluginInstance {
         };
         let elapsed = started.elapsed();
         self.store.data_mut().flush_output();
-        let fuel = limits
-            .fuel
-            .saturating_sub(self.store.get_fuel().unwrap_or(0));
+        let fuel = if metered {
+            limits
+                .fuel
+                .saturating_sub(self.store.get_fuel().unwrap_or(0))
+        } else {
+            0
+        };
         let state = self.store.data();
         let signals = TrapSignals {
             timed_out: state.timed_out,
@@ -225,4 +244,32 @@ impl PluginInstance {
             elapsed,
         })
     }
+}
+
+/// Awaits a `handle` call under the wall-clock limit: `None` when the host's
+/// own timer ended it (blocked in a host function, where epoch interruption
+/// cannot reach). Polls like `tokio::time::timeout` (the call first, then
+/// the timer), but arms the timer only once the call returned `Pending`:
+/// almost every call finishes in its first poll, and creating a timer per
+/// call cost a clock read and a shared-handle reference count (BENCHMARKS.md,
+/// issue 17). The timer still ends `timeout + TIMER_GRACE` after `started`.
+async fn bounded<T>(
+    started: Instant,
+    limits: &crate::config::LimitsConfig,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> Option<wasmtime::Result<T>> {
+    use std::task::Poll;
+    let mut call = std::pin::pin!(call);
+    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = call.as_mut().poll(cx) {
+            return Poll::Ready(Some(result));
+        }
+        let timer = timer.get_or_insert_with(|| {
+            let deadline = started + limits.timeout() + TIMER_GRACE;
+            Box::pin(tokio::time::sleep_until(deadline.into()))
+        });
+        timer.as_mut().poll(cx).map(|()| None)
+    })
+    .await
 }

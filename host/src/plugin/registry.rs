@@ -88,7 +88,14 @@ impl LoadedPlugin {
         })?;
         check_imports(name, &shape)?;
         check_cost(name, &shape, limits)?;
-        let component = Component::new(engine.engine(), bytes).map_err(|e| LoadError::Compile {
+        let wasm_engine = engine;
+        let engine = engine
+            .engine_for(limits.metering)
+            .map_err(|e| LoadError::Compile {
+                plugin: name.to_owned(),
+                detail: e.to_string(),
+            })?;
+        let component = Component::new(engine, bytes).map_err(|e| LoadError::Compile {
             plugin: name.to_owned(),
             detail: super::limits::name_the_key(format!("{e:#}")),
         })?;
@@ -114,7 +121,7 @@ impl LoadedPlugin {
             limits: limits.clone(),
             effects: Arc::new(EffectPolicy::deny_all(name)),
             code: Code::Wasm(pre),
-            engine: engine.clone(),
+            engine: wasm_engine.clone(),
             tap: None,
             effects_used: shape.effects_used,
         })
@@ -320,14 +327,15 @@ fn check_cost(
     Ok(())
 }
 
-fn check_exports(name: &str, engine: &WasmEngine, component: &Component) -> Result<(), LoadError> {
+fn check_exports(
+    name: &str,
+    engine: &wasmtime::Engine,
+    component: &Component,
+) -> Result<(), LoadError> {
     let ty = component.component_type();
-    let names: Vec<String> = ty
-        .exports(engine.engine())
-        .map(|(n, _)| n.to_owned())
-        .collect();
+    let names: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
     let has_handle = ty
-        .exports(engine.engine())
+        .exports(engine)
         .any(|(n, item)| n == "handle" && matches!(item.ty, ComponentItem::ComponentFunc(_)));
     if !has_handle {
         let found = if names.is_empty() {
@@ -343,8 +351,8 @@ fn check_exports(name: &str, engine: &WasmEngine, component: &Component) -> Resu
     Ok(())
 }
 
-fn linker(engine: &WasmEngine) -> wasmtime::Result<Linker<HostState>> {
-    let mut linker = Linker::new(engine.engine());
+fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
     add_wasi_to_linker(&mut linker)?;
     Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
     Ok(linker)
