@@ -28,6 +28,8 @@ use streamhost::plugin::{LoadedPlugin, Message, WasmEngine};
 const WARMUP: Duration = Duration::from_millis(500);
 /// The producer's pacing tick.
 const TICK: Duration = Duration::from_millis(1);
+/// Most entries in one produce pipeline (a late tick catches up in several).
+const MAX_PIPELINE: u64 = 1000;
 
 /// Produce-to-handled latencies of entries stamped at or after `from`.
 struct Recorder {
@@ -91,8 +93,11 @@ pub async fn run(
     let loaded = loaded.with_tap(Arc::new(move |msg, _| tap.observe(msg)));
     let host = Host::with_plugins(config, vec![Arc::new(loaded)])?;
 
+    // A producer that fell behind (a loaded machine) catches up with large
+    // pipelines: give them the stall bound, not redis-rs's 500 ms default.
+    let patient = redis::AsyncConnectionConfig::new().set_response_timeout(Some(STALL_TIMEOUT));
     let mut conn = redis::Client::open(url)?
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&patient)
         .await?;
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(host.run(shutdown.clone()));
@@ -101,6 +106,8 @@ pub async fn run(
     running
         .await
         .map_err(|e| anyhow!("host task failed: {e}"))??;
+    // Each rate has its stream; the bench's other keys are deleted by `run`.
+    let _: std::result::Result<(), _> = redis::cmd("DEL").arg(stream).query_async(&mut conn).await;
     let (produced, usage) = result?;
     let samples = recorder
         .samples
@@ -116,6 +123,7 @@ pub async fn run(
         &usage,
     );
     row.latency_ms = Latency::from_micros(samples);
+    row.offered_per_sec = Some(rate);
     Ok(row)
 }
 
@@ -164,10 +172,11 @@ async fn produce_paced(
     loop {
         ticks.tick().await;
         let elapsed = started.elapsed().min(duration);
-        let due = ((elapsed.as_secs_f64() * rate as f64) as u64).saturating_sub(sent);
-        if due > 0 {
-            workload::produce_stamped(conn, stream, first + sent, due).await?;
-            sent += due;
+        let mut due = ((elapsed.as_secs_f64() * rate as f64) as u64).saturating_sub(sent);
+        while due > 0 {
+            let n = due.min(MAX_PIPELINE);
+            workload::produce_stamped(conn, stream, first + sent, n).await?;
+            (sent, due) = (sent + n, due - n);
         }
         if elapsed >= duration {
             return Ok(sent);

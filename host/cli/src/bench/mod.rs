@@ -5,7 +5,7 @@
 //! 2. `native`: the same pipeline and rules as a native Rust handler;
 //! 3. `hand-written`: `XREADGROUP COUNT 10`, one `XACK` per entry, serde_json;
 //! 4. `per-message`: (1) with a fresh instance per entry;
-//! 5. `latency`: (1) fed at a fixed rate, produce-to-handled latency;
+//! 5. `latency`: (1) fed at fixed rates, produce-to-handled latency (one row per rate);
 //! 6. `list` / `hand-written-list`: (1) on a list queue, and a `BRPOP` loop;
 //! 7. `sorted-set` / `hand-written-zset`: (1) on a sorted-set queue, and a `ZPOPMIN` loop;
 //! 8. `pubsub`: (1) subscribed to a channel the orders are published on.
@@ -35,8 +35,8 @@ pub struct BenchOptions {
     pub entries: u64,
     /// Entries for the slow runs (hand-written, per-message), at most `entries`.
     pub slow_entries: u64,
-    /// Entries per second produced in the latency run.
-    pub latency_rate: u64,
+    /// Entries per second produced in the latency run: one row per rate.
+    pub latency_rates: Vec<u64>,
     /// How long the latency run records.
     pub latency_duration: Duration,
     /// Which runs to do (always in the order of [`RunKind::ALL`]).
@@ -103,11 +103,9 @@ pub async fn run(options: &BenchOptions) -> Result<Report> {
     }
     let slow = options.slow_entries.min(options.entries);
     let result = run_all(options, &mut report, &tag, slow).await;
-    let latency_stream = format!("{tag}:latency");
     let (list, zset) = (format!("{tag}:jobs"), format!("{tag}:render"));
     let _: std::result::Result<(), _> = redis::cmd("DEL")
         .arg(&stream)
-        .arg(&latency_stream)
         .arg(&list)
         .arg(&zset)
         .query_async(&mut conn)
@@ -125,6 +123,15 @@ async fn run_all(options: &BenchOptions, report: &mut Report, tag: &str, slow: u
         .into_iter()
         .filter(|k| options.runs.contains(k))
     {
+        if kind == RunKind::Latency {
+            for &rate in &options.latency_rates {
+                let duration = options.latency_duration;
+                eprintln!("latency: {rate}/s for {duration:?} ...");
+                let stream = format!("{tag}:latency:{rate}");
+                report.push(latency::run(url, &stream, rate, duration, options.tuning).await?);
+            }
+            continue;
+        }
         let row = match kind {
             RunKind::Native => {
                 eprintln!("native: {n} entries through the host pipeline, native handler ...");
@@ -144,18 +151,7 @@ async fn run_all(options: &BenchOptions, report: &mut Report, tag: &str, slow: u
                 eprintln!("per-message: {slow} entries, a fresh instance per entry ...");
                 pipeline::wasm(url, &stream, slow, Isolation::PerMessage, options.tuning).await?
             }
-            RunKind::Latency => {
-                let (rate, duration) = (options.latency_rate, options.latency_duration);
-                eprintln!("latency: {rate}/s for {duration:?} ...");
-                latency::run(
-                    url,
-                    &format!("{tag}:latency"),
-                    rate,
-                    duration,
-                    options.tuning,
-                )
-                .await?
-            }
+            RunKind::Latency => unreachable!("latency rows are pushed above"),
             RunKind::List
             | RunKind::HandWrittenList
             | RunKind::SortedSet

@@ -12,7 +12,7 @@ use super::{STALL_TIMEOUT, stalled};
 use crate::bundled;
 use anyhow::{Result, anyhow};
 use streamhost::Host;
-use streamhost::config::{Config, Isolation, PluginConfig, RedisConfig};
+use streamhost::config::{Config, Isolation, LimitsConfig, Metering, PluginConfig, RedisConfig};
 use streamhost::engine_options;
 use streamhost::plugin::{LoadedPlugin, WasmEngine};
 
@@ -77,6 +77,8 @@ pub struct Tuning {
     pub batch: Option<usize>,
     /// `concurrency`: handler instances in parallel.
     pub concurrency: Option<usize>,
+    /// `limits.metering` of the Wasm runs.
+    pub metering: Option<Metering>,
 }
 
 /// A plugin table with the product defaults (unless tuned), on its own group.
@@ -92,6 +94,10 @@ pub(crate) fn bench_plugin(
         consumer: Some("bench".to_owned()),
         batch: tuning.batch.unwrap_or(defaults.batch),
         concurrency: tuning.concurrency.unwrap_or(defaults.concurrency),
+        limits: LimitsConfig {
+            metering: tuning.metering.unwrap_or(defaults.limits.metering),
+            ..defaults.limits.clone()
+        },
         ..defaults
     }
 }

@@ -20,9 +20,10 @@ pub struct BenchArgs {
     /// Entries for the slower runs (hand-written, per-message); capped at --entries.
     #[arg(long, default_value_t = 200_000)]
     pub slow_entries: u64,
-    /// Entries per second offered in the latency run.
-    #[arg(long, default_value_t = 10_000)]
-    pub latency_rate: u64,
+    /// Entries per second offered in the latency run; several rates
+    /// (comma-separated) give one latency row each.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000, 100_000])]
+    pub latency_rate: Vec<u64>,
     /// Seconds the latency run records.
     #[arg(long, default_value_t = 5.0)]
     pub latency_secs: f64,
@@ -39,14 +40,29 @@ pub struct BenchArgs {
     /// Try this `concurrency` instead of the default in the pipeline runs.
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Try this `limits.metering` (`fuel`, the default, or `epoch-only`) in the Wasm runs.
+    #[arg(long, value_parser = parse_metering)]
+    pub metering: Option<streamhost::config::Metering>,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
 
+fn parse_metering(s: &str) -> Result<streamhost::config::Metering, String> {
+    match s {
+        "fuel" => Ok(streamhost::config::Metering::Fuel),
+        "epoch-only" => Ok(streamhost::config::Metering::EpochOnly),
+        other => Err(format!("{other:?}: expected fuel or epoch-only")),
+    }
+}
+
 /// Runs the benchmark and prints its table.
 pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    if args.entries == 0 || args.slow_entries == 0 || args.latency_rate == 0 {
+    if args.entries == 0
+        || args.slow_entries == 0
+        || args.latency_rate.is_empty()
+        || args.latency_rate.contains(&0)
+    {
         anyhow::bail!(super::BadInput(
             "--entries, --slow-entries and --latency-rate must be at least 1".into()
         ));
@@ -71,12 +87,13 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         redis_url,
         entries: args.entries,
         slow_entries: args.slow_entries,
-        latency_rate: args.latency_rate,
+        latency_rates: args.latency_rate,
         latency_duration: Duration::from_secs_f64(args.latency_secs),
         runs: args.runs,
         tuning: bench::pipeline::Tuning {
             batch: args.batch,
             concurrency: args.concurrency,
+            metering: args.metering,
         },
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
