@@ -13,9 +13,13 @@ use prometheus_client::metrics::gauge::Gauge;
 
 use super::delivery::Delivery;
 
+/// Keys whose emptied id set is kept (a stream and its redelivery stream,
+/// a few queues); beyond that, emptied sets are removed, so Pub/Sub
+/// channels seen once do not pile up.
+const KEEP_EMPTY_KEYS: usize = 8;
+
 /// The held entries: ids by the key they were read from (two source keys
-/// may hold equal ids; almost always there is one key). Keys with no ids
-/// left are removed, so channels seen once do not pile up.
+/// may hold equal ids; almost always there is one key).
 #[derive(Debug, Default)]
 struct Held {
     by_key: HashMap<Arc<str>, HashSet<HeldId, RandomState>, RandomState>,
@@ -113,7 +117,9 @@ impl InFlight {
             for id in ids {
                 held.count -= usize::from(set.remove(&HeldId::of(id)));
             }
-            if set.is_empty() {
+            // An emptied set keeps its capacity for the next batch of its
+            // key, unless many keys (Pub/Sub channels) are being seen.
+            if set.is_empty() && held.by_key.len() > KEEP_EMPTY_KEYS {
                 held.by_key.remove(&**key);
             }
         }
