@@ -634,7 +634,7 @@ pub struct LimitsConfig {
     pub fuel: u64,
     /// How CPU is bounded: `fuel` (default: the `fuel` budget, deterministic,
     /// and `timeout_ms`) or `epoch-only` (`timeout_ms` alone, wall clock; the
-    /// code runs without fuel counting, ~10% less host CPU per entry; for
+    /// code runs without fuel counting, ~6% less host CPU per entry; for
     /// trusted plugins only, since how far a handler gets then depends on
     /// the machine).
     #[serde(default)]
