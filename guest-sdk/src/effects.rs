@@ -20,8 +20,12 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::HandlerError;
+#[cfg(target_arch = "wasm32")]
 use crate::bindings::streamhost::plugin::effects as wit;
+// Natively there is no host: the test harness's recorder (see `testing`).
 use crate::bindings::streamhost::plugin::types::Field;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::native as wit;
 
 /// Why the host refused an effect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +88,7 @@ fn to_fields<K: Into<String>, V: Into<Vec<u8>>>(
 }
 
 /// Appends an entry to `stream` when this entry is acked.
+#[track_caller]
 pub fn emit<K: Into<String>, V: Into<Vec<u8>>>(
     stream: &str,
     fields: impl IntoIterator<Item = (K, V)>,
@@ -92,6 +97,7 @@ pub fn emit<K: Into<String>, V: Into<Vec<u8>>>(
 }
 
 /// Like [`emit`], trimming `stream` to about `max_len` entries.
+#[track_caller]
 pub fn emit_capped<K: Into<String>, V: Into<Vec<u8>>>(
     stream: &str,
     fields: impl IntoIterator<Item = (K, V)>,
@@ -101,11 +107,13 @@ pub fn emit_capped<K: Into<String>, V: Into<Vec<u8>>>(
 }
 
 /// Publishes `payload` on a Pub/Sub channel when this entry is acked.
+#[track_caller]
 pub fn publish(channel: &str, payload: impl AsRef<[u8]>) -> Result<(), EffectError> {
     wit::publish(channel, payload.as_ref()).map_err(Into::into)
 }
 
 /// Appends an entry to `stream` no sooner than `delay` after this entry is handled.
+#[track_caller]
 pub fn schedule<K: Into<String>, V: Into<Vec<u8>>>(
     stream: &str,
     fields: impl IntoIterator<Item = (K, V)>,
@@ -121,16 +129,19 @@ pub mod kv {
     use super::{EffectError, wit};
 
     /// The value of `key`, if set.
+    #[track_caller]
     pub fn get(key: &str) -> Result<Option<Vec<u8>>, EffectError> {
         wit::kv_get(key).map_err(Into::into)
     }
 
     /// Sets `key` to `value`.
+    #[track_caller]
     pub fn set(key: &str, value: impl AsRef<[u8]>) -> Result<(), EffectError> {
         wit::kv_set(key, value.as_ref()).map_err(Into::into)
     }
 
     /// Deletes `key`.
+    #[track_caller]
     pub fn delete(key: &str) -> Result<(), EffectError> {
         wit::kv_delete(key).map_err(Into::into)
     }

@@ -26,6 +26,10 @@ pub mod effects;
 mod error;
 pub mod log;
 mod message;
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 pub use effects::EffectError;
 pub use error::{FieldError, HandlerError};

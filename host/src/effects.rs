@@ -74,6 +74,24 @@ pub fn unpermitted<'u>(used: &'u [String], allow: &crate::config::AllowConfig) -
         .collect()
 }
 
+/// Whether `used` (the effect functions a component lowers) holds the whole
+/// `effects` interface of `streamhost:plugin@0.1`, which every later version
+/// keeps. Interpreters' toolchains (componentize-py, componentize-js) lower
+/// all of it whatever the handler calls, so for such a component the
+/// functions it imports say nothing about the effects it makes.
+pub fn imports_every_effect(used: &[String]) -> bool {
+    [
+        "emit",
+        "publish",
+        "schedule",
+        "kv-get",
+        "kv-set",
+        "kv-delete",
+    ]
+    .iter()
+    .all(|f| used.iter().any(|u| u == f))
+}
+
 /// The sorted set of a plugin's scheduled entries (see [`PluginConfig::schedule_key`]).
 pub(crate) fn schedule_key(p: &PluginConfig) -> String {
     p.schedule_key()

@@ -51,7 +51,7 @@ mod streams;
 pub use admin::Listener as AdminListener;
 pub use config::Config;
 pub use consumer::run as run_plugin;
-pub use effects::{Effect, EffectPolicy, unpermitted as unpermitted_effects};
+pub use effects::{Effect, EffectPolicy, imports_every_effect, unpermitted as unpermitted_effects};
 pub use error::{ConfigError, DeployError, Error, LoadError, LocalRedisError, ReplyError, Result};
 pub use heartbeat::INTERVAL as HEARTBEAT_INTERVAL;
 pub use host::{Host, engine_options, load_plugins};

@@ -106,11 +106,9 @@ fn new_build_invoke(lang: &str, env: Env, unit_test: fn(&Path) -> Command) {
         "{lang}: logs shown:\n{invoked}"
     );
     assert!(invoked.contains("fuel="), "{invoked}");
-    if lang != "rust" {
-        // The Python and JS templates emit; the config allows exactly that.
-        let emit = format!("effect emit {name}.valid {{order_id=1}}");
-        assert!(invoked.contains(&emit), "{lang}: {emit:?} in\n{invoked}");
-    }
+    // Every template emits; the config allows exactly that.
+    let emit = format!("effect emit {name}.valid {{order_id=1}}");
+    assert!(invoked.contains(&emit), "{lang}: {emit:?} in\n{invoked}");
 
     // `--field` builds one message from the command line.
     let one = run(

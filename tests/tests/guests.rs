@@ -393,3 +393,73 @@ fn sdk_native_test_harnesses_run_the_guests_unit_tests() {
         "{text}"
     );
 }
+
+/// `check --offline` on `component` with `[plugin.allow]` `allow`: its stdout.
+fn check_offline(component: &str, allow: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("streamhost.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[redis]\nurl = \"redis://127.0.0.1:1\"\n\n[[plugin]]\nname = \"g\"\n\
+             component = {component:?}\nstream = \"orders\"\n{allow}"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(streamhost_bin())
+        .args(["check", "--offline", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "check failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The Python and JS toolchains import every effect whatever the handler
+/// calls, so `check` cannot tell which a handler makes: one line saying so
+/// and naming what `[plugin.allow]` would refuse, not a warning per effect.
+#[test]
+fn check_aggregates_effect_warnings_for_python_and_js() {
+    for guest in [guests::PYTHON_ORDER_VALIDATOR, guests::JS_ORDER_VALIDATOR] {
+        let text = check_offline(guest.path(), "");
+        let warnings: Vec<&str> = text.lines().filter(|l| l.starts_with("warning")).collect();
+        assert_eq!(warnings.len(), 1, "{}: one warning:\n{text}", guest.name);
+        let w = warnings[0];
+        assert!(
+            w.contains("imports every effect function")
+                && w.contains("whatever the handler calls")
+                && w.contains("[plugin.allow] `emit`, `publish` and `schedule` are empty")
+                && w.contains("refused at run time (not-allowed)"),
+            "{}: {w}",
+            guest.name
+        );
+        assert!(!text.contains("imports `"), "{}: {text}", guest.name);
+
+        let text = check_offline(
+            guest.path(),
+            "[plugin.allow]\nemit = [\"x\"]\npublish = [\"y\"]\n",
+        );
+        let w = text
+            .lines()
+            .find(|l| l.starts_with("warning"))
+            .unwrap_or("");
+        assert!(
+            w.contains("[plugin.allow] `schedule` is empty, so any `schedule` it makes"),
+            "{}: only schedule refused:\n{text}",
+            guest.name
+        );
+
+        let all = "[plugin.allow]\nemit = [\"x\"]\npublish = [\"y\"]\nschedule = [\"z\"]\n";
+        let text = check_offline(guest.path(), all);
+        assert!(
+            !text.contains("warning"),
+            "{}: all allowed:\n{text}",
+            guest.name
+        );
+    }
+}

@@ -8,7 +8,8 @@
 //! the engine sees the bytes.
 
 use wasmparser::{
-    ComponentAlias, ComponentExternalKind, ComponentTypeRef, Encoding, Instance, Parser, Payload,
+    CanonicalFunction, ComponentAlias, ComponentExternalKind, ComponentTypeRef, Encoding, Instance,
+    Parser, Payload,
 };
 
 /// The counts of a component that its limits are checked against.
@@ -33,8 +34,10 @@ pub struct Shape {
     pub largest_table: u64,
     /// The largest initial size of any defined memory, in bytes.
     pub largest_memory: u64,
-    /// Functions of `streamhost:plugin/effects` the component calls
-    /// (`emit`, `kv-get`, ...): toolchains lower only what the code uses.
+    /// Functions of `streamhost:plugin/effects` the component lowers into
+    /// core code (`emit`, `kv-get`, ...), in the order first lowered. A
+    /// compiled language's linker keeps only the imports its code calls;
+    /// an interpreter's toolchain lowers the whole interface.
     pub effects_used: Vec<String>,
 }
 
@@ -61,6 +64,9 @@ pub fn shape(bytes: &[u8]) -> Result<Shape, String> {
     // The top level's component instance index space: the import name of
     // each imported instance, `None` for instances made any other way.
     let mut instances: Vec<Option<String>> = Vec::new();
+    // The top level's component function index space: the effect's name
+    // for functions aliased from the effects import, `None` otherwise.
+    let mut funcs: Vec<Option<String>> = Vec::new();
     for payload in Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(|e| e.to_string())?;
         match payload {
@@ -80,8 +86,12 @@ pub fn shape(bytes: &[u8]) -> Result<Shape, String> {
                     if !matches!(import.ty, ComponentTypeRef::Type(_)) {
                         shape.imports.push(import.name.name.to_owned());
                     }
-                    if matches!(import.ty, ComponentTypeRef::Instance(_)) {
-                        instances.push(Some(import.name.name.to_owned()));
+                    match import.ty {
+                        ComponentTypeRef::Instance(_) => {
+                            instances.push(Some(import.name.name.to_owned()));
+                        }
+                        ComponentTypeRef::Func(_) => funcs.push(None),
+                        _ => {}
                     }
                 }
             }
@@ -90,8 +100,10 @@ pub fn shape(bytes: &[u8]) -> Result<Shape, String> {
             }
             Payload::ComponentExportSection(reader) if stack.len() == 1 => {
                 for export in reader {
-                    if export.map_err(|e| e.to_string())?.kind == ComponentExternalKind::Instance {
-                        instances.push(None);
+                    match export.map_err(|e| e.to_string())?.kind {
+                        ComponentExternalKind::Instance => instances.push(None),
+                        ComponentExternalKind::Func => funcs.push(None),
+                        _ => {}
                     }
                 }
             }
@@ -104,11 +116,8 @@ pub fn shape(bytes: &[u8]) -> Result<Shape, String> {
                             name,
                         } => {
                             let from = instances.get(instance_index as usize).cloned().flatten();
-                            if from.is_some_and(|i| i.starts_with(EFFECTS))
-                                && !shape.effects_used.iter().any(|u| u == name)
-                            {
-                                shape.effects_used.push(name.to_owned());
-                            }
+                            let effect = from.is_some_and(|i| i.starts_with(EFFECTS));
+                            funcs.push(effect.then(|| name.to_owned()));
                         }
                         ComponentAlias::InstanceExport {
                             kind: ComponentExternalKind::Instance,
@@ -116,6 +125,22 @@ pub fn shape(bytes: &[u8]) -> Result<Shape, String> {
                         } => instances.push(None),
                         ComponentAlias::Outer { .. } | ComponentAlias::InstanceExport { .. } => {}
                         ComponentAlias::CoreInstanceExport { .. } => {}
+                    }
+                }
+            }
+            Payload::ComponentCanonicalSection(reader) if stack.len() == 1 => {
+                for canon in reader {
+                    match canon.map_err(|e| e.to_string())? {
+                        CanonicalFunction::Lift { .. } => funcs.push(None),
+                        CanonicalFunction::Lower { func_index, .. } => {
+                            if let Some(Some(name)) = funcs.get(func_index as usize)
+                                && !shape.effects_used.contains(name)
+                            {
+                                shape.effects_used.push(name.clone());
+                            }
+                        }
+                        // The rest define core functions, not component ones.
+                        _ => {}
                     }
                 }
             }

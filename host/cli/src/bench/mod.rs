@@ -8,8 +8,10 @@
 //! 5. `latency`: (1) fed at fixed rates, produce-to-handled latency (one row per rate);
 //! 6. `list` / `hand-written-list`: (1) on a list queue, and a `BRPOP` loop;
 //! 7. `sorted-set` / `hand-written-zset`: (1) on a sorted-set queue, and a `ZPOPMIN` loop;
-//! 8. `pubsub`: (1) subscribed to a channel the orders are published on.
+//! 8. `pubsub`: (1) subscribed to a channel the orders are published on;
+//! 9. `--guest`: the order validator in Rust, Python and JS ([`guests`]).
 
+pub mod guests;
 pub mod handwritten;
 pub mod latency;
 pub mod native;
@@ -41,6 +43,8 @@ pub struct BenchOptions {
     pub latency_duration: Duration,
     /// Which runs to do (always in the order of [`RunKind::ALL`]).
     pub runs: Vec<RunKind>,
+    /// The order validator in these languages, after the runs.
+    pub guests: Vec<guests::GuestComponent>,
     /// Settings to try instead of the product defaults.
     pub tuning: pipeline::Tuning,
     /// The command line, recorded in the report.
@@ -97,7 +101,7 @@ pub async fn run(options: &BenchOptions) -> Result<Report> {
     let mut conn = client.get_multiplexed_async_connection().await?;
     let mut report = Report::new(options, &mut conn).await?;
 
-    if options.runs.iter().any(|k| *k != RunKind::Latency) {
+    if options.runs.iter().any(|k| *k != RunKind::Latency) || !options.guests.is_empty() {
         eprintln!("pre-filling {} entries into {stream} ...", options.entries);
         workload::prefill(&mut conn, &stream, options.entries).await?;
     }
@@ -187,6 +191,11 @@ async fn run_all(options: &BenchOptions, report: &mut Report, tag: &str, slow: u
             }
         };
         report.push(row);
+    }
+    for guest in &options.guests {
+        report
+            .guests
+            .push(guests::run(url, &stream, guest, n, options.tuning).await?);
     }
     Ok(())
 }

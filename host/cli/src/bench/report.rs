@@ -7,6 +7,7 @@ use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
 use super::BenchOptions;
+use super::guests::{GuestLang, GuestRun};
 use super::usage::Usage;
 
 /// Everything one `streamhost bench` invocation measured.
@@ -24,6 +25,9 @@ pub struct Report {
     pub entry_bytes: usize,
     /// One row per run, in the order they ran.
     pub runs: Vec<Run>,
+    /// One row per `--guest` language, in the order they ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guests: Vec<GuestRun>,
     /// The throughput goals, checked.
     pub goals: Vec<Goal>,
 }
@@ -154,6 +158,7 @@ impl Report {
             entries: options.entries,
             entry_bytes: super::workload::order_json(0).len(),
             runs: Vec::new(),
+            guests: Vec::new(),
             goals: Vec::new(),
         })
     }
@@ -186,6 +191,14 @@ impl Report {
             }
             run.vs_native = native.map(|n| run.entries_per_sec / n);
             run.vs_hand_written = hand.map(|h| run.entries_per_sec / h);
+        }
+        let rust = self
+            .guests
+            .iter()
+            .find(|g| g.lang == GuestLang::Rust)
+            .map(|g| g.run.entries_per_sec);
+        for guest in &mut self.guests {
+            guest.vs_rust = rust.map(|r| guest.run.entries_per_sec / r);
         }
         self.goals = self.check_goals();
     }
@@ -239,6 +252,26 @@ impl Report {
                 "per-message ≥ 50,000 entries/s",
                 format!("{r:.0}/s"),
                 r >= 50_000.0,
+            );
+        }
+        for g in &self.guests {
+            let ratio = match g.lang {
+                GuestLang::Rust => None,
+                GuestLang::Python => Some(0.4),
+                GuestLang::Js => Some(0.3),
+            };
+            if let (Some(min), Some(x)) = (ratio, g.vs_rust) {
+                goal(
+                    &format!("{} ≥ {min}× Rust entries/s", g.lang.name()),
+                    format!("{x:.2}×"),
+                    x >= min,
+                );
+            }
+            let ms = g.cached_start_s * 1000.0;
+            goal(
+                &format!("{} cached start ≤ 200 ms", g.lang.name()),
+                format!("{ms:.0} ms"),
+                ms <= 200.0,
             );
         }
         goals
@@ -302,6 +335,50 @@ impl fmt::Display for Report {
                 r.redis_cpu_s_per_million
                     .map_or("-".to_owned(), |s| format!("{s:.2}")),
                 r.peak_rss_mib
+            )?;
+        }
+        if !self.guests.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "{:<7} {:>9} {:>11} {:>6} {:>9} {:>10} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
+                "guest",
+                "entries",
+                "entries/s",
+                "÷rust",
+                "CPU s/M",
+                "fuel/entry",
+                "size MiB",
+                "inst MiB",
+                "RSS MiB",
+                "build s",
+                "cold s",
+                "cached ms"
+            )?;
+            for g in &self.guests {
+                let r = &g.run;
+                writeln!(
+                    f,
+                    "{:<7} {:>9} {:>11.0} {:>6} {:>9.2} {:>10.0} {:>9.2} {:>9.1} {:>8.1} {:>8} {:>9.2} {:>9.0}",
+                    g.lang.name(),
+                    r.entries,
+                    r.entries_per_sec,
+                    g.vs_rust.map_or("-".to_owned(), |x| format!("{x:.2}")),
+                    r.host_cpu_s_per_million,
+                    g.fuel_per_entry,
+                    g.component_mib,
+                    g.instance_mib,
+                    g.host_rss_mib,
+                    g.build_s.map_or("cached".to_owned(), |s| format!("{s:.1}")),
+                    g.cold_start_s,
+                    g.cached_start_s * 1000.0
+                )?;
+            }
+            let concurrency = self.guests.first().map_or(0, |g| g.concurrency);
+            writeln!(
+                f,
+                "(RSS: peak of the run minus RSS before loading, {concurrency} instances; \
+                 cold/cached: load + instantiate + first order, empty/warm compile cache)"
             )?;
         }
         writeln!(f)?;

@@ -108,6 +108,19 @@ pub fn peak_rss() -> u64 {
     u64::try_from(maxrss).unwrap_or(0) * unit
 }
 
+/// Resident set size now, in bytes (`VmRSS`; 0 where unknown).
+pub fn current_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// `used_cpu_user + used_cpu_sys` from `INFO cpu`, if the server reports them.
 pub async fn redis_cpu_seconds(conn: &mut MultiplexedConnection) -> Option<f64> {
     let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await.ok()?;
@@ -131,5 +144,7 @@ mod tests {
         std::hint::black_box(x);
         assert!(super::process_cpu() > before);
         assert!(super::peak_rss() > 1 << 20);
+        assert!(super::current_rss() > 1 << 20);
+        assert!(super::current_rss() <= super::peak_rss());
     }
 }

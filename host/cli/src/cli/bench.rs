@@ -1,16 +1,23 @@
 //! `streamhost bench`: measures the host against a native handler and a
 //! hand-written consumer on a private redis-server, prints a table, and
-//! optionally writes the same figures as JSON.
+//! optionally writes the same figures as JSON. With `--guest`, the order
+//! validator in Rust, Python and JS side by side; this finds or builds
+//! their components.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 
+use crate::bench::guests::{GuestComponent, GuestLang};
 use crate::bench::{self, BenchOptions, RunKind};
+use crate::bundled;
 use streamhost::local_redis::LocalRedis;
+use streamhost_build_support::guests::{self as build_guests, Lang};
+
+use super::BadInput;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -31,9 +38,20 @@ pub struct BenchArgs {
     /// named `streamhost-bench:*` are written, and deleted afterwards).
     #[arg(long)]
     pub redis: Option<String>,
-    /// Which runs to do, comma-separated (e.g. `wasm,native` while profiling).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = RunKind::ALL)]
-    pub runs: Vec<RunKind>,
+    /// Which runs to do, comma-separated (e.g. `wasm,native` while profiling;
+    /// default: all, or none when `--guest` is given).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub runs: Option<Vec<RunKind>>,
+    /// The order validator in these languages, side by side (comma-separated):
+    /// start times, fuel per entry, then `--entries` through the pipeline each.
+    /// Python and JS are built from this checkout's `tests/guests/` with
+    /// componentize-py / componentize-js (cached by their sources).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub guest: Vec<GuestLang>,
+    /// Use this component for a `--guest` language instead of building it
+    /// (`LANG=PATH`, repeatable).
+    #[arg(long, value_name = "LANG=PATH", value_parser = parse_override)]
+    pub guest_component: Vec<(GuestLang, PathBuf)>,
     /// Try this `batch` instead of the default in the pipeline runs.
     #[arg(long)]
     pub batch: Option<usize>,
@@ -72,6 +90,19 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "--latency-secs must be a positive number of seconds".into()
         ));
     }
+    // Before starting anything: a missing toolchain ends the bench at once.
+    let scratch = tempfile::tempdir().context("cannot create a temp dir")?;
+    let guests = components(
+        &args.guest,
+        &args.guest_component,
+        &super::new::sdk_root(),
+        scratch.path(),
+    )?;
+    let runs = match args.runs.clone() {
+        Some(runs) => runs,
+        None if !guests.is_empty() => Vec::new(),
+        None => RunKind::ALL.to_vec(),
+    };
     // The private server (if any) lives until the report is written.
     let (redis_url, _private) = match args.redis.clone() {
         Some(url) => (super::redis_url(Some(&url), None)?, None),
@@ -89,7 +120,8 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         slow_entries: args.slow_entries,
         latency_rates: args.latency_rate,
         latency_duration: Duration::from_secs_f64(args.latency_secs),
-        runs: args.runs,
+        runs,
+        guests,
         tuning: bench::pipeline::Tuning {
             batch: args.batch,
             concurrency: args.concurrency,
@@ -106,4 +138,106 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Parses `LANG=PATH` of `--guest-component`.
+fn parse_override(arg: &str) -> Result<(GuestLang, PathBuf), String> {
+    let (lang, path) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("{arg:?}: expected LANG=PATH, e.g. python=validator.wasm"))?;
+    let lang = match lang {
+        "rust" => GuestLang::Rust,
+        "python" => GuestLang::Python,
+        "js" => GuestLang::Js,
+        other => return Err(format!("{other:?}: LANG is rust, python or js")),
+    };
+    Ok((lang, PathBuf::from(path)))
+}
+
+/// Finds or builds each language's validator: given with
+/// `--guest-component`; Rust written from this binary into `scratch`;
+/// Python and JS componentized from the checkout at `root` into
+/// `~/.cache/streamhost-guests` unless an identical build is there already.
+fn components(
+    langs: &[GuestLang],
+    overrides: &[(GuestLang, PathBuf)],
+    root: &Path,
+    scratch: &Path,
+) -> anyhow::Result<Vec<GuestComponent>> {
+    let mut out = Vec::new();
+    for &lang in langs {
+        if out.iter().any(|g: &GuestComponent| g.lang == lang) {
+            continue;
+        }
+        let (path, build_s) = if let Some((_, path)) = overrides.iter().find(|(l, _)| *l == lang) {
+            if !path.is_file() {
+                return Err(BadInput(format!(
+                    "--guest-component {}={}: no such file",
+                    lang.name(),
+                    path.display()
+                ))
+                .into());
+            }
+            (path.clone(), None)
+        } else {
+            match lang {
+                GuestLang::Rust => {
+                    let path = scratch.join("order_validator.wasm");
+                    std::fs::write(&path, bundled::ORDER_VALIDATOR)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    (path, None)
+                }
+                GuestLang::Python => build(Lang::Python, root)?,
+                GuestLang::Js => build(Lang::Js, root)?,
+            }
+        };
+        out.push(GuestComponent {
+            lang,
+            path,
+            build_s,
+        });
+    }
+    Ok(out)
+}
+
+/// Componentizes `tests/guests/<lang>/order-validator`, or finds it cached;
+/// returns the component and, when it was built now, how long that took.
+fn build(lang: Lang, root: &Path) -> anyhow::Result<(PathBuf, Option<f64>)> {
+    let dir = root
+        .join("tests/guests")
+        .join(lang.name())
+        .join("order-validator");
+    if !dir.is_dir() {
+        return Err(BadInput(format!(
+            "{} not found: --guest {} builds the validator from a streamhost checkout \
+             (set STREAMHOST_SDK_ROOT to one), or give --guest-component {}=PATH",
+            dir.display(),
+            lang.name(),
+            lang.name()
+        ))
+        .into());
+    }
+    // Beside the compile cache, not in it: wasmtime cleans its own directory.
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("streamhost-guests");
+    let id = format!("bench-{}-order-validator", lang.name());
+    let before = std::fs::read_dir(&cache).map_or(0, Iterator::count);
+    eprintln!(
+        "guest {}: componentizing {} (cached by its sources) ...",
+        lang.name(),
+        dir.display()
+    );
+    let started = std::time::Instant::now();
+    let path = build_guests::build_cached(lang, root, &dir, &id, &cache).map_err(|e| {
+        BadInput(format!(
+            "--guest {} needs its toolchain to build the validator: {e}",
+            lang.name()
+        ))
+    })?;
+    // A new file in the cache: built now, not found.
+    let built = std::fs::read_dir(&cache).map_or(0, Iterator::count) > before;
+    Ok((path, built.then(|| started.elapsed().as_secs_f64())))
 }

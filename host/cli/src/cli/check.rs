@@ -28,11 +28,31 @@ pub async fn check(config_path: &Path, offline: bool) -> anyhow::Result<ExitCode
             pc.source_key(),
             pc.group()
         );
-        for effect in streamhost::unpermitted_effects(&p.effects_used, &pc.allow) {
+        let refused = streamhost::unpermitted_effects(&p.effects_used, &pc.allow);
+        if refused.is_empty() {
+            continue;
+        }
+        if streamhost::imports_every_effect(&p.effects_used) {
+            // Which it calls cannot be read from the component: one line, not one per effect.
             println!(
-                "warning: plugin {:?} imports `{effect}`, but [plugin.allow] {effect} is empty: every {effect} it makes will be refused (not-allowed)",
-                p.name
+                "warning: plugin {:?} imports every effect function (the Python and JS toolchains \
+                 import the whole interface, whatever the handler calls); [plugin.allow] {} \
+                 empty, so any {} it makes will be refused at run time (not-allowed)",
+                p.name,
+                list(
+                    &refused,
+                    " and ",
+                    if refused.len() == 1 { "is" } else { "are" }
+                ),
+                list(&refused, " or ", "")
             );
+        } else {
+            for effect in refused {
+                println!(
+                    "warning: plugin {:?} imports `{effect}`, but [plugin.allow] {effect} is empty: every {effect} it makes will be refused (not-allowed)",
+                    p.name
+                );
+            }
         }
     }
     for (dlq, names) in config.shared_dlqs() {
@@ -62,6 +82,21 @@ pub async fn check(config_path: &Path, offline: bool) -> anyhow::Result<ExitCode
         plugins.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `a`, `a and b`, `a, b and c` (with `word` between the last two), then `tail`.
+fn list(items: &[&str], word: &str, tail: &str) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
+    let text = match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{}{word}{last}", rest.join(", ")),
+        None => String::new(),
+    };
+    if tail.is_empty() {
+        text
+    } else {
+        format!("{text} {tail}")
+    }
 }
 
 async fn ping(url: &str) -> anyhow::Result<()> {

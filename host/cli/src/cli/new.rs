@@ -120,7 +120,7 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
         write(&dir.join(path), &render(text))?;
     }
     write(&dir.join("fixtures.jsonl"), FIXTURES)?;
-    write(&dir.join("streamhost.toml"), &config(&args.name, args.lang))?;
+    write(&dir.join("streamhost.toml"), &config(&args.name))?;
     write(
         &dir.join(".gitignore"),
         "*.wasm\n/target\nnode_modules\n__pycache__\n",
@@ -160,13 +160,10 @@ fn check_name(name: &str) -> Result<(), BadInput> {
 
 /// The config: one plugin on stream `NAME.orders`, its component beside the
 /// config, and `[plugin.allow]` naming exactly what the template emits.
-fn config(name: &str, lang: Lang) -> String {
-    let allow = match lang {
-        Lang::Rust => "# The handler uses no effects; list streams here when it emits:\n# [plugin.allow]\n# emit = [\"NAME.valid\"]\n".replace("NAME", name),
-        Lang::Python | Lang::Js => format!(
-            "# Every stream the handler emits to must be listed (or its emits are refused).\n[plugin.allow]\nemit = [\"{name}.valid\"]\n"
-        ),
-    };
+fn config(name: &str) -> String {
+    let allow = format!(
+        "# Every stream the handler emits to must be listed (or its emits are refused).\n[plugin.allow]\nemit = [\"{name}.valid\"]\n"
+    );
     format!(
         "# streamhost config for {name} (`streamhost run`, `streamhost dev`).\n\
          [redis]\nurl = \"redis://127.0.0.1:6379\"\n\n\
@@ -204,10 +201,8 @@ mod tests {
         for bad in ["", "My", "2x", "a b", "a_b", "a/b"] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
-        for lang in [Lang::Rust, Lang::Python, Lang::Js] {
-            let config = streamhost::Config::parse(&config("x", lang)).unwrap();
-            let emit = &config.plugins[0].allow.emit;
-            assert_eq!(emit.is_empty(), lang == Lang::Rust, "{lang:?}");
-        }
+        // Every template emits to NAME.valid, and the config allows exactly that.
+        let config = streamhost::Config::parse(&config("x")).unwrap();
+        assert_eq!(config.plugins[0].allow.emit, ["x.valid"]);
     }
 }

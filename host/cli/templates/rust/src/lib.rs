@@ -1,7 +1,8 @@
 //! {{name}}: a streamhost handler. Field `data` must be a JSON object with an
-//! integer `order_id`; anything else is rejected.
+//! integer `order_id`; each valid order is emitted to `{{name}}.valid`,
+//! anything else is rejected.
 
-use streamhost_sdk::{HandlerError, Message, handler, log};
+use streamhost_sdk::{HandlerError, Message, effects, handler, log};
 
 #[handler]
 fn handle(msg: Message) -> Result<(), HandlerError> {
@@ -13,18 +14,34 @@ fn handle(msg: Message) -> Result<(), HandlerError> {
         ));
     };
     log::info(&format!("order {id} is valid"));
+    // Refused unless streamhost.toml's [plugin.allow] emit lists the stream.
+    effects::emit("{{name}}.valid", [("order_id", id.to_string())])?;
     Ok(())
 }
 
+/// Unit tests without a host: `cargo test`. The harness records effects
+/// and logs and applies `[plugin.allow]` lists like the host.
 #[cfg(test)]
 mod tests {
     use super::*;
+    use streamhost_sdk::testing::{Effect, Harness, Outcome, message};
+
+    #[test]
+    fn a_valid_order_is_emitted() {
+        let mut harness = Harness::new().allow_emit(["{{name}}.valid"]);
+        let result = harness.invoke(handle, message([("data", r#"{"order_id": 7}"#)]));
+        assert_eq!(result.outcome, Outcome::Ok, "{}", result.reason);
+        assert_eq!(
+            result.effects,
+            [Effect::emit("{{name}}.valid", [("order_id", "7")])]
+        );
+    }
 
     #[test]
     fn an_invalid_order_is_rejected() {
-        let msg = Message::new("test", "1-0").with_field("data", r#"{"order_id": "seven"}"#);
-        assert!(matches!(handle(msg), Err(HandlerError::Reject(_))));
-        let msg = Message::new("test", "1-0").with_field("data", "not json");
-        assert!(matches!(handle(msg), Err(HandlerError::Reject(_))));
+        for data in [r#"{"order_id": "seven"}"#, "not json"] {
+            let result = Harness::new().invoke(handle, message([("data", data)]));
+            assert_eq!(result.outcome, Outcome::Reject, "{data}");
+        }
     }
 }
