@@ -29,7 +29,7 @@ mod message;
 
 pub use effects::EffectError;
 pub use error::{FieldError, HandlerError};
-pub use message::Message;
+pub use message::{Message, Source};
 pub use streamhost_sdk_macros::handler;
 
 /// The `#[handler]` expansion and the bindings name `wit_bindgen` by this path,
@@ -42,7 +42,8 @@ pub use wit_bindgen;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "handler",
-        path: "../wit",
+        // `streamhost:plugin@0.2.0`; the frozen 0.1.0 is `../wit/plugin.wit`.
+        path: "../wit/v0.2",
         pub_export_macro: true,
         export_macro_name: "__export_handler",
         // `$crate` so the macro finds these bindings from the plugin's crate.

@@ -10,9 +10,11 @@ use redis::aio::ConnectionManager;
 use super::intake::ReadAhead;
 use super::settle::{self, Facts, Handled, Verdict};
 use super::source::{DeadLetterRequest, Source};
-use super::{Batch, Delivery, PluginContext, Receipt, delivery};
-use crate::config::Isolation;
-use crate::plugin::{Message, PluginInstance};
+use super::{Batch, Delivery, Origin, PluginContext, Receipt, delivery};
+use crate::config::{Isolation, SourceKind};
+use crate::plugin::{
+    Message, PluginInstance, PubsubMessage, SortedSetMember, Source as MessageSource, StreamEntry,
+};
 use crate::streams::entry::{self, RawField};
 
 /// Longest a handled entry waits in a worker before its ack is sent.
@@ -64,6 +66,7 @@ async fn handle<S: Source>(
         (&ctx.redeliver_stream, ctx.stream()),
         &receipt.key,
         delivery.entry.fields.unwrap_or_default(),
+        delivery.origin,
     );
     // Entries with non-UTF-8 names are dead-lettered before handling
     // (settle::before_handling); were one to get here, its names are shown
@@ -76,11 +79,17 @@ async fn handle<S: Source>(
             })
             .collect()
     });
-    let original_id = original.id;
+    let (original_stream, original_id, origin) = (original.stream, original.id, original.origin);
     let msg = Message {
-        // A replayed entry reaches the handler under its original stream
-        // name, with its id in the redelivery stream.
-        stream: original.stream,
+        // A replayed entry reaches the handler with its original source,
+        // and with its id in the redelivery stream.
+        source: message_source(
+            ctx,
+            &original_stream,
+            original_id.as_deref(),
+            &delivery.entry.id,
+            &origin,
+        ),
         id: delivery.entry.id,
         fields,
         attempt,
@@ -177,8 +186,9 @@ async fn handle<S: Source>(
                     attempts: receipt.attempt(),
                     receipt,
                     original: delivery::Original {
-                        stream: msg.stream,
+                        stream: original_stream,
                         id: original_id,
+                        origin,
                         fields: msg
                             .fields
                             .into_iter()
@@ -196,6 +206,53 @@ async fn handle<S: Source>(
                 return None;
             }
         }
+    }
+}
+
+/// Where a message came from, as the handler sees it: the plugin's kind of
+/// source, with the key, id, channel or score of this entry.
+fn message_source(
+    ctx: &PluginContext,
+    key: &str,
+    original_id: Option<&str>,
+    id: &str,
+    origin: &Origin,
+) -> MessageSource {
+    match (ctx.config.source(), origin) {
+        (SourceKind::Subscribe(_), Origin::Channel { channel, pattern }) => {
+            MessageSource::Pubsub(PubsubMessage {
+                channel: channel.clone(),
+                // One of the plugin's `subscribe` names, so UTF-8.
+                pattern: pattern
+                    .as_ref()
+                    .map(|p| String::from_utf8_lossy(p).into_owned()),
+            })
+        }
+        (SourceKind::Subscribe(_), _) => MessageSource::Pubsub(PubsubMessage {
+            channel: key.as_bytes().to_vec(),
+            pattern: None,
+        }),
+        (SourceKind::List(_), _) => MessageSource::List(key.to_owned()),
+        (SourceKind::SortedSet(..), origin) => MessageSource::SortedSet(SortedSetMember {
+            key: key.to_owned(),
+            score: match origin {
+                Origin::Score(score) => parse_score(score),
+                _ => f64::NAN,
+            },
+        }),
+        (SourceKind::Stream(_), _) => MessageSource::Stream(StreamEntry {
+            name: key.to_owned(),
+            id: original_id.unwrap_or(id).to_owned(),
+        }),
+    }
+}
+
+/// A score as Redis writes it (`inf`, `-inf`, `1.5`, `1e+20`...).
+fn parse_score(score: &str) -> f64 {
+    match score {
+        "inf" | "+inf" => f64::INFINITY,
+        "-inf" => f64::NEG_INFINITY,
+        s => s.parse().unwrap_or(f64::NAN),
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
 
-use super::bindings::{Handler, Message};
-use super::native::{Code, InvocationTap, NativeHandler};
+use super::bindings::{Message, v0_1, v0_2};
+use super::native::{Code, InvocationTap, NativeHandler, Pre};
 use super::registry::LoadedPlugin;
 use super::state::HostState;
 use crate::error::LoadError;
@@ -52,7 +52,9 @@ pub struct PluginInstance {
 
 /// The code an instance runs.
 enum Guest {
-    Wasm(Handler),
+    Wasm(v0_2::Handler),
+    /// A component built against `streamhost:plugin@0.1.0`.
+    WasmV0_1(v0_1::Handler),
     Native(NativeHandler),
 }
 
@@ -93,24 +95,34 @@ impl LoadedPlugin {
         store.data_mut().deadline = Instant::now() + self.limits.timeout();
         store.set_epoch_deadline(1);
         let guest = match &self.code {
-            Code::Wasm(pre) => Guest::Wasm(
-                tokio::time::timeout(
-                    self.limits.timeout() + TIMER_GRACE,
-                    pre.instantiate_async(&mut store),
-                )
-                .await
-                .map_err(|_| {
+            Code::Wasm(pre) => {
+                let timeout = |_| {
                     instantiate_err(format!(
                         "timed out after {} ms (limits.timeout_ms)",
                         self.limits.timeout_ms
                     ))
-                })?
-                .map_err(|e| {
+                };
+                let trapped = |e: wasmtime::Error| {
                     instantiate_err(super::limits::name_the_key(crate::outcome::trap_message(
                         &e,
                     )))
-                })?,
-            ),
+                };
+                let bound = self.limits.timeout() + TIMER_GRACE;
+                match pre {
+                    Pre::Current(pre) => Guest::Wasm(
+                        tokio::time::timeout(bound, pre.instantiate_async(&mut store))
+                            .await
+                            .map_err(timeout)?
+                            .map_err(trapped)?,
+                    ),
+                    Pre::V0_1(pre) => Guest::WasmV0_1(
+                        tokio::time::timeout(bound, pre.instantiate_async(&mut store))
+                            .await
+                            .map_err(timeout)?
+                            .map_err(trapped)?,
+                    ),
+                }
+            }
             Code::Native(handler) => Guest::Native(*handler),
         };
         Ok(PluginInstance {
@@ -181,18 +193,23 @@ impl PluginInstance {
         let result = match &self.guest {
             Guest::Wasm(handler) => {
                 let call = handler.call_handle(&mut self.store, msg);
-                match tokio::time::timeout(limits.timeout() + TIMER_GRACE, call).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        self.store.data_mut().timed_out = true;
-                        Err(wasmtime::Error::msg(
-                            "wall-clock limit reached while blocked in a host call",
-                        ))
-                    }
-                }
+                bounded(limits, call).await
             }
-            Guest::Native(handler) => Ok(handler(msg)),
+            Guest::WasmV0_1(handler) => {
+                let old = super::compat::message(msg);
+                let call = handler.call_handle(&mut self.store, &old);
+                bounded(limits, call)
+                    .await
+                    .map(|r| r.map(|r| r.map_err(super::compat::handler_error)))
+            }
+            Guest::Native(handler) => Some(Ok(handler(msg))),
         };
+        let result = result.unwrap_or_else(|| {
+            self.store.data_mut().timed_out = true;
+            Err(wasmtime::Error::msg(
+                "wall-clock limit reached while blocked in a host call",
+            ))
+        });
         let elapsed = started.elapsed();
         self.store.data_mut().flush_output();
         let fuel = limits
@@ -225,4 +242,16 @@ impl PluginInstance {
             elapsed,
         })
     }
+}
+
+/// Awaits a `handle` call under the wall-clock limit: `None` when the host's
+/// own timer ended it (blocked in a host function, where epoch interruption
+/// cannot reach).
+async fn bounded<T>(
+    limits: &crate::config::LimitsConfig,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> Option<wasmtime::Result<T>> {
+    tokio::time::timeout(limits.timeout() + TIMER_GRACE, call)
+        .await
+        .ok()
 }
