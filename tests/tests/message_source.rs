@@ -342,7 +342,7 @@ async fn replay_brings_list_sorted_set_and_pubsub_letters_back_to_their_plugin_a
         names.iter().all(|name| {
             failing.iter().all(|f| {
                 probe_lines(&log, f).iter().any(|l| {
-                    l.contains(&format!("plugin={name}"))
+                    l.contains(&format!("plugin=\"{name}\""))
                         && word(l, "id").is_some_and(|id| id.contains('-'))
                 })
             })
@@ -366,7 +366,7 @@ async fn replay_brings_list_sorted_set_and_pubsub_letters_back_to_their_plugin_a
         for f in failing {
             let lines: Vec<String> = probe_lines(&log, f)
                 .into_iter()
-                .filter(|l| l.contains(&format!("plugin={name}")))
+                .filter(|l| l.contains(&format!("plugin=\"{name}\"")))
                 .collect();
             // The first delivery, then the replay: at attempt 1, with its
             // id in the redelivery stream and the same origin and bytes.

@@ -12,7 +12,7 @@ wit_bindgen::generate!({
 
 use streamhost::plugin::effects;
 use streamhost::plugin::log::{Level, log};
-use streamhost::plugin::types::{Field, HandlerError, Message};
+use streamhost::plugin::types::Field;
 
 struct Legacy;
 
