@@ -1313,7 +1313,13 @@ mod tests {
         );
         let err = parse("subscribe = [\"c\"]\n").unwrap_err().to_string();
         assert!(err.contains("plugin[0].dlq.stream"), "{err}");
-        parse("subscribe = [\"c\"]\n[plugin.dlq]\nstream = \"{p}:dlq\"\n[plugin.state]\nprefix = \"{p}:s:\"\n")
+        // The first `subscribe` name names the redelivery stream (replay),
+        // which must share the DLQ's slot.
+        let err = parse("subscribe = [\"c\"]\n[plugin.dlq]\nstream = \"{p}:dlq\"\n[plugin.state]\nprefix = \"{p}:s:\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("plugin[0].subscribe") && err.contains("redeliver:c:a"), "{err}");
+        parse("subscribe = [\"{p}:c\", \"c\"]\n[plugin.dlq]\nstream = \"{p}:dlq\"\n[plugin.state]\nprefix = \"{p}:s:\"\n")
             .unwrap();
     }
 
