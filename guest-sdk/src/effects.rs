@@ -123,6 +123,19 @@ pub fn schedule<K: Into<String>, V: Into<Vec<u8>>>(
     wit::schedule(stream, &to_fields(fields), ms).map_err(Into::into)
 }
 
+/// Pushes `item` onto the list `key` (`LPUSH`, as producers do, so a list
+/// queue hands it out after the items already there) when this message is acked.
+pub fn push(key: &str, item: impl AsRef<[u8]>) -> Result<(), EffectError> {
+    wit::push(key, item.as_ref()).map_err(Into::into)
+}
+
+/// Adds `member` to the sorted set `key` with `score` when this message is
+/// acked (a `due`-order queue takes the due time in Unix ms; a NaN score is
+/// `Invalid`).
+pub fn zadd(key: &str, member: impl AsRef<[u8]>, score: f64) -> Result<(), EffectError> {
+    wit::zadd(key, member.as_ref(), score).map_err(Into::into)
+}
+
 /// The plugin's own key-value state, namespaced by the host so no other plugin
 /// can see it. Reads see this invocation's writes; writes commit with the ack.
 pub mod kv {

@@ -33,7 +33,7 @@ pub mod testing;
 
 pub use effects::EffectError;
 pub use error::{FieldError, HandlerError};
-pub use message::Message;
+pub use message::{Message, Source};
 pub use streamhost_sdk_macros::handler;
 
 /// The `#[handler]` expansion and the bindings name `wit_bindgen` by this path,
@@ -43,10 +43,13 @@ pub use wit_bindgen;
 
 /// Bindings for the `handler` world, generated once here and shared by every plugin.
 #[doc(hidden)]
+// The generated lowering of `message` (its `source` variant) takes many arguments.
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "handler",
-        path: "../wit",
+        // `streamhost:plugin@0.2.0`; the frozen 0.1.0 is `../wit/plugin.wit`.
+        path: "../wit/v0.2",
         pub_export_macro: true,
         export_macro_name: "__export_handler",
         // `$crate` so the macro finds these bindings from the plugin's crate.

@@ -1,13 +1,48 @@
-//! One stream entry as a handler sees it, with typed access to its fields.
+//! One message as a handler sees it: where it came from, and typed access
+//! to its fields.
 
 use std::str::FromStr;
 
 use serde::de::DeserializeOwned;
 
 use crate::FieldError;
-use crate::bindings::streamhost::plugin::types::{Field, Message as WitMessage};
+use crate::bindings::streamhost::plugin::types::{
+    Field, Message as WitMessage, PubsubMessage, SortedSetMember, Source as WitSource, StreamEntry,
+};
 
-/// One stream entry handed to a handler.
+/// Where a message came from (see [`Message::source`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Source<'a> {
+    /// An entry of a stream consumer group.
+    Stream {
+        /// The stream it was written to.
+        name: &'a str,
+        /// Its id there (for a replayed dead letter, the id it had there).
+        id: &'a str,
+    },
+    /// A Pub/Sub message.
+    Pubsub {
+        /// The channel it was published on, byte for byte.
+        channel: &'a [u8],
+        /// The subscribed pattern that matched it, if any.
+        pattern: Option<&'a str>,
+    },
+    /// An item of a list queue.
+    List {
+        /// The list key.
+        key: &'a str,
+    },
+    /// A member of a sorted-set queue.
+    SortedSet {
+        /// The sorted set.
+        key: &'a str,
+        /// Its score (for `order = "due"`, the due time in Unix ms).
+        score: f64,
+    },
+}
+
+/// One message handed to a handler: a stream entry, or the payload of a
+/// Pub/Sub message, list item or sorted-set member as one field `data`.
 ///
 /// Field values are bytes, as in Redis; the `field_*` helpers read them as
 /// text, JSON or numbers. If a name occurs more than once (Redis allows it),
@@ -18,16 +53,40 @@ pub struct Message {
 }
 
 impl Message {
-    /// A message built by hand, for testing handlers natively.
+    /// A stream entry built by hand, for testing handlers natively.
     pub fn new(stream: impl Into<String>, id: impl Into<String>) -> Self {
+        let id = id.into();
         Self {
             inner: WitMessage {
-                stream: stream.into(),
-                id: id.into(),
+                source: WitSource::Stream(StreamEntry {
+                    name: stream.into(),
+                    id: id.clone(),
+                }),
+                id,
                 fields: Vec::new(),
                 attempt: 1,
             },
         }
+    }
+
+    /// Sets where the message came from (builder style, for tests).
+    pub fn with_source(mut self, source: Source<'_>) -> Self {
+        self.inner.source = match source {
+            Source::Stream { name, id } => WitSource::Stream(StreamEntry {
+                name: name.into(),
+                id: id.into(),
+            }),
+            Source::Pubsub { channel, pattern } => WitSource::Pubsub(PubsubMessage {
+                channel: channel.into(),
+                pattern: pattern.map(Into::into),
+            }),
+            Source::List { key } => WitSource::List(key.into()),
+            Source::SortedSet { key, score } => WitSource::SortedSet(SortedSetMember {
+                key: key.into(),
+                score,
+            }),
+        };
+        self
     }
 
     /// Appends a field (builder style, for tests).
@@ -45,12 +104,54 @@ impl Message {
         self
     }
 
-    /// The stream the entry was read from.
-    pub fn stream(&self) -> &str {
-        &self.inner.stream
+    /// Where the message came from.
+    pub fn source(&self) -> Source<'_> {
+        match &self.inner.source {
+            WitSource::Stream(s) => Source::Stream {
+                name: &s.name,
+                id: &s.id,
+            },
+            WitSource::Pubsub(p) => Source::Pubsub {
+                channel: &p.channel,
+                pattern: p.pattern.as_deref(),
+            },
+            WitSource::List(key) => Source::List { key },
+            WitSource::SortedSet(s) => Source::SortedSet {
+                key: &s.key,
+                score: s.score,
+            },
+        }
     }
 
-    /// The entry id, e.g. `1700000000000-0`.
+    /// The stream the entry was read from; on other sources, as a 0.1
+    /// handler saw it, the list or sorted-set key, or the Pub/Sub channel
+    /// (empty if the channel is not UTF-8: [`Message::channel`] has its bytes).
+    pub fn stream(&self) -> &str {
+        match self.source() {
+            Source::Stream { name, .. } => name,
+            Source::List { key } | Source::SortedSet { key, .. } => key,
+            Source::Pubsub { channel, .. } => std::str::from_utf8(channel).unwrap_or(""),
+        }
+    }
+
+    /// The Pub/Sub channel the message was published on (`None` on other sources).
+    pub fn channel(&self) -> Option<&[u8]> {
+        match self.source() {
+            Source::Pubsub { channel, .. } => Some(channel),
+            _ => None,
+        }
+    }
+
+    /// The sorted-set member's score (`None` on other sources).
+    pub fn score(&self) -> Option<f64> {
+        match self.source() {
+            Source::SortedSet { score, .. } => Some(score),
+            _ => None,
+        }
+    }
+
+    /// This delivery's id: the stream entry id (for a replayed dead letter,
+    /// its id in the redelivery stream), or the host's token on other sources.
     pub fn id(&self) -> &str {
         &self.inner.id
     }
@@ -136,6 +237,32 @@ mod tests {
         assert_eq!(msg.stream(), "orders");
         assert_eq!(msg.id(), "1700000000000-0");
         assert_eq!(msg.attempt(), 3);
+    }
+
+    #[test]
+    fn exposes_the_source() {
+        let msg = order();
+        assert_eq!(
+            msg.source(),
+            Source::Stream {
+                name: "orders",
+                id: "1700000000000-0"
+            }
+        );
+        assert_eq!((msg.channel(), msg.score()), (None, None));
+        let msg = msg.with_source(Source::Pubsub {
+            channel: b"ch\xff",
+            pattern: Some("ch*"),
+        });
+        assert_eq!(msg.channel(), Some(&b"ch\xff"[..]));
+        assert_eq!(msg.stream(), "");
+        let msg = msg.with_source(Source::SortedSet {
+            key: "jobs",
+            score: 1.5,
+        });
+        assert_eq!((msg.stream(), msg.score()), ("jobs", Some(1.5)));
+        let msg = msg.with_source(Source::List { key: "q" });
+        assert_eq!(msg.stream(), "q");
     }
 
     #[test]

@@ -165,6 +165,36 @@ pub fn schedule(stream: &str, fields: &[Field], delay_ms: u64) -> Result<(), Eff
 }
 
 #[track_caller]
+pub fn push(key: &str, item: &[u8]) -> Result<(), EffectError> {
+    with("push", |r| {
+        r.policy.allowed(Policy::PUSH, key)?;
+        let effect = Effect::Push {
+            key: key.to_owned(),
+            item: item.to_vec(),
+        };
+        r.push(effect, key.len() + item.len())
+    })
+}
+
+#[track_caller]
+pub fn zadd(key: &str, member: &[u8], score: f64) -> Result<(), EffectError> {
+    with("zadd", |r| {
+        r.policy.allowed(Policy::ZADD, key)?;
+        if score.is_nan() {
+            return Err(EffectError::Invalid(
+                "a sorted-set score cannot be NaN".into(),
+            ));
+        }
+        let effect = Effect::Zadd {
+            key: key.to_owned(),
+            member: member.to_vec(),
+            score,
+        };
+        r.push(effect, key.len() + member.len() + 16)
+    })
+}
+
+#[track_caller]
 pub fn kv_get(key: &str) -> Result<Option<Vec<u8>>, EffectError> {
     with("kv::get", |r| {
         check_key(key)?;

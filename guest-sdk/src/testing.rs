@@ -118,6 +118,14 @@ pub enum Effect {
         fields: Vec<(String, Vec<u8>)>,
         delay_ms: u64,
     },
+    /// [`effects::push`](crate::effects::push).
+    Push { key: String, item: Vec<u8> },
+    /// [`effects::zadd`](crate::effects::zadd).
+    Zadd {
+        key: String,
+        member: Vec<u8>,
+        score: f64,
+    },
     /// [`effects::kv::set`](crate::effects::kv::set).
     KvSet { key: String, value: Vec<u8> },
     /// [`effects::kv::delete`](crate::effects::kv::delete).
@@ -167,6 +175,23 @@ impl Effect {
         }
     }
 
+    /// A push onto a list, to compare with.
+    pub fn push(key: &str, item: impl Into<Vec<u8>>) -> Effect {
+        Effect::Push {
+            key: key.to_owned(),
+            item: item.into(),
+        }
+    }
+
+    /// A zadd to a sorted set, to compare with.
+    pub fn zadd(key: &str, member: impl Into<Vec<u8>>, score: f64) -> Effect {
+        Effect::Zadd {
+            key: key.to_owned(),
+            member: member.into(),
+            score,
+        }
+    }
+
     /// A state write, to compare with.
     pub fn kv_set(key: &str, value: impl Into<Vec<u8>>) -> Effect {
         Effect::KvSet {
@@ -199,8 +224,9 @@ pub struct Invocation {
 /// The `[plugin.allow]` lists and `[plugin.limits]` effect budgets a harness applies.
 #[derive(Debug, Clone)]
 pub(crate) struct Policy {
-    /// Glob lists for emit, publish and schedule (`None`: everything allowed).
-    allow: [Option<Vec<String>>; 3],
+    /// Glob lists for emit, publish, schedule, push and zadd (`None`:
+    /// everything allowed).
+    allow: [Option<Vec<String>>; 5],
     pub max_effects: usize,
     pub max_effect_bytes: usize,
 }
@@ -208,7 +234,7 @@ pub(crate) struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            allow: [None, None, None],
+            allow: [None, None, None, None, None],
             // The host's defaults (`limits.max_effects`, `limits.max_effect_bytes`).
             max_effects: 1_000,
             max_effect_bytes: 1 << 20,
@@ -220,10 +246,12 @@ impl Policy {
     pub const EMIT: usize = 0;
     pub const PUBLISH: usize = 1;
     pub const SCHEDULE: usize = 2;
+    pub const PUSH: usize = 3;
+    pub const ZADD: usize = 4;
 
     /// Refuses an empty name, or one no pattern of the list matches, with the host's errors.
     pub fn allowed(&self, which: usize, name: &str) -> Result<(), EffectError> {
-        let what = ["emit to", "publish on", "schedule to"][which];
+        let what = ["emit to", "publish on", "schedule to", "push to", "zadd to"][which];
         if name.is_empty() {
             return Err(EffectError::Invalid(format!("empty {what} name")));
         }
@@ -311,6 +339,18 @@ impl Harness {
     /// Streams `schedule` may write to, as `[plugin.allow] schedule`.
     pub fn allow_schedule<P: Into<String>>(mut self, list: impl IntoIterator<Item = P>) -> Harness {
         self.policy.allow[Policy::SCHEDULE] = patterns(list);
+        self
+    }
+
+    /// Lists `push` may push onto, as `[plugin.allow] push`.
+    pub fn allow_push<P: Into<String>>(mut self, list: impl IntoIterator<Item = P>) -> Harness {
+        self.policy.allow[Policy::PUSH] = patterns(list);
+        self
+    }
+
+    /// Sorted sets `zadd` may add to, as `[plugin.allow] zadd`.
+    pub fn allow_zadd<P: Into<String>>(mut self, list: impl IntoIterator<Item = P>) -> Harness {
+        self.policy.allow[Policy::ZADD] = patterns(list);
         self
     }
 
@@ -441,6 +481,39 @@ mod tests {
             Outcome::Ok
         );
         assert_eq!(h.state["seen"], b"xx");
+    }
+
+    #[test]
+    fn push_and_zadd_are_recorded_and_checked_like_the_host() {
+        let queue = |msg: Message| -> Result<(), HandlerError> {
+            effects::push(msg.field_str("list")?, b"\x00job")?;
+            effects::zadd(
+                "jobs:later",
+                b"job",
+                msg.field_str("score")?.parse().unwrap_or(f64::NAN),
+            )?;
+            Ok(())
+        };
+        let mut h = Harness::new()
+            .allow_push(["jobs:*"])
+            .allow_zadd(["jobs:later"]);
+        let run = h.invoke(queue, message([("list", "jobs:email"), ("score", "1.5")]));
+        assert_eq!(run.outcome, Outcome::Ok, "{}", run.reason);
+        assert_eq!(
+            run.effects,
+            [
+                Effect::push("jobs:email", b"\x00job".to_vec()),
+                Effect::zadd("jobs:later", "job", 1.5)
+            ]
+        );
+        let run = h.invoke(queue, message([("list", "other"), ("score", "1")]));
+        assert!(run.reason.contains("may not push to"), "{}", run.reason);
+        let run = h.invoke(queue, message([("list", "jobs:x"), ("score", "nan")]));
+        assert_eq!(
+            run.reason,
+            "invalid effect: a sorted-set score cannot be NaN"
+        );
+        assert!(run.effects.is_empty());
     }
 
     #[test]

@@ -244,6 +244,12 @@ pub struct AllowConfig {
     /// Streams the plugin may `schedule` entries to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedule: Vec<String>,
+    /// Lists the plugin may `push` items onto (`LPUSH`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub push: Vec<String>,
+    /// Sorted sets the plugin may `zadd` members to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zadd: Vec<String>,
 }
 
 /// `[plugin.state]`: where the plugin's key-value state lives.
@@ -927,6 +933,8 @@ impl Config {
                 ("emit", &p.allow.emit),
                 ("publish", &p.allow.publish),
                 ("schedule", &p.allow.schedule),
+                ("push", &p.allow.push),
+                ("zadd", &p.allow.zadd),
             ] {
                 for pattern in patterns {
                     glob::Pattern::new(pattern).map_err(|e| {
@@ -1188,6 +1196,18 @@ fn check_cluster_slots(p: &PluginConfig) -> Result<(), (&'static str, String)> {
             ),
         ));
     }
+    // Replayed dead letters are read, acked and dead-lettered again in the
+    // redelivery stream, named after the source key (for Pub/Sub, the first
+    // `subscribe` name).
+    if !same(&p.redeliver_stream()) {
+        return Err((
+            p.source().config_key(),
+            format!(
+                "the redelivery stream {:?} must carry the hash tag {{{tag}}} of {reference_key}",
+                p.redeliver_stream()
+            ),
+        ));
+    }
     if !same(&p.state_prefix()) {
         return Err((
             "state.prefix",
@@ -1200,6 +1220,8 @@ fn check_cluster_slots(p: &PluginConfig) -> Result<(), (&'static str, String)> {
     for (key, patterns) in [
         ("allow.emit", &p.allow.emit),
         ("allow.schedule", &p.allow.schedule),
+        ("allow.push", &p.allow.push),
+        ("allow.zadd", &p.allow.zadd),
     ] {
         if let Some(bad) = patterns
             .iter()
@@ -1310,7 +1332,16 @@ mod tests {
         );
         let err = parse("subscribe = [\"c\"]\n").unwrap_err().to_string();
         assert!(err.contains("plugin[0].dlq.stream"), "{err}");
-        parse("subscribe = [\"c\"]\n[plugin.dlq]\nstream = \"{p}:dlq\"\n[plugin.state]\nprefix = \"{p}:s:\"\n")
+        // The first `subscribe` name names the redelivery stream (replay),
+        // which must share the DLQ's slot.
+        let err = parse("subscribe = [\"c\"]\n[plugin.dlq]\nstream = \"{p}:dlq\"\n[plugin.state]\nprefix = \"{p}:s:\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("plugin[0].subscribe") && err.contains("redeliver:c:a"),
+            "{err}"
+        );
+        parse("subscribe = [\"{p}:c\", \"c\"]\n[plugin.dlq]\nstream = \"{p}:dlq\"\n[plugin.state]\nprefix = \"{p}:s:\"\n")
             .unwrap();
     }
 
@@ -1355,6 +1386,24 @@ mod tests {
         assert!(err.to_string().contains("plugin[0].stream"), "{err}");
         let err = Config::parse(&format!("{base}stream = \"{{o}}:events\"\n[plugin.state]\nprefix = \"{{o}}:s:\"\n[plugin.allow]\nemit = [\"other\"]\n")).unwrap_err();
         assert!(err.to_string().contains("allow.emit"), "{err}");
+        for key in ["push", "zadd"] {
+            let ok = format!(
+                "{base}list = \"{{o}}:jobs\"\n[plugin.state]\nprefix = \"{{o}}:s:\"\n[plugin.allow]\n{key} = [\"{{o}}:out\"]\n"
+            );
+            Config::parse(&ok).expect("same slot");
+            let err = Config::parse(&ok.replace("\"{o}:out\"", "\"out\"")).unwrap_err();
+            assert!(err.to_string().contains(&format!("allow.{key}")), "{err}");
+        }
+        // Pub/Sub: the redelivery stream is named after the first `subscribe`
+        // name and must share the DLQ's slot.
+        let pubsub = |names: &str| {
+            format!(
+                "{base}subscribe = [{names}]\n[plugin.dlq]\nstream = \"{{o}}:dlq\"\n[plugin.state]\nprefix = \"{{o}}:s:\"\n"
+            )
+        };
+        Config::parse(&pubsub("\"{o}:ev\", \"other\"")).expect("same slot");
+        let err = Config::parse(&pubsub("\"other\", \"{o}:ev\"")).unwrap_err();
+        assert!(err.to_string().contains("redelivery stream"), "{err}");
         assert_eq!(hash_tag("{a}b"), "a");
         assert_eq!(hash_tag("{}b"), "{}b");
     }

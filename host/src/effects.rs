@@ -1,5 +1,5 @@
 //! Transactional effects: what a handler asks the host to write to Redis
-//! (emit, publish, schedule, key-value state) is buffered during the
+//! (emit, publish, schedule, push, zadd, key-value state) is buffered during the
 //! invocation and committed by one script together with the ack — only if the
 //! handler returned ok, this consumer still owns the entry, and the state the
 //! handler read is unchanged (optimistic concurrency between workers and hosts).
@@ -22,6 +22,8 @@ pub struct EffectPolicy {
     pub(crate) emit: Vec<Pattern>,
     pub(crate) publish: Vec<Pattern>,
     pub(crate) schedule: Vec<Pattern>,
+    pub(crate) push: Vec<Pattern>,
+    pub(crate) zadd: Vec<Pattern>,
     /// Prefix that namespaces the plugin's state keys.
     pub state_prefix: String,
     /// The sorted set holding this plugin's scheduled entries until due.
@@ -38,6 +40,8 @@ impl EffectPolicy {
             emit: patterns(&p.allow.emit),
             publish: patterns(&p.allow.publish),
             schedule: patterns(&p.allow.schedule),
+            push: patterns(&p.allow.push),
+            zadd: patterns(&p.allow.zadd),
             state_prefix: p.state_prefix(),
             schedule_key: schedule_key(p),
             max_effects: p.limits.max_effects,
@@ -51,6 +55,8 @@ impl EffectPolicy {
             emit: Vec::new(),
             publish: Vec::new(),
             schedule: Vec::new(),
+            push: Vec::new(),
+            zadd: Vec::new(),
             state_prefix: format!("state:{plugin}:"),
             schedule_key: format!("scheduled:{plugin}"),
             max_effects: 0,
@@ -69,6 +75,8 @@ pub fn unpermitted<'u>(used: &'u [String], allow: &crate::config::AllowConfig) -
             "emit" => allow.emit.is_empty(),
             "publish" => allow.publish.is_empty(),
             "schedule" => allow.schedule.is_empty(),
+            "push" => allow.push.is_empty(),
+            "zadd" => allow.zadd.is_empty(),
             _ => false,
         })
         .collect()
@@ -115,6 +123,14 @@ pub enum Effect {
         stream: String,
         fields: Vec<Field>,
         delay_ms: u64,
+    },
+    /// `push`: an `LPUSH` of `item` onto list `key`.
+    Push { key: String, item: Vec<u8> },
+    /// `zadd`: a `ZADD` of `member` with `score` to sorted set `key`.
+    Zadd {
+        key: String,
+        member: Vec<u8>,
+        score: f64,
     },
     /// `kv-set` of a full state key (prefix included).
     Set { key: String, value: Vec<u8> },
@@ -320,7 +336,10 @@ pub(crate) async fn commit(
         let key = match effect {
             Effect::Emit { stream, .. } => Some(stream.as_str()),
             Effect::Schedule { .. } => Some(policy.schedule_key.as_str()),
-            Effect::Set { key, .. } | Effect::Delete { key } => Some(key.as_str()),
+            Effect::Set { key, .. }
+            | Effect::Delete { key }
+            | Effect::Push { key, .. }
+            | Effect::Zadd { key, .. } => Some(key.as_str()),
             Effect::Publish { .. } => None,
         };
         let idx = key.map(|k| index(&mut keys, k)).unwrap_or_default();
@@ -378,6 +397,19 @@ fn encode_effect(args: &mut Vec<Vec<u8>>, effect: &Effect, idx: Vec<u8>) {
             args.push(b"P".to_vec());
             args.push(channel.clone().into_bytes());
             args.push(payload.clone());
+        }
+        Effect::Push { item, .. } => {
+            args.push(b"L".to_vec());
+            args.push(idx);
+            args.push(item.clone());
+        }
+        Effect::Zadd { member, score, .. } => {
+            args.push(b"Z".to_vec());
+            args.push(idx);
+            // Display is the shortest text that parses back to the same
+            // f64; `inf` and `-inf` are what ZADD takes. NaN never gets here.
+            args.push(score.to_string().into_bytes());
+            args.push(member.clone());
         }
         Effect::Set { value, .. } => {
             args.push(b"K".to_vec());

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, SourceKind};
 use crate::consumer;
 use crate::effects::EffectPolicy;
 use crate::error::{Error, Result};
@@ -28,7 +28,13 @@ pub struct Host {
 /// Engine sizing for a config: enough pool slots for every worker plus room
 /// for validation and replacement instances.
 pub fn engine_options(config: &Config) -> EngineOptions {
-    let workers: usize = config.plugins.iter().map(|p| p.concurrency).sum();
+    // Plugins of other sources than a stream run one more worker, on their
+    // redelivery stream (consumer/mod.rs, `spawn_redelivery`).
+    let workers: usize = config
+        .plugins
+        .iter()
+        .map(|p| p.concurrency + usize::from(!matches!(p.source(), SourceKind::Stream(_))))
+        .sum();
     let max_memory_mib = config
         .plugins
         .iter()

@@ -59,8 +59,9 @@ pub(crate) const REDIS_OPS: [&str; 7] = [
     "inspect",
 ];
 
-/// The WIT package version this host implements (`wit/plugin.wit`).
-pub(crate) const WIT_VERSION: &str = "streamhost:plugin@0.1.0";
+/// The current WIT package this host implements (`wit/v0.2/plugin.wit`;
+/// it runs 0.1.0 components too: `plugin::WIT_PACKAGES`).
+pub(crate) const WIT_VERSION: &str = "streamhost:plugin@0.2.0";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {

@@ -468,6 +468,7 @@ async fn dead_letter_script_refuses_a_consumer_that_lost_the_entry() {
             error: "",
             attempts: 1,
             fields: &fields,
+            origin: &[],
         };
         match streamhost::dlq::dead_letter(conn, &letter).await {
             Ok(streamhost::dlq::Written::Moved(dlq_id)) => Some(dlq_id),

@@ -614,6 +614,7 @@ async fn seed_dead_letters(
             error: "test",
             attempts: 1,
             fields: &fields,
+            origin: &[],
         };
         let written = dlq::dead_letter(conn, &letter).await.expect("dead-letter");
         assert!(matches!(written, dlq::Written::Moved(_)), "{written:?}");

@@ -15,6 +15,7 @@ fn probe(stream: &str) -> streamhost::config::PluginConfig {
         emit: vec!["out:*".into()],
         publish: vec!["news".into()],
         schedule: vec!["later:*".into()],
+        ..AllowConfig::default()
     };
     p
 }

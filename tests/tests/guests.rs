@@ -156,6 +156,7 @@ async fn effects_example_commits_every_effect(guest: Guest) {
         emit: vec!["orders.valid".into()],
         publish: vec!["orders.events".into()],
         schedule: vec!["orders.followup".into()],
+        ..AllowConfig::default()
     };
     let schedule_key = p.schedule_key();
     let state_prefix = p.state_prefix();

@@ -1,10 +1,13 @@
 //! The Pub/Sub source on a real redis-server: pattern subscriptions get
 //! matching channels only (channel as `message.stream`), retries run in
 //! memory up to `max_attempts`, rejects and exhausted messages land in the
-//! DLQ with channel and pattern byte for byte, and a Redis restart is
-//! followed by a resubscribe whose gap the metrics show.
+//! DLQ with channel and pattern byte for byte, and a Redis restart, or a
+//! connection gone silent (noticed by the subscriber's `PING`), is followed
+//! by a resubscribe whose gap the metrics show.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use streamhost::config::{PluginConfig, SourceKind};
@@ -300,4 +303,172 @@ async fn effects_of_a_message_are_committed_once() {
         host.log_tail()
     );
     assert_eq!(xlen(&mut conn, "events:orders:accepted").await, 100);
+}
+
+/// A TCP proxy in front of Redis that can cut subscriber connections
+/// silently: after [`Blackhole::cut`] the connections that had sent a
+/// `SUBSCRIBE` or `PSUBSCRIBE` stay open but nothing crosses them any more
+/// (as in a network partition: no reset, no end of stream), so only the
+/// subscriber's own `PING` can notice. New connections pass; the proxy
+/// records when one subscribes.
+struct Blackhole {
+    addr: std::net::SocketAddr,
+    /// Per subscriber connection: whether it is silenced.
+    silenced: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
+    /// When each subscriber connection sent its first (P)SUBSCRIBE.
+    subscribes: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl Blackhole {
+    async fn start(redis: std::net::SocketAddr) -> Blackhole {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let silenced: Arc<Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
+        let subscribes: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let (silenced2, subscribes2) = (silenced.clone(), subscribes.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(redis).await else {
+                    continue;
+                };
+                let quiet = Arc::new(AtomicBool::new(false));
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let (silenced, subscribes) = (silenced2.clone(), subscribes2.clone());
+                let quiet_up = quiet.clone();
+                // A silenced connection's bytes are read and dropped; its
+                // sockets stay open, so nothing is reset or ended.
+                tokio::spawn(async move {
+                    let mut seen = false;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                        let chunk = &buf[..n];
+                        if !seen
+                            && chunk
+                                .to_ascii_uppercase()
+                                .windows(9)
+                                .any(|w| w == b"SUBSCRIBE")
+                        {
+                            seen = true;
+                            subscribes.lock().expect("lock").push(Instant::now());
+                            silenced.lock().expect("lock").push(quiet_up.clone());
+                        }
+                        if quiet_up.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        if sw.write_all(chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                    std::future::pending::<()>().await;
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = sr.read(&mut buf).await {
+                        if quiet.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    std::future::pending::<()>().await;
+                });
+            }
+        });
+        Blackhole {
+            addr,
+            silenced,
+            subscribes,
+        }
+    }
+
+    /// Silences every connection that has subscribed; returns how many subscribed so far.
+    fn cut(&self) -> usize {
+        for quiet in self.silenced.lock().expect("lock").iter() {
+            quiet.store(true, Ordering::SeqCst);
+        }
+        self.subscribes.lock().expect("lock").len()
+    }
+
+    /// When the first connection after the first `before` subscribed.
+    fn subscribed_after(&self, before: usize) -> Option<Instant> {
+        self.subscribes.lock().expect("lock").get(before).copied()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_dropped_subscription_is_noticed_by_ping_and_resubscribed() {
+    // The subscriber pings a quiet connection every 10 s and gives the
+    // answer 5 s (`subscriber.rs`: PING_EVERY, CONNECT_TIMEOUT).
+    const BOUND: Duration = Duration::from_secs(15);
+    let redis = start_redis();
+    let mut conn = connect(&redis.url()).await;
+    let redis_addr: std::net::SocketAddr = redis
+        .url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("redis address");
+    let proxy = Blackhole::start(redis_addr).await;
+    let p = recorder(&["events:*"]);
+    let host = InProcessHost::start(config(&format!("redis://{}", proxy.addr), vec![p])).await;
+    let metrics = host.metrics("recorder", "events:*");
+    assert!(subscribed(&conn, 0, 1).await);
+    publish(&mut conn, "events:1", b"before").await;
+    let handled = |n: u64| {
+        let metrics = metrics.clone();
+        wait_until(Duration::from_secs(10), move || {
+            let acked = metrics.acked.get();
+            async move { acked >= n }
+        })
+    };
+    assert!(handled(1).await, "a message before the cut is handled");
+
+    let before = proxy.cut();
+    let cut_at = Instant::now();
+    // Published into the silent connection: lost (at-most-once), and part
+    // of the counted gap.
+    publish(&mut conn, "events:2", b"into the void").await;
+    // The resubscribe happens through the proxy, on a new connection.
+    let noticed = wait_until(BOUND + Duration::from_secs(10), || {
+        let seen = proxy.subscribed_after(before).is_some();
+        async move { seen }
+    })
+    .await;
+    assert!(noticed, "the dead subscription was never noticed");
+    let resubscribed_at = proxy.subscribed_after(before).expect("resubscribed");
+    let took = resubscribed_at - cut_at;
+    assert!(
+        took <= BOUND + Duration::from_secs(3),
+        "noticed after {took:?}, bound {BOUND:?} (+3 s for a loaded machine)"
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let n = metrics.resubscribed.get();
+            async move { n >= 1 }
+        })
+        .await,
+        "resubscribe not counted"
+    );
+    publish(&mut conn, "events:3", b"after").await;
+    assert!(
+        handled(2).await,
+        "a message after the resubscribe is handled"
+    );
+    let text = host.registry().encode();
+    let labels = [("plugin", "recorder")];
+    let gap = sample(&text, "streamhost_pubsub_gap_seconds_total", &labels).expect("gap metric");
+    assert!(gap > 0.0, "the gap is counted: {gap}");
+    // The message published into the silent connection never arrived.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        metrics.acked.get(),
+        2,
+        "events:2 was lost in the gap, events:3 handled"
+    );
+    host.stop().await;
 }

@@ -138,6 +138,40 @@ async fn drain(
     tracing::info!(plugin = %ctx.plugin.name, "stopped");
 }
 
+/// Replayed dead letters of a list, sorted-set or Pub/Sub plugin: like a
+/// stream plugin's, they go to its own redelivery stream (`dlq replay`), so
+/// that only this plugin sees them again, with their original source and
+/// bytes (`pipeline::delivery::original`), at attempt 1. Read by a stream
+/// source of its own (consumer group, claims: a host killed while handling
+/// one loses nothing) with one worker: replays are rare, and the worker
+/// instantiates the plugin only when one arrives.
+async fn spawn_redelivery(
+    ctx: &Arc<PluginContext>,
+    redis_url: &str,
+    commands: &mut ConnectionManager,
+    shutdown: &CancellationToken,
+    sets: (&mut JoinSet<()>, &mut JoinSet<()>, &mut JoinSet<()>),
+) {
+    let (tasks, settlers, feeders) = sets;
+    let key: Arc<str> = Arc::from(ctx.redeliver_stream.as_str());
+    let group = Arc::new(Group::new(ctx.clone(), key.clone()));
+    group.ensure(commands, false, shutdown).await;
+    let (source, queues) = StreamSource::new(ctx.clone(), commands.clone());
+    let source = Arc::new(source);
+    let read_ahead = Arc::new(ReadAhead::new(ctx.config.read_ahead_bytes()));
+    let (work_tx, work_rx) = async_channel::bounded::<Batch>(2);
+    tasks.spawn(worker::run(
+        ctx.clone(),
+        source.clone(),
+        read_ahead.clone(),
+        work_rx,
+        commands.clone(),
+    ));
+    let intake = Intake::new(ctx.clone(), source.clone(), work_tx, read_ahead);
+    stream::spawn_settlers(&source, queues, intake.clone(), shutdown, settlers, feeders);
+    stream::spawn_key(&source, key, group, redis_url, intake, shutdown, feeders);
+}
+
 /// A list queue plugin.
 async fn run_list(
     ctx: Arc<PluginContext>,
@@ -181,6 +215,8 @@ async fn run_list(
         commands.clone(),
         shutdown.clone(),
     ));
+    let sets = (&mut tasks, &mut settlers, &mut feeders);
+    spawn_redelivery(&ctx, redis_url, &mut commands, &shutdown, sets).await;
     drop(source);
     spawn_common(&ctx, redis_url, &commands, &shutdown, &mut feeders);
     drain(&ctx, feeders, tasks, settlers).await;
@@ -292,6 +328,8 @@ async fn run_sorted_set(
         commands.clone(),
         shutdown.clone(),
     ));
+    let sets = (&mut tasks, &mut settlers, &mut feeders);
+    spawn_redelivery(&ctx, redis_url, &mut commands, &shutdown, sets).await;
     drop(source);
     spawn_common(&ctx, redis_url, &commands, &shutdown, &mut feeders);
     drain(&ctx, feeders, tasks, settlers).await;
@@ -314,7 +352,7 @@ async fn run_pubsub(
     let (source, retries) = pubsub::PubSubSource::new(ctx.clone(), commands.clone());
     let source = Arc::new(source);
     let read_ahead = Arc::new(ReadAhead::new(ctx.config.read_ahead_bytes()));
-    let (mut tasks, settlers, mut feeders) = (JoinSet::new(), JoinSet::new(), JoinSet::new());
+    let (mut tasks, mut settlers, mut feeders) = (JoinSet::new(), JoinSet::new(), JoinSet::new());
     let work = spawn_workers(&ctx, &source, &read_ahead, &commands, &mut tasks);
     let intake = Intake::new(ctx.clone(), source.clone(), work, read_ahead);
     feeders.spawn(pubsub::source::run_retrier(
@@ -331,6 +369,8 @@ async fn run_pubsub(
         intake,
         shutdown.clone(),
     ));
+    let sets = (&mut tasks, &mut settlers, &mut feeders);
+    spawn_redelivery(&ctx, redis_url, &mut commands, &shutdown, sets).await;
     drop(source);
     spawn_common(&ctx, redis_url, &commands, &shutdown, &mut feeders);
     drain(&ctx, feeders, tasks, settlers).await;

@@ -61,6 +61,12 @@ pub mod meta {
     pub const REPLAYED_FROM: &str = "dlq.replayed-from";
     /// On a redelivery entry: its id in that DLQ.
     pub const REPLAYED_ID: &str = "dlq.replayed-id";
+    /// A Pub/Sub message's channel, byte for byte.
+    pub const CHANNEL: &str = "dlq.channel";
+    /// The subscribed pattern that matched a Pub/Sub message.
+    pub const PATTERN: &str = "dlq.pattern";
+    /// A sorted-set member's score in its queue.
+    pub const SCORE: &str = "dlq.score";
 }
 
 /// The default dead-letter stream of a plugin. The stream name is embedded

@@ -329,6 +329,16 @@ pub async fn replay_one<C: ConnectionLike + Send>(
     ] {
         xadd.arg(name).arg(value);
     }
+    // A Pub/Sub message's channel and pattern, a sorted-set member's score:
+    // byte for byte, so the handler sees the same origin again.
+    for (name, value) in &d.metadata {
+        if [meta::CHANNEL, meta::PATTERN, meta::SCORE]
+            .iter()
+            .any(|m| m.as_bytes() == name.as_slice())
+        {
+            xadd.arg(name.as_slice()).arg(value.as_slice());
+        }
+    }
     push_fields(&mut xadd, &d.fields);
     let mut finish = redis::cmd("EVAL");
     finish

@@ -1,8 +1,9 @@
 //! The redelivery stream (`redeliver:<stream>:<plugin>`): where a replay puts
 //! a dead letter so that only the failing plugin's group sees it again. Its
 //! entries have the DLQ layout: the original fields under `msg.` names, the
-//! original stream and id under `dlq.` names. This module turns one back into
-//! what the handler sees.
+//! original stream and id under `dlq.` names (and a Pub/Sub message's channel
+//! and pattern, a sorted-set member's score). This module turns one back
+//! into what the handler sees.
 
 use super::{FIELD_PREFIX, meta};
 use crate::streams::entry::RawField;
@@ -16,6 +17,12 @@ pub struct Redelivered {
     pub source_id: Option<String>,
     /// The original fields, names and values byte for byte.
     pub fields: Vec<RawField>,
+    /// A Pub/Sub message's channel, byte for byte.
+    pub channel: Option<Vec<u8>>,
+    /// The pattern that matched a Pub/Sub message.
+    pub pattern: Option<Vec<u8>>,
+    /// A sorted-set member's score, as Redis wrote it.
+    pub score: Option<String>,
 }
 
 /// Splits a redelivery entry into its origin and original fields. Fields of
@@ -26,6 +33,9 @@ pub fn decode(raw: Vec<RawField>) -> Redelivered {
         source_stream: None,
         source_id: None,
         fields: Vec::with_capacity(raw.len()),
+        channel: None,
+        pattern: None,
+        score: None,
     };
     for f in raw {
         if let Some(name) = f.name.strip_prefix(FIELD_PREFIX.as_bytes()) {
@@ -37,6 +47,12 @@ pub fn decode(raw: Vec<RawField>) -> Redelivered {
             out.source_stream = String::from_utf8(f.value).ok();
         } else if f.name == meta::SOURCE_ID.as_bytes() {
             out.source_id = String::from_utf8(f.value).ok();
+        } else if f.name == meta::CHANNEL.as_bytes() {
+            out.channel = Some(f.value);
+        } else if f.name == meta::PATTERN.as_bytes() {
+            out.pattern = Some(f.value);
+        } else if f.name == meta::SCORE.as_bytes() {
+            out.score = String::from_utf8(f.value).ok();
         }
     }
     out

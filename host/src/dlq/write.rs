@@ -43,6 +43,10 @@ pub struct Letter<'a, F> {
     pub attempts: u32,
     /// The original fields.
     pub fields: &'a [F],
+    /// Metadata of the entry's origin besides the stream (a Pub/Sub
+    /// message's `dlq.channel` and `dlq.pattern`, a sorted-set member's
+    /// `dlq.score`), for a replayed entry of those sources.
+    pub origin: &'a [(&'a str, &'a [u8])],
 }
 
 /// What became of a dead-lettering.
@@ -85,6 +89,9 @@ where
     }
     for (name, value) in metadata {
         xadd.arg(name).arg(value);
+    }
+    for (name, value) in req.origin {
+        xadd.arg(*name).arg(*value);
     }
     push_fields(&mut xadd, req.fields);
     let mut finish = redis::cmd("EVAL");

@@ -35,6 +35,44 @@ pub struct Delivery {
     pub entry: Entry,
     /// Earlier deliveries that were not handler attempts.
     pub uncounted: Uncounted,
+    /// What the source knows of the entry beyond its key (the handler sees it).
+    pub origin: Origin,
+}
+
+/// What a source knows of an entry beyond the key it was read from.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Origin {
+    /// The key says it all (a stream entry, a list item).
+    #[default]
+    Key,
+    /// A Pub/Sub message: its channel and the pattern that matched, byte for byte.
+    Channel {
+        /// The channel it was published on.
+        channel: Vec<u8>,
+        /// The subscribed pattern that matched, for a `PSUBSCRIBE`.
+        pattern: Option<Vec<u8>>,
+    },
+    /// A sorted-set member: its score in the queue, as Redis wrote it.
+    Score(String),
+}
+
+impl Origin {
+    /// The dead-letter metadata that keeps it (`dlq.channel`, `dlq.pattern`,
+    /// `dlq.score`), so a replay hands the handler the same origin.
+    pub(crate) fn dlq_fields(&self) -> Vec<(&'static str, &[u8])> {
+        use crate::dlq::meta;
+        match self {
+            Origin::Key => Vec::new(),
+            Origin::Channel { channel, pattern } => {
+                let mut out = vec![(meta::CHANNEL, channel.as_slice())];
+                if let Some(pattern) = pattern {
+                    out.push((meta::PATTERN, pattern.as_slice()));
+                }
+                out
+            }
+            Origin::Score(score) => vec![(meta::SCORE, score.as_bytes())],
+        }
+    }
 }
 
 impl Delivery {
@@ -44,6 +82,7 @@ impl Delivery {
             key,
             entry,
             uncounted: Uncounted::default(),
+            origin: Origin::Key,
         }
     }
 
@@ -107,52 +146,65 @@ fn attempt(deliveries: u32, uncounted: Uncounted) -> u32 {
 }
 
 /// An entry as first written: for a replayed dead letter read from the
-/// plugin's redelivery stream, the stream it came from and its own fields;
-/// for anything else, what was read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// plugin's redelivery stream, the key it came from, its origin and its own
+/// fields; for anything else, what was read.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Original {
-    /// The stream it was first written to.
+    /// The key it was first read from (a stream, a list, a sorted set; for
+    /// Pub/Sub the channel, shown as text: [`Origin::Channel`] has its bytes).
     pub stream: String,
     /// Its id there, when it differs from the id read (a replayed entry).
     pub id: Option<String>,
     /// Its fields, byte for byte.
     pub fields: Vec<RawField>,
+    /// Its channel or score, where the source has one.
+    pub origin: Origin,
 }
 
-/// Unwraps `fields` read from `key` to the entry as first written, given
-/// the plugin's redelivery stream and source stream.
-pub(crate) fn original(streams: (&str, &str), key: &str, fields: Vec<RawField>) -> Original {
-    let o = original_ref(streams, key, fields);
+/// Unwraps `fields` read from `key` (with the delivery's origin) to the
+/// entry as first written, given the plugin's redelivery stream and source key.
+pub(crate) fn original(
+    streams: (&str, &str),
+    key: &str,
+    fields: Vec<RawField>,
+    origin: Origin,
+) -> Original {
+    let o = original_ref(streams, key, fields, origin);
     Original {
         stream: o.stream.into_owned(),
         id: o.id,
         fields: o.fields,
+        origin: o.origin,
     }
 }
 
-/// [`Original`] with the stream name borrowed where it is the key read
-/// (every entry but a replayed one): the worker copies it into its reused
-/// message instead of allocating a name per entry.
+/// [`Original`] with the key borrowed where it is the key read (every entry
+/// but a replayed one): the worker copies it into its reused message instead
+/// of allocating a name per entry.
 pub(crate) struct OriginalRef<'a> {
-    /// The stream it was first written to.
+    /// The key it was first read from (see [`Original::stream`]).
     pub stream: std::borrow::Cow<'a, str>,
     /// Its id there, when it differs from the id read (a replayed entry).
     pub id: Option<String>,
     /// Its fields, byte for byte.
     pub fields: Vec<RawField>,
+    /// Its channel or score, where the source has one.
+    pub origin: Origin,
 }
 
-/// [`original`], borrowing the stream name from `key` where it can.
+/// [`original`], borrowing the key from `key` where it can.
 pub(crate) fn original_ref<'a>(
     (redeliver_stream, stream): (&str, &str),
     key: &'a str,
     fields: Vec<RawField>,
+    origin: Origin,
 ) -> OriginalRef<'a> {
     if key != redeliver_stream {
         return OriginalRef {
             stream: key.into(),
             id: None,
             fields,
+            origin,
         };
     }
     let r = crate::dlq::redeliver::decode(fields);
@@ -162,6 +214,14 @@ pub(crate) fn original_ref<'a>(
             .map_or_else(|| stream.to_owned().into(), Into::into),
         id: r.source_id,
         fields: r.fields,
+        origin: match (r.channel, r.score) {
+            (Some(channel), _) => Origin::Channel {
+                channel,
+                pattern: r.pattern,
+            },
+            (None, Some(score)) => Origin::Score(score),
+            (None, None) => Origin::Key,
+        },
     }
 }
 

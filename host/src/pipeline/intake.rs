@@ -170,6 +170,7 @@ impl<S: Source> Intake<S> {
                         (&self.ctx.redeliver_stream, self.ctx.stream()),
                         &delivery.key,
                         delivery.entry.fields.unwrap_or_default(),
+                        delivery.origin,
                     ),
                     reason,
                     error,

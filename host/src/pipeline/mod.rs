@@ -32,4 +32,4 @@ pub(crate) mod waiting;
 pub(crate) mod worker;
 
 pub use context::PluginContext;
-pub(crate) use delivery::{Batch, Delivery, Receipt, Uncounted};
+pub(crate) use delivery::{Batch, Delivery, Origin, Receipt, Uncounted};

@@ -597,6 +597,7 @@ mod tests {
                 attempt: deliveries,
             },
             uncounted: Uncounted { unseen, refused },
+            origin: Default::default(),
         }
     }
 

@@ -10,9 +10,11 @@ use redis::aio::ConnectionManager;
 use super::intake::ReadAhead;
 use super::settle::{self, Facts, Handled, Verdict};
 use super::source::{DeadLetterRequest, Source};
-use super::{Batch, Delivery, PluginContext, Receipt, delivery};
-use crate::config::{Isolation, Metering};
-use crate::plugin::{Message, PluginInstance};
+use super::{Batch, Delivery, Origin, PluginContext, Receipt, delivery};
+use crate::config::{Isolation, Metering, SourceKind};
+use crate::plugin::{
+    Message, PluginInstance, PubsubMessage, SortedSetMember, Source as MessageSource, StreamEntry,
+};
 use crate::streams::entry::{self, RawField};
 
 /// Longest a handled entry waits in a worker before its ack is sent.
@@ -27,12 +29,7 @@ pub(crate) async fn run<S: Source>(
     conn: ConnectionManager,
 ) {
     let mut instance: Option<PluginInstance> = None;
-    let mut scratch = Message {
-        stream: String::new(),
-        id: String::new(),
-        fields: Vec::new(),
-        attempt: 0,
-    };
+    let mut scratch = Scratch::default();
     while let Ok(batch) = work.recv().await {
         let mut acked = Vec::with_capacity(batch.len());
         let mut flushed = Instant::now();
@@ -48,11 +45,38 @@ pub(crate) async fn run<S: Source>(
             if let Some(receipt) = handled.await {
                 acked.push(receipt);
             }
-            scratch.fields.clear();
+            scratch.msg.fields.clear();
             read_ahead.give_back(bytes);
         }
         if !acked.is_empty() {
             source.ack(acked);
+        }
+    }
+}
+
+/// A worker's message and original key, reused from entry to entry so a
+/// stream entry costs no string allocation of its own (BENCHMARKS.md,
+/// issue 17).
+struct Scratch {
+    /// The message handed to the handler.
+    msg: Message,
+    /// The key the entry was first read from, for its dead letter.
+    stream: String,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            msg: Message {
+                source: MessageSource::Stream(StreamEntry {
+                    name: String::new(),
+                    id: String::new(),
+                }),
+                id: String::new(),
+                fields: Vec::new(),
+                attempt: 0,
+            },
+            stream: String::new(),
         }
     }
 }
@@ -63,7 +87,7 @@ async fn handle<S: Source>(
     source: &S,
     instance: &mut Option<PluginInstance>,
     delivery: Delivery,
-    scratch: &mut Message,
+    scratch: &mut Scratch,
     conn: &ConnectionManager,
 ) -> Option<Receipt> {
     ctx.metrics.received.inc();
@@ -72,11 +96,13 @@ async fn handle<S: Source>(
         key,
         entry,
         uncounted,
+        origin,
     } = delivery;
     let original = delivery::original_ref(
         (&ctx.redeliver_stream, ctx.stream()),
         &key,
         entry.fields.unwrap_or_default(),
+        origin,
     );
     // Entries with non-UTF-8 names are dead-lettered before handling
     // (settle::before_handling); were one to get here, its names are shown
@@ -90,22 +116,31 @@ async fn handle<S: Source>(
             .collect()
     });
     let original_id = original.id;
-    // A replayed entry reaches the handler under its original stream
-    // name, with its id in the redelivery stream. The message's strings are
-    // the worker's, reused from entry to entry; the receipt keeps the id.
+    // A replayed entry reaches the handler with its original source, and
+    // with its id in the redelivery stream. The message's strings are the
+    // worker's, reused from entry to entry; the receipt keeps the id.
     scratch.stream.clear();
     scratch.stream.push_str(&original.stream);
-    scratch.id.clear();
-    scratch.id.push_str(&entry.id);
-    scratch.fields = fields;
-    scratch.attempt = attempt;
+    set_source(
+        &mut scratch.msg.source,
+        ctx,
+        &scratch.stream,
+        original_id.as_deref(),
+        &entry.id,
+        &original.origin,
+    );
+    let origin = original.origin;
+    scratch.msg.id.clear();
+    scratch.msg.id.push_str(&entry.id);
+    scratch.msg.fields = fields;
+    scratch.msg.attempt = attempt;
     let receipt = Receipt {
         key,
         id: entry.id,
         deliveries: entry.attempt,
         uncounted,
     };
-    let msg = &*scratch;
+    let msg = &scratch.msg;
     // The version is pinned for the whole delivery, re-runs after a state
     // conflict included; a hot swap takes effect at the next entry.
     let running = ctx.running();
@@ -202,7 +237,8 @@ async fn handle<S: Source>(
                     original: delivery::Original {
                         stream: scratch.stream.clone(),
                         id: original_id,
-                        fields: std::mem::take(&mut scratch.fields)
+                        origin,
+                        fields: std::mem::take(&mut scratch.msg.fields)
                             .into_iter()
                             .map(|f| RawField {
                                 name: f.name.into_bytes(),
@@ -218,6 +254,74 @@ async fn handle<S: Source>(
                 return None;
             }
         }
+    }
+}
+
+/// Sets `slot` to where this message came from, reusing its strings when
+/// it already holds a stream entry (every entry of a stream plugin).
+fn set_source(
+    slot: &mut MessageSource,
+    ctx: &PluginContext,
+    key: &str,
+    original_id: Option<&str>,
+    id: &str,
+    origin: &Origin,
+) {
+    if let (SourceKind::Stream(_), MessageSource::Stream(entry)) = (ctx.config.source(), &mut *slot)
+    {
+        entry.name.clear();
+        entry.name.push_str(key);
+        entry.id.clear();
+        entry.id.push_str(original_id.unwrap_or(id));
+        return;
+    }
+    *slot = message_source(ctx, key, original_id, id, origin);
+}
+
+/// Where a message came from, as the handler sees it: the plugin's kind of
+/// source, with the key, id, channel or score of this entry.
+fn message_source(
+    ctx: &PluginContext,
+    key: &str,
+    original_id: Option<&str>,
+    id: &str,
+    origin: &Origin,
+) -> MessageSource {
+    match (ctx.config.source(), origin) {
+        (SourceKind::Subscribe(_), Origin::Channel { channel, pattern }) => {
+            MessageSource::Pubsub(PubsubMessage {
+                channel: channel.clone(),
+                // One of the plugin's `subscribe` names, so UTF-8.
+                pattern: pattern
+                    .as_ref()
+                    .map(|p| String::from_utf8_lossy(p).into_owned()),
+            })
+        }
+        (SourceKind::Subscribe(_), _) => MessageSource::Pubsub(PubsubMessage {
+            channel: key.as_bytes().to_vec(),
+            pattern: None,
+        }),
+        (SourceKind::List(_), _) => MessageSource::List(key.to_owned()),
+        (SourceKind::SortedSet(..), origin) => MessageSource::SortedSet(SortedSetMember {
+            key: key.to_owned(),
+            score: match origin {
+                Origin::Score(score) => parse_score(score),
+                _ => f64::NAN,
+            },
+        }),
+        (SourceKind::Stream(_), _) => MessageSource::Stream(StreamEntry {
+            name: key.to_owned(),
+            id: original_id.unwrap_or(id).to_owned(),
+        }),
+    }
+}
+
+/// A score as Redis writes it (`inf`, `-inf`, `1.5`, `1e+20`...).
+fn parse_score(score: &str) -> f64 {
+    match score {
+        "inf" | "+inf" => f64::INFINITY,
+        "-inf" => f64::NEG_INFINITY,
+        s => s.parse().unwrap_or(f64::NAN),
     }
 }
 

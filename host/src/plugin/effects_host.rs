@@ -74,6 +74,27 @@ impl Host for HostState {
         )
     }
 
+    fn push(&mut self, key: String, item: Vec<u8>) -> Result<(), EffectError> {
+        allowed(&self.effect_policy.push, "push to", &key, &self.plugin)?;
+        let bytes = key.len() + item.len();
+        let policy = self.effect_policy.clone();
+        self.effects
+            .push(&policy, Effect::Push { key, item }, bytes)
+    }
+
+    fn zadd(&mut self, key: String, member: Vec<u8>, score: f64) -> Result<(), EffectError> {
+        allowed(&self.effect_policy.zadd, "zadd to", &key, &self.plugin)?;
+        if score.is_nan() {
+            return Err(EffectError::Invalid(
+                "a sorted-set score cannot be NaN".into(),
+            ));
+        }
+        let bytes = key.len() + member.len() + 16;
+        let policy = self.effect_policy.clone();
+        self.effects
+            .push(&policy, Effect::Zadd { key, member, score }, bytes)
+    }
+
     async fn kv_get(&mut self, key: String) -> Result<Option<Vec<u8>>, EffectError> {
         let full = state_key(&self.effect_policy, &key)?;
         if let Some(value) = self.effects.overlay.get(&full) {

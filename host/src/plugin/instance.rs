@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
 
-use super::bindings::{Handler, Message};
-use super::native::{Code, InvocationTap, NativeHandler};
+use super::bindings::{Message, v0_1, v0_2};
+use super::native::{Code, InvocationTap, NativeHandler, Pre};
 use super::registry::LoadedPlugin;
 use super::state::HostState;
 use crate::config::Metering;
@@ -55,7 +55,9 @@ pub struct PluginInstance {
 
 /// The code an instance runs.
 enum Guest {
-    Wasm(Handler),
+    Wasm(v0_2::Handler),
+    /// A component built against `streamhost:plugin@0.1.0`.
+    WasmV0_1(v0_1::Handler),
     Native(NativeHandler),
 }
 
@@ -104,24 +106,34 @@ impl LoadedPlugin {
         store.data_mut().deadline = Instant::now() + self.limits.timeout();
         store.set_epoch_deadline(1);
         let guest = match &self.code {
-            Code::Wasm(pre) => Guest::Wasm(
-                tokio::time::timeout(
-                    self.limits.timeout() + TIMER_GRACE,
-                    pre.instantiate_async(&mut store),
-                )
-                .await
-                .map_err(|_| {
+            Code::Wasm(pre) => {
+                let timeout = |_| {
                     instantiate_err(format!(
                         "timed out after {} ms (limits.timeout_ms)",
                         self.limits.timeout_ms
                     ))
-                })?
-                .map_err(|e| {
+                };
+                let trapped = |e: wasmtime::Error| {
                     instantiate_err(super::limits::name_the_key(crate::outcome::trap_message(
                         &e,
                     )))
-                })?,
-            ),
+                };
+                let bound = self.limits.timeout() + TIMER_GRACE;
+                match pre {
+                    Pre::Current(pre) => Guest::Wasm(
+                        tokio::time::timeout(bound, pre.instantiate_async(&mut store))
+                            .await
+                            .map_err(timeout)?
+                            .map_err(trapped)?,
+                    ),
+                    Pre::V0_1(pre) => Guest::WasmV0_1(
+                        tokio::time::timeout(bound, pre.instantiate_async(&mut store))
+                            .await
+                            .map_err(timeout)?
+                            .map_err(trapped)?,
+                    ),
+                }
+            }
             Code::Native(handler) => Guest::Native(*handler),
         };
         Ok(PluginInstance {
@@ -196,18 +208,23 @@ impl PluginInstance {
         let result = match &self.guest {
             Guest::Wasm(handler) => {
                 let call = handler.call_handle(&mut self.store, msg);
-                match bounded(started, limits, call).await {
-                    Some(result) => result,
-                    None => {
-                        self.store.data_mut().timed_out = true;
-                        Err(wasmtime::Error::msg(
-                            "wall-clock limit reached while blocked in a host call",
-                        ))
-                    }
-                }
+                bounded(started, limits, call).await
             }
-            Guest::Native(handler) => Ok(handler(msg)),
+            Guest::WasmV0_1(handler) => {
+                let old = super::compat::message(msg);
+                let call = handler.call_handle(&mut self.store, &old);
+                bounded(started, limits, call)
+                    .await
+                    .map(|r| r.map(|r| r.map_err(super::compat::handler_error)))
+            }
+            Guest::Native(handler) => Some(Ok(handler(msg))),
         };
+        let result = result.unwrap_or_else(|| {
+            self.store.data_mut().timed_out = true;
+            Err(wasmtime::Error::msg(
+                "wall-clock limit reached while blocked in a host call",
+            ))
+        });
         let elapsed = started.elapsed();
         self.store.data_mut().flush_output();
         let fuel = if metered {

@@ -2,6 +2,7 @@
 //! loading, instances.
 
 pub mod bindings;
+mod compat;
 mod effects_host;
 pub mod engine;
 pub mod instance;
@@ -13,7 +14,9 @@ pub mod preflight;
 pub mod registry;
 pub mod state;
 
-pub use bindings::{Field, HandlerError, Message, WIT_PACKAGES};
+pub use bindings::{
+    Field, HandlerError, Message, PubsubMessage, SortedSetMember, Source, StreamEntry, WIT_PACKAGES,
+};
 pub use engine::{EngineOptions, WasmEngine};
 pub use instance::{Invocation, PluginInstance};
 pub use invoker::{Invoker, Report};

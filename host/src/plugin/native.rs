@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::bindings::{HandlerError, HandlerPre, Message};
+use super::bindings::{HandlerError, Message, v0_1, v0_2};
 use super::state::HostState;
 use crate::outcome::Outcome;
 
@@ -20,7 +20,26 @@ pub type InvocationTap = Arc<dyn Fn(&Message, &Outcome) + Send + Sync>;
 #[derive(Clone)]
 pub(crate) enum Code {
     /// A pre-linked component.
-    Wasm(HandlerPre<HostState>),
+    Wasm(Pre),
     /// A Rust function.
     Native(NativeHandler),
+}
+
+/// A pre-linked component, by the WIT package it was built against.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    /// `streamhost:plugin@0.2.0`.
+    Current(v0_2::HandlerPre<HostState>),
+    /// `streamhost:plugin@0.1.0`.
+    V0_1(v0_1::HandlerPre<HostState>),
+}
+
+impl Pre {
+    /// The engine the component was compiled with (it carries the metering).
+    pub(crate) fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            Pre::Current(pre) => pre.engine(),
+            Pre::V0_1(pre) => pre.engine(),
+        }
+    }
 }

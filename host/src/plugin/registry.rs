@@ -8,9 +8,10 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, Linker};
 
-use super::bindings::{Handler, HandlerPre};
+use super::bindings::WIT_PACKAGES;
+use super::bindings::{v0_1, v0_2};
 use super::engine::WasmEngine;
-use super::native::{Code, InvocationTap, NativeHandler};
+use super::native::{Code, InvocationTap, NativeHandler, Pre};
 use super::preflight;
 use super::state::HostState;
 use crate::config::LimitsConfig;
@@ -57,6 +58,9 @@ pub struct LoadedPlugin {
     pub(crate) tap: Option<InvocationTap>,
     /// Effect functions the component imports (`emit`, `kv-get`, ...).
     pub effects_used: Vec<String>,
+    /// The WIT package the component was built against (one of
+    /// [`WIT_PACKAGES`]; a native plugin's is the current one).
+    pub wit_package: &'static str,
 }
 
 impl LoadedPlugin {
@@ -111,7 +115,7 @@ impl LoadedPlugin {
                     plugin: name.to_owned(),
                     detail: format!("{e:#}"),
                 })?;
-        let pre = HandlerPre::new(instance_pre).map_err(|e| LoadError::WrongWorld {
+        let pre = handler_pre(&shape, instance_pre).map_err(|e| LoadError::WrongWorld {
             plugin: name.to_owned(),
             detail: format!("{e:#}"),
         })?;
@@ -120,6 +124,10 @@ impl LoadedPlugin {
             digest: digest(bytes).into(),
             limits: limits.clone(),
             effects: Arc::new(EffectPolicy::deny_all(name)),
+            wit_package: match pre {
+                Pre::Current(_) => WIT_PACKAGES[0],
+                Pre::V0_1(_) => WIT_PACKAGES[1],
+            },
             code: Code::Wasm(pre),
             engine: wasm_engine.clone(),
             tap: None,
@@ -354,8 +362,34 @@ fn check_exports(
 fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     add_wasi_to_linker(&mut linker)?;
-    Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    // Both versions' imports are linked (their names carry the version);
+    // a component uses those of the package it was built against.
+    v0_2::Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    v0_1::Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
     Ok(linker)
+}
+
+/// The component's `handle`, typed by the WIT package it was built against:
+/// the one its imports name (a world's `use` imports the `types` interface),
+/// else whichever version's `message` its export takes. The error is that
+/// of the version the component names, or of the current one.
+fn handler_pre(
+    shape: &preflight::Shape,
+    instance_pre: wasmtime::component::InstancePre<HostState>,
+) -> wasmtime::Result<Pre> {
+    let old = shape
+        .imports
+        .iter()
+        .any(|i| i.starts_with("streamhost:plugin/") && i.ends_with("@0.1.0"));
+    if old {
+        return v0_1::HandlerPre::new(instance_pre).map(Pre::V0_1);
+    }
+    match v0_2::HandlerPre::new(instance_pre.clone()) {
+        Ok(pre) => Ok(Pre::Current(pre)),
+        Err(current) => v0_1::HandlerPre::new(instance_pre)
+            .map(Pre::V0_1)
+            .map_err(|_| current),
+    }
 }
 
 /// The WASI interfaces of [`ALLOWED_IMPORTS`] and nothing else (the same set
@@ -422,6 +456,7 @@ impl LoadedPlugin {
             engine: engine.clone(),
             tap: None,
             effects_used: Vec::new(),
+            wit_package: WIT_PACKAGES[0],
         }
     }
 

@@ -5,24 +5,28 @@
 //! writes it together with the removal from where the item was held.
 
 use crate::dlq::{FIELD_PREFIX, meta};
-use crate::pipeline::PluginContext;
 use crate::pipeline::source::DeadLetterRequest;
+use crate::pipeline::{Origin, PluginContext};
 
 /// Field names and values, flat, for `XADD <dlq> * ...`: metadata, then
-/// `extra` (e.g. the Pub/Sub channel and pattern), then the original fields
-/// under `msg.`.
-pub(crate) fn fields(
-    ctx: &PluginContext,
-    request: &DeadLetterRequest,
-    extra: &[(&str, &[u8])],
-) -> Vec<Vec<u8>> {
+/// the origin's (the Pub/Sub channel and pattern, the sorted-set score),
+/// then the original fields under `msg.`.
+pub(crate) fn fields(ctx: &PluginContext, request: &DeadLetterRequest) -> Vec<Vec<u8>> {
     let original = &request.original;
+    let extra = original.origin.dlq_fields();
     let reason = request.reason.label();
     let attempts = request.attempts.to_string();
     let time_ms = crate::display::now_ms().to_string();
     let source_id = original.id.as_deref().unwrap_or(&request.receipt.id);
+    // A Pub/Sub letter names the plugin's source key (its first `subscribe`
+    // name, which its DLQ and redelivery stream are named after), so a replay
+    // finds the plugin's redelivery stream; the channel is in `dlq.channel`.
+    let source_stream = match original.origin {
+        Origin::Channel { .. } => ctx.stream(),
+        _ => original.stream.as_str(),
+    };
     let metadata: [(&str, &[u8]); 10] = [
-        (meta::SOURCE_STREAM, original.stream.as_bytes()),
+        (meta::SOURCE_STREAM, source_stream.as_bytes()),
         (meta::SOURCE_ID, source_id.as_bytes()),
         (meta::GROUP, ctx.group().as_bytes()),
         (meta::CONSUMER, ctx.consumer.as_bytes()),
@@ -34,7 +38,7 @@ pub(crate) fn fields(
         (meta::TIME_MS, time_ms.as_bytes()),
     ];
     let mut out = Vec::with_capacity(2 * (metadata.len() + extra.len() + original.fields.len()));
-    for (name, value) in metadata.iter().chain(extra) {
+    for (name, value) in metadata.iter().chain(&extra) {
         out.push(name.as_bytes().to_vec());
         out.push(value.to_vec());
     }

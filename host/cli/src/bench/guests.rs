@@ -19,7 +19,9 @@ use super::usage::current_rss;
 use super::workload::order_json;
 use streamhost::Host;
 use streamhost::config::{CacheConfig, Isolation};
-use streamhost::plugin::{EngineOptions, Field, Invoker, LoadedPlugin, Message, WasmEngine};
+use streamhost::plugin::{
+    EngineOptions, Field, Invoker, LoadedPlugin, Message, Source, StreamEntry, WasmEngine,
+};
 
 /// A language the order validator is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -160,9 +162,13 @@ pub async fn run(
 
 /// Valid order `i` as the pipeline would hand it over.
 fn order(i: u64) -> Message {
+    let id = format!("{i}-0");
     Message {
-        stream: "bench".into(),
-        id: format!("{i}-0"),
+        source: Source::Stream(StreamEntry {
+            name: "bench".into(),
+            id: id.clone(),
+        }),
+        id,
         fields: vec![Field {
             name: "data".into(),
             value: order_json(i).into_bytes(),

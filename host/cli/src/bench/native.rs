@@ -23,11 +23,14 @@ pub fn validate_order(msg: &Message) -> Result<(), HandlerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use streamhost::plugin::Field;
+    use streamhost::plugin::{Field, Source, StreamEntry};
 
     fn msg(fields: &[(&str, &str)]) -> Message {
         Message {
-            stream: "s".into(),
+            source: Source::Stream(StreamEntry {
+                name: "s".into(),
+                id: "1-0".into(),
+            }),
             id: "1-0".into(),
             fields: fields
                 .iter()

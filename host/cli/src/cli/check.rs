@@ -28,6 +28,17 @@ pub async fn check(config_path: &Path, offline: bool) -> anyhow::Result<ExitCode
             pc.source_key(),
             pc.group()
         );
+        if p.wit_package != streamhost::plugin::WIT_PACKAGES[0]
+            && !matches!(pc.source(), streamhost::config::SourceKind::Stream(_))
+        {
+            println!(
+                "note: plugin {:?} is built against {}, which has no message source: on its {} source it sees the key (for Pub/Sub, the channel) as `message.stream` and the payload in field `data`; rebuild it against {} to see the source, channel, pattern or score",
+                p.name,
+                p.wit_package,
+                pc.source().config_key(),
+                streamhost::plugin::WIT_PACKAGES[0],
+            );
+        }
         let refused = streamhost::unpermitted_effects(&p.effects_used, &pc.allow);
         if refused.is_empty() {
             continue;

@@ -490,19 +490,6 @@ fn target(args: &DlqArgs) -> anyhow::Result<(String, String, Option<Owner>)> {
             ),
         });
     };
-    // Replay feeds the plugin's redelivery stream, which only a stream
-    // source reads: replaying another source's letters would park them.
-    if matches!(args.action, DlqAction::Replay { .. }) && plugin.stream.is_empty() {
-        bail!(ConfigError::Invalid {
-            key: "dlq replay".into(),
-            reason: format!(
-                "plugin {:?} reads a {} source; replay serves stream plugins only \
-                 (put the payloads back with `streamhost produce`)",
-                plugin.name,
-                plugin.source().config_key()
-            ),
-        });
-    }
     let owner = Owner {
         plugin: plugin.name.clone(),
         group: plugin.group().to_owned(),

@@ -14,7 +14,7 @@ use streamhost::config::PluginConfig;
 use streamhost::display::{escape_bytes, escape_str};
 use streamhost::plugin::bindings::Level;
 use streamhost::plugin::{
-    EngineOptions, Field, Invoker, LoadedPlugin, Message, Report, WasmEngine,
+    EngineOptions, Field, Invoker, LoadedPlugin, Message, Report, Source, StreamEntry, WasmEngine,
 };
 use streamhost::{Effect, EffectPolicy};
 
@@ -64,9 +64,13 @@ pub async fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
     let mut invoker = invoker(&args.component, &plugin_config).await?;
     let mut trapped = false;
     for (n, fixture) in messages.into_iter().enumerate() {
+        let id = format!("{}-0", n + 1);
         let msg = Message {
-            stream: args.stream.clone(),
-            id: format!("{}-0", n + 1),
+            source: Source::Stream(StreamEntry {
+                name: args.stream.clone(),
+                id: id.clone(),
+            }),
+            id,
             fields: fixture
                 .fields
                 .into_iter()
@@ -142,6 +146,8 @@ pub fn allow_all(component: &Path) -> PluginConfig {
         emit: vec!["*".into()],
         publish: vec!["*".into()],
         schedule: vec!["*".into()],
+        push: vec!["*".into()],
+        zadd: vec!["*".into()],
     };
     config
 }
@@ -222,5 +228,13 @@ pub fn effect_line(effect: &Effect) -> String {
             format!("kv-set {} = {}", escape_str(key), escape_bytes(value))
         }
         Effect::Delete { key } => format!("kv-delete {}", escape_str(key)),
+        Effect::Push { key, item } => {
+            format!("push {} {}", escape_str(key), escape_bytes(item))
+        }
+        Effect::Zadd { key, member, score } => format!(
+            "zadd {} {} score={score}",
+            escape_str(key),
+            escape_bytes(member)
+        ),
     }
 }

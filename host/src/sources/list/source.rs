@@ -229,7 +229,7 @@ impl Source for ListSource {
         let Some(stored) = self.stored(&request.receipt) else {
             return;
         };
-        let fields = letter::fields(&self.ctx, &request, &[]);
+        let fields = letter::fields(&self.ctx, &request);
         let mut invocation = super::DEAD_LETTER.prepare_invoke();
         invocation
             .key(&self.keys.processing)

@@ -18,7 +18,7 @@ use crate::effects::{self, Commit, CommitTarget, EffectBuffer};
 use crate::pipeline::intake::Intake;
 use crate::pipeline::settle::CommitState;
 use crate::pipeline::source::{DeadLetterRequest, Source};
-use crate::pipeline::{Delivery, PluginContext, Receipt};
+use crate::pipeline::{Delivery, Origin, PluginContext, Receipt};
 use crate::sources::letter;
 use crate::streams::Entry;
 use crate::streams::entry::RawField;
@@ -84,7 +84,7 @@ impl PubSubSource {
     }
 
     fn make(id: &str, message: &Held, attempt: u32) -> Delivery {
-        Delivery::new(
+        let mut delivery = Delivery::new(
             Arc::from(String::from_utf8_lossy(&message.channel)),
             Entry {
                 id: id.to_owned(),
@@ -94,7 +94,12 @@ impl PubSubSource {
                 }]),
                 attempt,
             },
-        )
+        );
+        delivery.origin = Origin::Channel {
+            channel: message.channel.clone(),
+            pattern: message.pattern.clone(),
+        };
+        delivery
     }
 
     fn get(&self, receipt: &Receipt) -> Option<Held> {
@@ -170,14 +175,11 @@ impl Source for PubSubSource {
     }
 
     async fn dead_letter(&self, request: DeadLetterRequest) {
-        let Some(message) = self.get(&request.receipt) else {
+        if self.get(&request.receipt).is_none() {
             return;
-        };
-        let mut extra: Vec<(&str, &[u8])> = vec![("dlq.channel", &message.channel)];
-        if let Some(pattern) = &message.pattern {
-            extra.push(("dlq.pattern", pattern));
         }
-        let fields = letter::fields(&self.ctx, &request, &extra);
+        // The channel and pattern come with the delivery's origin.
+        let fields = letter::fields(&self.ctx, &request);
         let mut backoff = Backoff::new();
         for tried in 1..=DEAD_LETTER_TRIES {
             let mut xadd = redis::cmd("XADD");

@@ -17,7 +17,7 @@ use crate::backoff::Backoff;
 use crate::effects::{self, Commit, CommitTarget, EffectBuffer};
 use crate::pipeline::settle::CommitState;
 use crate::pipeline::source::{DeadLetterRequest, Source};
-use crate::pipeline::{Delivery, PluginContext, Receipt};
+use crate::pipeline::{Delivery, Origin, PluginContext, Receipt};
 use crate::sources::letter;
 use crate::streams::Entry;
 use crate::streams::entry::RawField;
@@ -84,7 +84,8 @@ impl SortedSetSource {
         popped
             .into_iter()
             .map(|(member, token)| {
-                let (deliveries, refused, _) = super::parse_token(&token);
+                let (deliveries, refused, score) = super::parse_token(&token);
+                let score = score.to_owned();
                 let id = format!("z{}", self.next_id.fetch_add(1, Ordering::Relaxed));
                 let mut delivery = Delivery::new(
                     self.keys.queue.clone(),
@@ -98,6 +99,7 @@ impl SortedSetSource {
                     },
                 );
                 delivery.uncounted.refused = refused;
+                delivery.origin = Origin::Score(score);
                 held.insert(id, HeldMember { member, token });
                 delivery
             })
@@ -240,8 +242,8 @@ impl Source for SortedSetSource {
         let Some(held) = self.get(&request.receipt) else {
             return;
         };
-        let (_, _, score) = super::parse_token(&held.token);
-        let fields = letter::fields(&self.ctx, &request, &[("dlq.score", score.as_bytes())]);
+        // The score comes with the delivery's origin.
+        let fields = letter::fields(&self.ctx, &request);
         let mut invocation = super::DEAD_LETTER.prepare_invoke();
         invocation
             .key(&self.keys.inflight)

@@ -251,6 +251,7 @@ async fn recover_own<S: Source>(
                     unseen: 1,
                     refused: 0,
                 },
+                origin: Default::default(),
             })
             .collect();
         intake.submit(deliveries).await?;

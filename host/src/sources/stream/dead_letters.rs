@@ -61,6 +61,7 @@ pub(crate) async fn write(
     let receipt = &request.receipt;
     let original = &request.original;
     let reason = request.reason.label();
+    let origin = original.origin.dlq_fields();
     let letter = dlq::Letter {
         pending_stream: &receipt.key,
         pending_id: &receipt.id,
@@ -75,6 +76,7 @@ pub(crate) async fn write(
         error: &request.error,
         attempts: request.attempts,
         fields: &original.fields,
+        origin: &origin,
     };
     let (plugin, id) = (&*ctx.plugin.name, receipt.id.as_str());
     match dlq::dead_letter(conn, &letter).await {

@@ -155,6 +155,7 @@ async fn redeliver(
             uncounted: discount.get(e.id.as_str()).copied().unwrap_or_default(),
             key: key.clone(),
             entry: e,
+            origin: Default::default(),
         }));
     }
     Ok(deliveries)

@@ -20,6 +20,8 @@
 --   P <channel> <payload>                                    PUBLISH
 --   S <key#> <target stream> <delay ms> <n> <n names and values...>  ZADD (scheduled,
 --                           due = Redis's clock + delay, so host clocks never matter)
+--   L <key#> <item>         LPUSH (push)
+--   Z <key#> <score> <member>  ZADD (zadd)
 --   K <key#> <value>        SET state
 --   D <key#>                DEL state
 -- Returns 1 committed, 0 not ours any more, -1 state changed (re-run the handler),
@@ -44,8 +46,8 @@ end
 
 -- State is strings: K and D refuse a key of any other type, so a kv-delete can
 -- never remove a stream, DLQ or schedule, whatever its name.
-local want = { E = 'stream', S = 'zset', K = 'string', D = 'string' }
-local width = { R = 3, N = 2, P = 3, K = 3, D = 2 }
+local want = { E = 'stream', S = 'zset', K = 'string', D = 'string', L = 'list', Z = 'zset' }
+local width = { R = 3, N = 2, P = 3, K = 3, D = 2, L = 3, Z = 4 }
 
 -- Pass 1: checks only. `claimed` remembers the type an earlier op of this
 -- commit gives a key, so a later op expecting another type fails here, before
@@ -110,6 +112,12 @@ while i <= #ARGV do
   elseif op == 'P' then
     redis.call('PUBLISH', ARGV[i + 1], ARGV[i + 2])
     i = i + 3
+  elseif op == 'L' then
+    redis.call('LPUSH', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2])
+    i = i + 3
+  elseif op == 'Z' then
+    redis.call('ZADD', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
   elseif op == 'K' then
     redis.call('SET', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2])
     i = i + 3
