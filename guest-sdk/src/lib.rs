@@ -39,6 +39,8 @@ pub use wit_bindgen;
 
 /// Bindings for the `handler` world, generated once here and shared by every plugin.
 #[doc(hidden)]
+// The generated lowering of `message` (its `source` variant) takes many arguments.
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "handler",

@@ -1318,7 +1318,10 @@ mod tests {
         let err = parse("subscribe = [\"c\"]\n[plugin.dlq]\nstream = \"{p}:dlq\"\n[plugin.state]\nprefix = \"{p}:s:\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("plugin[0].subscribe") && err.contains("redeliver:c:a"), "{err}");
+        assert!(
+            err.contains("plugin[0].subscribe") && err.contains("redeliver:c:a"),
+            "{err}"
+        );
         parse("subscribe = [\"{p}:c\", \"c\"]\n[plugin.dlq]\nstream = \"{p}:dlq\"\n[plugin.state]\nprefix = \"{p}:s:\"\n")
             .unwrap();
     }
