@@ -301,6 +301,15 @@ pub(crate) fn record_unhandled(ctx: &PluginContext, delivery: &Delivery, verdict
 
 /// Records a final verdict's metrics and its one log line.
 pub(crate) fn record(ctx: &PluginContext, receipt: &Receipt, verdict: &Verdict, version: &str) {
+    // Done with on this host: the next entry of its ordering key may run.
+    if let Some(ordering) = &ctx.ordering
+        && matches!(
+            verdict,
+            Verdict::Ack | Verdict::Committed | Verdict::LeaveToOwner | Verdict::DeadLetter { .. }
+        )
+    {
+        ordering.finish(receipt);
+    }
     let (plugin, stream, id, attempt) = (
         &*ctx.plugin.name,
         &*receipt.key,

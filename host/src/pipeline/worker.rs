@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use crate::connection::Conn;
 
 use super::intake::ReadAhead;
 use super::settle::{self, Facts, Handled, Verdict};
@@ -24,7 +24,7 @@ pub(crate) async fn run<S: Source>(
     source: Arc<S>,
     read_ahead: Arc<ReadAhead>,
     work: async_channel::Receiver<Batch>,
-    conn: ConnectionManager,
+    conn: Conn,
 ) {
     let mut instance: Option<PluginInstance> = None;
     while let Ok(batch) = work.recv().await {
@@ -55,7 +55,7 @@ async fn handle<S: Source>(
     source: &S,
     instance: &mut Option<PluginInstance>,
     delivery: Delivery,
-    conn: &ConnectionManager,
+    conn: &Conn,
 ) -> Option<Receipt> {
     ctx.metrics.received.inc();
     let receipt = delivery.receipt();
