@@ -80,13 +80,28 @@ pub async fn load_plugins(
     Ok(loaded)
 }
 
-/// Each plugin once per table of [`Config::sharded`].
+/// Each plugin once per table of [`Config::sharded`]: a shard's copy shares
+/// the compiled code, with effects (state, schedule) in the shard's slot.
 fn per_shard(config: &Config, plugins: Vec<Arc<LoadedPlugin>>) -> Vec<Arc<LoadedPlugin>> {
     config
         .plugins
         .iter()
         .zip(plugins)
-        .flat_map(|(pc, plugin)| vec![plugin; pc.shards.map_or(1, |n| n as usize)])
+        .flat_map(|(pc, plugin)| {
+            if pc.shards.is_none() {
+                return vec![plugin];
+            }
+            pc.shard_tables()
+                .iter()
+                .map(|table| {
+                    Arc::new(
+                        (*plugin)
+                            .clone()
+                            .with_effects(EffectPolicy::from_config(table)),
+                    )
+                })
+                .collect()
+        })
         .collect()
 }
 

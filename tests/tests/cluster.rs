@@ -365,7 +365,24 @@ async fn dead_letters_and_replay_stay_in_each_shards_slot() {
                 .is_some_and(|(read, pending)| read == total as u64 && pending == 0)
     })
     .await;
-    assert!(settled, "not every entry settled or dead-lettered");
+    if !settled {
+        let mut letters = Vec::new();
+        for t in &tables {
+            letters.push(xlen_any(&mut conn, &t.dlq_stream()).await);
+        }
+        let progress = group_progress(&mut conn, stream, shards, "probe").await;
+        let sample: redis::Value = redis::cmd("XREVRANGE")
+            .arg(tables[0].dlq_stream())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(redis::Value::Nil);
+        eprintln!("a letter: {sample:?}");
+        panic!("not every entry settled or dead-lettered: letters {letters:?}, (read, pending) {progress:?}");
+    }
     for (i, t) in tables.iter().enumerate() {
         let shard = shard_key(stream, i as u32);
         assert_eq!(t.stream, shard);
