@@ -381,7 +381,9 @@ async fn dead_letters_and_replay_stay_in_each_shards_slot() {
             .await
             .unwrap_or(redis::Value::Nil);
         eprintln!("a letter: {sample:?}");
-        panic!("not every entry settled or dead-lettered: letters {letters:?}, (read, pending) {progress:?}");
+        panic!(
+            "not every entry settled or dead-lettered: letters {letters:?}, (read, pending) {progress:?}"
+        );
     }
     for (i, t) in tables.iter().enumerate() {
         let shard = shard_key(stream, i as u32);

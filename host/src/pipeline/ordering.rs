@@ -27,8 +27,10 @@ pub(crate) struct Ordering {
     /// The field whose value is the ordering key.
     field: Box<[u8]>,
     state: Mutex<State>,
-    /// The work queue parked entries are sent to once their turn comes.
-    work: OnceLock<async_channel::Sender<Batch>>,
+    /// The work queue parked entries are sent to once their turn comes;
+    /// weak, so that the queue still closes at shutdown when the feeders'
+    /// intakes are gone (the workers then drain and stop).
+    work: OnceLock<async_channel::WeakSender<Batch>>,
 }
 
 #[derive(Default)]
@@ -55,7 +57,7 @@ impl Ordering {
 
     /// Where parked entries go when their turn comes (the intake's work queue).
     pub(crate) fn connect(&self, work: &async_channel::Sender<Batch>) {
-        let _ = self.work.set(work.clone());
+        let _ = self.work.set(work.downgrade());
     }
 
     /// Returns the deliveries that may run now, in order; parks the others
@@ -128,13 +130,13 @@ impl Ordering {
                 }
             }
         };
-        let Some(work) = self.work.get() else {
+        // No queue any more: shutdown; the entry stays pending in Redis.
+        let Some(work) = self.work.get().and_then(async_channel::WeakSender::upgrade) else {
             return;
         };
         // Called from a worker: never wait for room in the queue the workers
         // drain. A closed queue is shutdown: the entry stays pending in Redis.
         if let Err(async_channel::TrySendError::Full(batch)) = work.try_send(vec![next]) {
-            let work = work.clone();
             tokio::spawn(async move {
                 let _ = work.send(batch).await;
             });

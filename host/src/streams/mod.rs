@@ -83,7 +83,10 @@ mod tests {
     #[test]
     fn redact_hides_passwords_only() {
         assert_eq!(crate::config::redact("redis://:pw@h:1"), "redis://:***@h:1");
-        assert_eq!(crate::config::redact("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(
+            crate::config::redact("redis://u:pw@h:1/0"),
+            "redis://u:***@h:1/0"
+        );
         assert_eq!(crate::config::redact("redis://h:1"), "redis://h:1");
     }
 }
