@@ -225,6 +225,14 @@ impl LocalCluster {
     }
 
     fn check(&self, running: usize) -> Result<(), String> {
+        let ports = self.ports_running();
+        for slot in (0..crate::connection::SLOTS).step_by(64) {
+            match self.master_of_slot(slot) {
+                Ok(port) if ports.contains(&port) => {}
+                Ok(port) => return Err(format!("slot {slot} still served by stopped {port}")),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
         for node in self.nodes.iter().filter(|n| n.child.is_some()) {
             let mut conn = connect(node.port).map_err(|e| format!("port {}: {e}", node.port))?;
             let info: String = redis::cmd("CLUSTER")
@@ -252,6 +260,14 @@ impl LocalCluster {
             }
         }
         Ok(())
+    }
+
+    fn ports_running(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.port)
+            .collect()
     }
 
     fn wait_ping(&self, port: u16) -> Result<(), Error> {
