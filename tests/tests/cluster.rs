@@ -299,7 +299,8 @@ async fn a_shard_slot_migrates_mid_run_without_loss_or_stall() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = cluster_config(&seeds, vec![sequencer(stream, shards, "mover")]);
     let mut host = HostProcess::spawn(dir.path(), "mover", &cfg);
-    produce_sharded(&mut conn, stream, shards, 0..total, |i| entry(i, &[])).await;
+    let counts = produce_sharded(&mut conn, stream, shards, 0..total, |i| entry(i, &[])).await;
+    let in_shard_0 = counts[0] as u64;
     assert!(
         wait_progress(&conn, stream, shards, |read, _| read >= 3_000).await,
         "host did not get going; log:\n{}",
@@ -316,15 +317,16 @@ async fn a_shard_slot_migrates_mid_run_without_loss_or_stall() {
     let sampler = {
         let conn = conn.clone();
         tokio::spawn(async move {
-            // Longest time the group read nothing while entries were waiting.
+            // Longest time shard 0 (the one moving) had entries waiting and
+            // read none.
             let (mut last, mut since, mut longest) = (0u64, Instant::now(), Duration::ZERO);
             loop {
-                if let Some((read, _)) = progress(&mut conn.clone(), stream, shards).await {
+                if let Some((read, _)) = progress(&mut conn.clone(), stream, 1).await {
                     if read != last {
                         longest = longest.max(since.elapsed());
                         (last, since) = (read, Instant::now());
                     }
-                    if read >= total as u64 {
+                    if read >= in_shard_0 {
                         return longest;
                     }
                 }
@@ -332,6 +334,11 @@ async fn a_shard_slot_migrates_mid_run_without_loss_or_stall() {
             }
         })
     };
+    let before = progress(&mut conn, stream, 1).await.map(|p| p.0);
+    assert!(
+        before.is_some_and(|read| read < in_shard_0),
+        "shard 0 must still have entries to read when its slot moves ({before:?} of {in_shard_0})"
+    );
     let moved = Instant::now();
     cluster.migrate_slot(moving, to).expect("migrate the slot");
     eprintln!(
@@ -435,6 +442,24 @@ async fn dead_letters_and_replay_stay_in_each_shards_slot() {
             t.dlq_stream()
         );
     }
+    // `status` shows each shard's group and sums the sharded stream.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("letters.toml");
+    std::fs::write(&path, toml::to_string(&cfg).expect("config")).expect("write config");
+    let (code, out) = cli(&["status", "--json", "--config", &path.to_string_lossy()]);
+    assert_eq!(code, Some(0), "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+    assert_eq!(
+        report["groups"].as_array().map(Vec::len),
+        Some(shards as usize),
+        "{out}"
+    );
+    let sum = &report["sharded"][0];
+    assert_eq!(sum["stream"], stream, "{out}");
+    assert_eq!(sum["shards"], shards, "{out}");
+    assert_eq!(sum["stream_length"], total, "{out}");
+    assert_eq!(sum["dlq_length"], total / 10, "{out}");
+    assert_eq!(sum["pending"], 0, "{out}");
     // Replay every shard's letters: they come back through its redelivery
     // stream and are dead-lettered again (still `nonsense`), each within its slot.
     let mut replayed = 0;
