@@ -1478,6 +1478,23 @@ mod tests {
     }
 
     #[test]
+    fn shards_are_fnv1a_64_of_the_key_mod_n() {
+        // Reference values (FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c): a
+        // producer in another language can check its port against these.
+        assert_eq!(shard_of(b"", 6), 5);
+        assert_eq!(shard_of(b"a", 6), 4);
+        assert_eq!(shard_of(b"customer-42", 6), 2);
+        assert_eq!(shard_key("orders", 2), "{orders:2}");
+        let text = "[redis]\ncluster = true\n[[plugin]]\nname = \"a\"\ncomponent = \"a.wasm\"\nstream = \"orders\"\nshards = 3\n";
+        let config = Config::parse(text).expect("a sharded stream needs no hash tag of its own");
+        let tables = config.sharded().plugins;
+        assert_eq!(tables.len(), 3);
+        assert_eq!(tables[1].stream, "{orders:1}");
+        assert_eq!(tables[1].dlq_stream(), "dlq:{orders:1}:a");
+        assert_eq!(tables[1].state_prefix(), "{orders:1}:state:a:");
+    }
+
+    #[test]
     fn cluster_mode_rejects_keys_in_other_slots() {
         let base = "[redis]\ncluster = true\n[[plugin]]\nname = \"a\"\ncomponent = \"a.wasm\"\n";
         let ok = format!(

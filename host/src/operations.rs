@@ -92,7 +92,8 @@ impl Operations {
         })
     }
 
-    /// Marks a plugin consuming for readiness until the guard drops; hold it
+    /// Marks the plugin table at `index` (of the sharded config) consuming
+    /// for readiness until the guard drops; hold it
     /// in the plugin's consumer task.
     pub(crate) fn consuming(&self, index: usize) -> Consuming {
         self.readiness.consuming(index)

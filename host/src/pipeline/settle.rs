@@ -286,6 +286,10 @@ pub(crate) fn backoff(policy: &RetryConfig, attempt: u32) -> Duration {
 /// Records the metrics and the log line of a verdict [`before_handling`] made.
 pub(crate) fn record_unhandled(ctx: &PluginContext, delivery: &Delivery, verdict: &Verdict) {
     if delivery.entry.fields.is_none() {
+        // Done with here too: a retry whose entry was trimmed meanwhile.
+        if let Some(ordering) = &ctx.ordering {
+            ordering.finish(&delivery.receipt());
+        }
         ctx.metrics.trimmed.inc();
         tracing::warn!(
             plugin = &*ctx.plugin.name,
