@@ -388,7 +388,11 @@ async fn dead_letters_and_replay_stay_in_each_shards_slot() {
     cfg.validate()
         .expect("a sharded plugin's keys each sit in their shard's slot");
     let fields = |i: usize| {
-        let op = if i % 10 == 0 { "nonsense" } else { "delete" };
+        let op = if i.is_multiple_of(10) {
+            "nonsense"
+        } else {
+            "delete"
+        };
         entry(i, &[("op", op), ("target", "x")])
     };
     let counts = produce_sharded(&mut conn, stream, shards, 0..total, fields).await;

@@ -22,7 +22,7 @@ fn entry(i: usize) -> Vec<(String, Vec<u8>)> {
         ("seq".to_owned(), i.to_string().into_bytes()),
         ("sleep_ms".to_owned(), b"4".to_vec()),
     ];
-    if i % FAIL_EVERY == 0 {
+    if i.is_multiple_of(FAIL_EVERY) {
         fields.push(("fail_once".to_owned(), b"1".to_vec()));
     }
     fields
