@@ -124,8 +124,8 @@ impl Drop for Consuming {
 /// Pings Redis for `/readyz` over one cached connection, replaced after any
 /// failure so a restarted Redis is found again.
 struct RedisProbe {
-    client: redis::Client,
-    conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    redis: crate::connection::Endpoint,
+    conn: tokio::sync::Mutex<Option<crate::connection::Conn>>,
 }
 
 impl RedisProbe {
@@ -134,7 +134,7 @@ impl RedisProbe {
         let attempt = async {
             let conn = match cached.as_mut() {
                 Some(conn) => conn,
-                None => cached.insert(self.client.get_multiplexed_async_connection().await?),
+                None => cached.insert(self.redis.connect_once(PING_TIMEOUT).await?),
             };
             redis::cmd("PING").query_async::<String>(conn).await
         };
@@ -161,7 +161,7 @@ impl AdminState {
     pub(crate) fn new(
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
-        redis_url: &str,
+        redis: crate::connection::Endpoint,
         dashboard: Arc<Dashboard>,
     ) -> Result<Arc<AdminState>> {
         Ok(Arc::new(AdminState {
@@ -169,7 +169,7 @@ impl AdminState {
             readiness,
             dashboard,
             redis: RedisProbe {
-                client: redis::Client::open(redis_url)?,
+                redis,
                 conn: tokio::sync::Mutex::new(None),
             },
         }))

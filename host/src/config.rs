@@ -93,6 +93,10 @@ pub struct RedisConfig {
     /// (source stream, DLQ, emit/schedule targets, state) must share a hash slot.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cluster: bool,
+    /// With `cluster = true`: seed nodes of the cluster (any few masters or
+    /// replicas; the rest are discovered). Empty: `url` is the one seed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
 }
 
 impl Default for RedisConfig {
@@ -100,6 +104,7 @@ impl Default for RedisConfig {
         RedisConfig {
             url: default_redis_url(),
             cluster: false,
+            urls: Vec::new(),
         }
     }
 }
@@ -186,6 +191,24 @@ pub struct PluginConfig {
     /// The plugin's key-value state.
     #[serde(default)]
     pub state: StateConfig,
+    /// With `stream` only: split the logical stream into this many shard
+    /// streams `{<stream>:0}` … `{<stream>:N-1}`, each its own hash slot, all
+    /// read by this plugin's group (see README "Redis Cluster").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+    /// Per-key ordering: entries with the same value of `key` run one at a
+    /// time in stream order; different keys run in parallel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering: Option<OrderingConfig>,
+}
+
+/// `ordering = { key = "customer" }`: which field orders entries.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OrderingConfig {
+    /// The field whose value (bytes) is the ordering key. Entries without
+    /// it are not ordered.
+    pub key: String,
 }
 
 /// In what order a `sorted_set` source hands out its members.
@@ -324,6 +347,8 @@ impl PluginConfig {
             isolation: Isolation::default(),
             allow: AllowConfig::default(),
             state: StateConfig::default(),
+            shards: None,
+            ordering: None,
         }
     }
 
@@ -866,6 +891,15 @@ impl Config {
     /// Checks what serde cannot: ranges, uniqueness, cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_redis_url("redis.url", &self.redis.url)?;
+        for (i, url) in self.redis.urls.iter().enumerate() {
+            check_redis_url(&format!("redis.urls[{i}]"), url)?;
+        }
+        if !self.redis.urls.is_empty() && !self.redis.cluster {
+            return Err(ConfigError::Invalid {
+                key: "redis.urls".to_owned(),
+                reason: "seed URLs are for a cluster: set redis.cluster = true, or give one node as redis.url".to_owned(),
+            });
+        }
         let mut names = std::collections::HashSet::new();
         for (i, p) in self.plugins.iter().enumerate() {
             let key = |k: &str| format!("plugin[{i}].{k}");
@@ -945,8 +979,19 @@ impl Config {
                     })?;
                 }
             }
+            if let Some(ordering) = &p.ordering
+                && ordering.key.is_empty()
+            {
+                return Err(invalid(
+                    "ordering.key",
+                    "name the field whose value orders entries, e.g. ordering = { key = \"customer\" }",
+                ));
+            }
+            check_shards(p).map_err(|(k, why)| invalid(k, &why))?;
             if self.redis.cluster {
-                check_cluster_slots(p).map_err(|(k, why)| invalid(k, &why))?;
+                for table in p.shard_tables() {
+                    check_cluster_slots(&table).map_err(|(k, why)| invalid(k, &why))?;
+                }
             }
         }
         if let Some(admin) = &self.admin {
@@ -1152,6 +1197,113 @@ fn check_listen(listen: &str) -> Result<(), String> {
     let (host, port) = listen.rsplit_once(':').ok_or_else(bad)?;
     if host.is_empty() || port.parse::<u16>().is_err() {
         return Err(bad());
+    }
+    Ok(())
+}
+
+/// Most shards one logical stream may have.
+pub const MAX_SHARDS: u32 = 1024;
+
+/// The stream key of shard `shard` of the sharded stream `stream`:
+/// `{<stream>:<shard>}`, its own hash tag.
+pub fn shard_key(stream: &str, shard: u32) -> String {
+    format!("{{{stream}:{shard}}}")
+}
+
+/// Which shard of `shards` an entry whose key field holds `value` goes to:
+/// FNV-1a (64-bit) of the value's bytes, modulo `shards`. Stable across
+/// versions and languages (README "Redis Cluster" gives it in a few lines).
+pub fn shard_of(value: &[u8], shards: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in value {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % u64::from(shards.max(1))) as u32
+}
+
+impl PluginConfig {
+    /// The plugin tables the host runs for this one: itself, or with
+    /// `shards = N` one per shard, reading `{<stream>:i}` with its DLQ,
+    /// redelivery stream, schedule and state under that shard's hash tag.
+    pub fn shard_tables(&self) -> Vec<PluginConfig> {
+        let Some(shards) = self.shards else {
+            return vec![self.clone()];
+        };
+        (0..shards)
+            .map(|i| {
+                let key = shard_key(&self.stream, i);
+                let mut p = self.clone();
+                p.shards = None;
+                p.dlq.stream = Some(match &self.dlq.stream {
+                    Some(dlq) => format!("{key}:{dlq}"),
+                    None => crate::dlq::dlq_key(&key, &self.name),
+                });
+                p.state.prefix = Some(format!("{key}:{}", self.state_prefix()));
+                p.stream = key;
+                p
+            })
+            .collect()
+    }
+}
+
+impl Config {
+    /// The config with every sharded plugin table replaced by its shard
+    /// tables (see [`PluginConfig::shard_tables`]): what the host runs.
+    pub fn sharded(&self) -> Config {
+        Config {
+            plugins: self
+                .plugins
+                .iter()
+                .flat_map(PluginConfig::shard_tables)
+                .collect(),
+            ..self.clone()
+        }
+    }
+}
+
+/// `shards` only on a stream, in range, on a name without braces (the
+/// shard keys add their own hash tag).
+fn check_shards(p: &PluginConfig) -> Result<(), (&'static str, String)> {
+    let Some(shards) = p.shards else {
+        return Ok(());
+    };
+    if !matches!(p.source(), SourceKind::Stream(_)) {
+        return Err(("shards", "applies to a `stream` source only".to_owned()));
+    }
+    if shards == 0 || shards > MAX_SHARDS {
+        return Err(("shards", format!("must be between 1 and {MAX_SHARDS}")));
+    }
+    if p.stream.contains(['{', '}']) {
+        return Err((
+            "stream",
+            format!(
+                "{:?}: a sharded stream's name may not contain braces (its shards are {{name:0}} … {{name:{}}})",
+                p.stream,
+                shards - 1
+            ),
+        ));
+    }
+    if p.dlq
+        .stream
+        .as_deref()
+        .is_some_and(|d| d.contains(['{', '}']))
+    {
+        return Err((
+            "dlq.stream",
+            "with shards, give a name without braces: each shard's DLQ is {stream:i}:<name>"
+                .to_owned(),
+        ));
+    }
+    if p.state
+        .prefix
+        .as_deref()
+        .is_some_and(|d| d.contains(['{', '}']))
+    {
+        return Err((
+            "state.prefix",
+            "with shards, give a prefix without braces: each shard's state is under {stream:i}:<prefix>".to_owned(),
+        ));
     }
     Ok(())
 }
@@ -1373,6 +1525,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("plugin[0].batch"), "{err}");
+    }
+
+    #[test]
+    fn shards_are_fnv1a_64_of_the_key_mod_n() {
+        // Reference values (FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c): a
+        // producer in another language can check its port against these.
+        assert_eq!(shard_of(b"", 6), 5);
+        assert_eq!(shard_of(b"a", 6), 4);
+        assert_eq!(shard_of(b"customer-42", 6), 2);
+        assert_eq!(shard_key("orders", 2), "{orders:2}");
+        let text = "[redis]\ncluster = true\n[[plugin]]\nname = \"a\"\ncomponent = \"a.wasm\"\nstream = \"orders\"\nshards = 3\n";
+        let config = Config::parse(text).expect("a sharded stream needs no hash tag of its own");
+        let tables = config.sharded().plugins;
+        assert_eq!(tables.len(), 3);
+        assert_eq!(tables[1].stream, "{orders:1}");
+        assert_eq!(tables[1].dlq_stream(), "dlq:{orders:1}:a");
+        assert_eq!(tables[1].state_prefix(), "{orders:1}:state:a:");
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::connection::Conn;
 use glob::Pattern;
-use redis::aio::ConnectionManager;
 
 use crate::config::PluginConfig;
 use crate::plugin::bindings::{EffectError, Field};
@@ -274,7 +274,7 @@ pub(crate) enum Commit {
 
 /// Applies `buffer` and acks `id` in one script.
 pub(crate) async fn commit(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     target: &CommitTarget<'_>,
     id: &str,
     buffer: &EffectBuffer,
@@ -466,7 +466,7 @@ pub(crate) enum Held<'a> {
 
 /// Moves due scheduled entries of one set to their streams; returns how many moved.
 pub(crate) async fn promote_due(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     schedule_key: &str,
 ) -> Result<u64, redis::RedisError> {
     const PER_CALL: u64 = 500;

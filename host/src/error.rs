@@ -257,6 +257,17 @@ pub enum LocalRedisError {
     /// The server answered with an error.
     #[error("redis-server: {0}")]
     Client(#[from] redis::RedisError),
+    /// `redis-cli --cluster` failed.
+    #[error("redis-cli --cluster failed: {0}")]
+    ClusterCreate(String),
+    /// The cluster did not agree on `cluster_state:ok` in time.
+    #[error("the local Redis Cluster was not ready in {seconds} s: {why}")]
+    ClusterNotReady {
+        /// How long it was given.
+        seconds: u64,
+        /// What was still wrong.
+        why: String,
+    },
 }
 
 /// The library's error for everything else.

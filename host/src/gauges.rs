@@ -4,14 +4,13 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Conn;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PluginConfig;
 use crate::inspect;
 use crate::metrics::GroupGauges;
 use crate::shutdown::pause;
-use crate::streams;
 
 /// Response timeout for the refresher's queries: a slow Redis delays the
 /// gauges, never the consumers (they have connections of their own).
@@ -21,11 +20,11 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) async fn run(
     plugin: PluginConfig,
     gauges: GroupGauges,
-    redis_url: String,
+    redis: crate::connection::Endpoint,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let conn = match streams::connect(&redis_url, QUERY_TIMEOUT, &shutdown).await {
+    let conn = match redis.connect(QUERY_TIMEOUT, &shutdown).await {
         Ok(Some(conn)) => conn,
         Ok(None) => return,
         Err(e) => {
@@ -51,7 +50,7 @@ pub(crate) async fn run(
 pub(crate) async fn refresh(
     plugin: &PluginConfig,
     gauges: &GroupGauges,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
 ) -> crate::Result<()> {
     // Lag and pending age are consumer-group figures: other sources have none.
     let group = if plugin.stream.is_empty() {

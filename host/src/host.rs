@@ -86,11 +86,39 @@ pub async fn load_plugins(
     Ok(loaded)
 }
 
+/// Each plugin once per table of [`Config::sharded`]: a shard's copy shares
+/// the compiled code, with effects (state, schedule) in the shard's slot.
+fn per_shard(config: &Config, plugins: Vec<Arc<LoadedPlugin>>) -> Vec<Arc<LoadedPlugin>> {
+    config
+        .plugins
+        .iter()
+        .zip(plugins)
+        .flat_map(|(pc, plugin)| {
+            if pc.shards.is_none() {
+                return vec![plugin];
+            }
+            pc.shard_tables()
+                .iter()
+                .map(|table| {
+                    Arc::new(
+                        (*plugin)
+                            .clone()
+                            .with_effects(EffectPolicy::from_config(table)),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
 impl Host {
     /// Builds the engine and loads every plugin.
     pub async fn load(config: Config) -> Result<Host> {
-        let engine = WasmEngine::new(&engine_options(&config))?;
-        let plugins = load_plugins(&config, &engine).await?;
+        // A sharded stream runs as one plugin table per shard, all sharing
+        // one loaded component.
+        let engine = WasmEngine::new(&engine_options(&config.sharded()))?;
+        let plugins = per_shard(&config, load_plugins(&config, &engine).await?);
+        let config = config.sharded();
         Ok(Host {
             config,
             plugins,
@@ -110,6 +138,8 @@ impl Host {
             });
         }
         config.validate()?;
+        let plugins = per_shard(&config, plugins);
+        let config = config.sharded();
         Ok(Host {
             config,
             plugins,
@@ -175,14 +205,14 @@ impl Host {
             .collect();
         let ops = Operations::start(&self.config, &contexts, &self.metrics, admin, &shutdown)?;
         let mut tasks = JoinSet::new();
-        for (ctx, pc) in contexts.into_iter().zip(&self.config.plugins) {
+        for (index, (ctx, pc)) in contexts.into_iter().zip(&self.config.plugins).enumerate() {
             tracing::info!(plugin = %pc.name, stream = %pc.source_key(), group = pc.group(), consumer = %ctx.consumer, "consuming");
-            let url = self.config.redis.url.clone();
+            let redis = crate::connection::Endpoint::new(&self.config.redis);
             let stop = shutdown.clone();
-            let consuming = ops.consuming(&pc.name);
+            let consuming = ops.consuming(index);
             tasks.spawn(async move {
                 let _consuming = consuming;
-                consumer::run(ctx, &url, stop).await
+                consumer::run(ctx, redis, stop).await
             });
         }
         let mut first_error = None;

@@ -22,6 +22,7 @@
 mod admin;
 mod backoff;
 pub mod config;
+pub mod connection;
 mod consumer;
 mod dashboard;
 pub mod deploy;
@@ -34,6 +35,7 @@ mod gauges;
 mod heartbeat;
 mod host;
 pub mod inspect;
+pub mod local_cluster;
 pub mod local_redis;
 mod metrics;
 mod operations;

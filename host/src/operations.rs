@@ -23,7 +23,6 @@ const DEFAULT_REFRESH_MS: u64 = 5_000;
 /// Running side tasks.
 pub(crate) struct Operations {
     readiness: Arc<Readiness>,
-    names: Vec<String>,
     tasks: JoinSet<()>,
     /// Stops the admin endpoint, which outlives the consumers' drain so
     /// `/readyz` can say "shutting down" meanwhile.
@@ -41,10 +40,10 @@ impl Operations {
         shutdown: &CancellationToken,
     ) -> Result<Operations> {
         let names: Vec<String> = config.plugins.iter().map(|p| p.name.clone()).collect();
-        let readiness = Readiness::new(names.clone());
+        let readiness = Readiness::new(names);
         let mut tasks = JoinSet::new();
         let admin_stop = CancellationToken::new();
-        let url = &config.redis.url;
+        let url = crate::connection::Endpoint::new(&config.redis);
         for ctx in plugins {
             let pc = &ctx.config;
             metrics.set_plugin_version(&pc.name, pc.source_key(), pc.group(), &ctx.plugin.digest);
@@ -52,7 +51,8 @@ impl Operations {
         if let Some(listener) = admin {
             let dashboard = Dashboard::new(config, plugins.to_vec(), metrics.clone())?;
             tasks.spawn(dashboard.clone().sample(shutdown.clone()));
-            let state = AdminState::new(metrics.clone(), readiness.clone(), url, dashboard)?;
+            let state =
+                AdminState::new(metrics.clone(), readiness.clone(), url.clone(), dashboard)?;
             tasks.spawn(admin::serve(listener, state, admin_stop.clone()));
             tasks.spawn(mark_draining(
                 readiness.clone(),
@@ -87,20 +87,15 @@ impl Operations {
         }
         Ok(Operations {
             readiness,
-            names,
             tasks,
             admin_stop,
         })
     }
 
-    /// Marks a plugin consuming for readiness until the guard drops; hold it
+    /// Marks the plugin table at `index` (of the sharded config) consuming
+    /// for readiness until the guard drops; hold it
     /// in the plugin's consumer task.
-    pub(crate) fn consuming(&self, plugin: &str) -> Consuming {
-        let index = self
-            .names
-            .iter()
-            .position(|n| n == plugin)
-            .unwrap_or(usize::MAX);
+    pub(crate) fn consuming(&self, index: usize) -> Consuming {
         self.readiness.consuming(index)
     }
 

@@ -19,7 +19,7 @@ use crate::error::{ReplyError, Result};
 use crate::inspect::{number, text};
 use crate::metrics::RetentionMetrics;
 use crate::shutdown::pause;
-use crate::streams::{self, scripts};
+use crate::streams::scripts;
 
 /// Entries one round may look past to find the length bound, and about what
 /// one approximate `XTRIM` deletes by default (100 × stream-node-max-entries):
@@ -56,11 +56,11 @@ pub(crate) struct Applied {
 /// Applies `rule` every `rule.interval_ms` until `shutdown`.
 pub(crate) async fn run(
     rule: RetentionConfig,
-    redis_url: String,
+    redis: crate::connection::Endpoint,
     metrics: RetentionMetrics,
     shutdown: CancellationToken,
 ) {
-    let mut conn = match streams::connect(&redis_url, COMMAND_TIMEOUT, &shutdown).await {
+    let mut conn = match redis.connect(COMMAND_TIMEOUT, &shutdown).await {
         Ok(Some(conn)) => conn,
         Ok(None) => return,
         Err(e) => {

@@ -17,6 +17,7 @@ use streamhost::config::{ClaimConfig, Config, PluginConfig, RedisConfig, RetryCo
 use streamhost::{Metrics, PluginMetrics};
 use tokio_util::sync::CancellationToken;
 
+pub use streamhost::local_cluster::LocalCluster as TestCluster;
 pub use streamhost::local_redis::{LocalRedis as TestRedis, Server};
 
 /// Paths of the plugin components, freshly built by `build.rs`.
@@ -60,6 +61,33 @@ pub fn start_redis() -> TestRedis {
     Server::from_env()
         .and_then(|server| TestRedis::start_server(server, &[]))
         .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Starts a private Redis Cluster (3 masters, 3 replicas), failing the test
+/// with install advice when `redis-server` or `redis-cli` is missing.
+pub fn start_cluster() -> TestCluster {
+    TestCluster::start().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A config for a Redis Cluster reached through `seeds`, and some plugins.
+pub fn cluster_config(seeds: &[String], plugins: Vec<PluginConfig>) -> Config {
+    Config {
+        redis: RedisConfig {
+            cluster: true,
+            urls: seeds.to_vec(),
+            ..RedisConfig::default()
+        },
+        plugins,
+        ..Config::default()
+    }
+}
+
+/// A cluster client connection (routes by key, follows redirects).
+pub async fn connect_cluster(seeds: &[String]) -> streamhost::connection::Conn {
+    streamhost::connection::Endpoint::cluster(seeds)
+        .connect_once(Duration::from_secs(10))
+        .await
+        .expect("connect to the test cluster")
 }
 
 /// Starts a private Valkey server, failing the test with install advice when it is missing.

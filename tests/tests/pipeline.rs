@@ -169,8 +169,8 @@ async fn instantiation_failure_dead_letters_as_instantiate_after_max_attempts() 
     let m = registry.plugin("recorder", stream);
     let ctx = Arc::new(PluginContext::new(plugin, p, m.clone()));
     let shutdown = CancellationToken::new();
-    let url: &'static str = redis.url().leak();
-    let run = tokio::spawn(streamhost::run_plugin(ctx, url, shutdown.clone()));
+    let endpoint = streamhost::connection::Endpoint::single(&redis.url());
+    let run = tokio::spawn(streamhost::run_plugin(ctx, endpoint, shutdown.clone()));
     let done = wait_until(Duration::from_secs(30), || async {
         xlen(&mut conn.clone(), &dlq_stream).await == 4
     })

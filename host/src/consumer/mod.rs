@@ -12,15 +12,15 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Conn;
 
 use crate::config::SourceKind;
+use crate::connection::Endpoint;
 use crate::pipeline::intake::{Intake, ReadAhead};
 use crate::pipeline::source::Source;
 use crate::pipeline::{Batch, PluginContext, worker};
 use crate::sources::stream::group::Group;
 use crate::sources::stream::{self, StreamSource};
-use crate::streams;
 
 /// Response timeout for ordinary commands and scripts.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,31 +29,32 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// handled and acked before this returns.
 pub async fn run(
     ctx: Arc<PluginContext>,
-    redis_url: &str,
+    redis: Endpoint,
     shutdown: CancellationToken,
 ) -> crate::Result<()> {
-    let Some(mut commands) = streams::connect(redis_url, COMMAND_TIMEOUT, &shutdown).await? else {
+    let redis = &redis;
+    let Some(mut commands) = redis.connect(COMMAND_TIMEOUT, &shutdown).await? else {
         return Ok(());
     };
     match ctx.config.source() {
-        SourceKind::Stream(_) => run_stream(ctx, redis_url, commands, shutdown).await,
+        SourceKind::Stream(_) => run_stream(ctx, redis, commands, shutdown).await,
         SourceKind::List(key) => {
             crate::sources::check_key_type(&mut commands, &ctx.config).await?;
             let key = key.to_owned();
-            run_list(ctx.clone(), &key, redis_url, commands, shutdown).await
+            run_list(ctx.clone(), &key, redis, commands, shutdown).await
         }
         SourceKind::SortedSet(key, _) => {
             crate::sources::check_key_type(&mut commands, &ctx.config).await?;
             let key = key.to_owned();
-            run_sorted_set(ctx.clone(), &key, redis_url, commands, shutdown).await
+            run_sorted_set(ctx.clone(), &key, redis, commands, shutdown).await
         }
-        SourceKind::Subscribe(_) => run_pubsub(ctx, redis_url, commands, shutdown).await,
+        SourceKind::Subscribe(_) => run_pubsub(ctx, redis, commands, shutdown).await,
     }
 }
 
 /// What every source's consumption starts with: the plugin's name recorded
 /// for deploy and the deployed version followed.
-async fn prepare(ctx: &Arc<PluginContext>, commands: &mut ConnectionManager) {
+async fn prepare(ctx: &Arc<PluginContext>, commands: &mut Conn) {
     if let Err(e) = crate::deploy::register_plugin(commands, &ctx.plugin.name).await {
         tracing::debug!(plugin = %ctx.plugin.name, error = %e, "cannot record the plugin name for deploy");
     }
@@ -65,7 +66,7 @@ fn spawn_workers<S: Source>(
     ctx: &Arc<PluginContext>,
     source: &Arc<S>,
     read_ahead: &Arc<ReadAhead>,
-    commands: &ConnectionManager,
+    commands: &Conn,
     tasks: &mut JoinSet<()>,
 ) -> async_channel::Sender<Batch> {
     let (work_tx, work_rx) = async_channel::bounded::<Batch>(ctx.config.concurrency * 2);
@@ -86,8 +87,8 @@ fn spawn_workers<S: Source>(
 /// hot swaps (and file watching).
 fn spawn_common(
     ctx: &Arc<PluginContext>,
-    redis_url: &str,
-    commands: &ConnectionManager,
+    redis: &Endpoint,
+    commands: &Conn,
     shutdown: &CancellationToken,
     feeders: &mut JoinSet<()>,
 ) {
@@ -104,7 +105,7 @@ fn spawn_common(
     ));
     feeders.spawn(swapper::run(
         ctx.clone(),
-        redis_url.to_owned(),
+        redis.clone(),
         commands.clone(),
         shutdown.clone(),
     ));
@@ -147,8 +148,8 @@ async fn drain(
 /// instantiates the plugin only when one arrives.
 async fn spawn_redelivery(
     ctx: &Arc<PluginContext>,
-    redis_url: &str,
-    commands: &mut ConnectionManager,
+    redis: &Endpoint,
+    commands: &mut Conn,
     shutdown: &CancellationToken,
     sets: (&mut JoinSet<()>, &mut JoinSet<()>, &mut JoinSet<()>),
 ) {
@@ -169,15 +170,15 @@ async fn spawn_redelivery(
     ));
     let intake = Intake::new(ctx.clone(), source.clone(), work_tx, read_ahead);
     stream::spawn_settlers(&source, queues, intake.clone(), shutdown, settlers, feeders);
-    stream::spawn_key(&source, key, group, redis_url, intake, shutdown, feeders);
+    stream::spawn_key(&source, key, group, redis, intake, shutdown, feeders);
 }
 
 /// A list queue plugin.
 async fn run_list(
     ctx: Arc<PluginContext>,
     key: &str,
-    redis_url: &str,
-    mut commands: ConnectionManager,
+    redis: &Endpoint,
+    mut commands: Conn,
     shutdown: CancellationToken,
 ) -> crate::Result<()> {
     use crate::sources::list;
@@ -204,7 +205,7 @@ async fn run_list(
     feeders.spawn(list::popper::run(
         ctx.clone(),
         source.clone(),
-        redis_url.to_owned(),
+        redis.clone(),
         commands.clone(),
         intake,
         shutdown.clone(),
@@ -216,9 +217,9 @@ async fn run_list(
         shutdown.clone(),
     ));
     let sets = (&mut tasks, &mut settlers, &mut feeders);
-    spawn_redelivery(&ctx, redis_url, &mut commands, &shutdown, sets).await;
+    spawn_redelivery(&ctx, redis, &mut commands, &shutdown, sets).await;
     drop(source);
-    spawn_common(&ctx, redis_url, &commands, &shutdown, &mut feeders);
+    spawn_common(&ctx, redis, &commands, &shutdown, &mut feeders);
     drain(&ctx, feeders, tasks, settlers).await;
     Ok(())
 }
@@ -226,8 +227,8 @@ async fn run_list(
 /// A stream plugin: its consumer group on the stream and on its redelivery stream.
 async fn run_stream(
     ctx: Arc<PluginContext>,
-    redis_url: &str,
-    mut commands: ConnectionManager,
+    redis: &Endpoint,
+    mut commands: Conn,
     shutdown: CancellationToken,
 ) -> crate::Result<()> {
     let key: Arc<str> = Arc::from(ctx.stream());
@@ -255,7 +256,7 @@ async fn run_stream(
         &source,
         key,
         group,
-        redis_url,
+        redis,
         intake.clone(),
         &shutdown,
         &mut feeders,
@@ -271,14 +272,14 @@ async fn run_stream(
         &source,
         redeliver,
         redeliver_group,
-        redis_url,
+        redis,
         intake,
         &shutdown,
         &mut feeders,
     );
     // Workers and intakes hold the source; the settlers end once they are gone.
     drop(source);
-    spawn_common(&ctx, redis_url, &commands, &shutdown, &mut feeders);
+    spawn_common(&ctx, redis, &commands, &shutdown, &mut feeders);
     drain(&ctx, feeders, tasks, settlers).await;
     Ok(())
 }
@@ -287,8 +288,8 @@ async fn run_stream(
 async fn run_sorted_set(
     ctx: Arc<PluginContext>,
     key: &str,
-    redis_url: &str,
-    mut commands: ConnectionManager,
+    redis: &Endpoint,
+    mut commands: Conn,
     shutdown: CancellationToken,
 ) -> crate::Result<()> {
     use crate::sources::sorted_set;
@@ -329,9 +330,9 @@ async fn run_sorted_set(
         shutdown.clone(),
     ));
     let sets = (&mut tasks, &mut settlers, &mut feeders);
-    spawn_redelivery(&ctx, redis_url, &mut commands, &shutdown, sets).await;
+    spawn_redelivery(&ctx, redis, &mut commands, &shutdown, sets).await;
     drop(source);
-    spawn_common(&ctx, redis_url, &commands, &shutdown, &mut feeders);
+    spawn_common(&ctx, redis, &commands, &shutdown, &mut feeders);
     drain(&ctx, feeders, tasks, settlers).await;
     Ok(())
 }
@@ -339,8 +340,8 @@ async fn run_sorted_set(
 /// A Pub/Sub plugin.
 async fn run_pubsub(
     ctx: Arc<PluginContext>,
-    redis_url: &str,
-    mut commands: ConnectionManager,
+    redis: &Endpoint,
+    mut commands: Conn,
     shutdown: CancellationToken,
 ) -> crate::Result<()> {
     use crate::sources::pubsub;
@@ -364,15 +365,15 @@ async fn run_pubsub(
     feeders.spawn(pubsub::subscriber::run(
         ctx.clone(),
         source.clone(),
-        redis_url.to_owned(),
+        redis.clone(),
         names,
         intake,
         shutdown.clone(),
     ));
     let sets = (&mut tasks, &mut settlers, &mut feeders);
-    spawn_redelivery(&ctx, redis_url, &mut commands, &shutdown, sets).await;
+    spawn_redelivery(&ctx, redis, &mut commands, &shutdown, sets).await;
     drop(source);
-    spawn_common(&ctx, redis_url, &commands, &shutdown, &mut feeders);
+    spawn_common(&ctx, redis, &commands, &shutdown, &mut feeders);
     drain(&ctx, feeders, tasks, settlers).await;
     Ok(())
 }

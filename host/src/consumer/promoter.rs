@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Conn;
 use tokio_util::sync::CancellationToken;
 
 use crate::effects::{PROMOTE_INTERVAL, promote_due};
@@ -12,11 +12,7 @@ use crate::shutdown::pause;
 
 /// Runs until shutdown. Several hosts may promote the same set: each move is
 /// one atomic script, so an entry is delivered once whoever moves it.
-pub(crate) async fn run(
-    ctx: Arc<PluginContext>,
-    mut conn: ConnectionManager,
-    shutdown: CancellationToken,
-) {
+pub(crate) async fn run(ctx: Arc<PluginContext>, mut conn: Conn, shutdown: CancellationToken) {
     let key = ctx.plugin.effects.schedule_key.clone();
     while pause(PROMOTE_INTERVAL, &shutdown).await {
         match promote_due(&mut conn, &key).await {

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::connection::Conn;
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use crate::deploy::{self, DeployKeys};
@@ -30,7 +30,7 @@ const WATCH: Duration = Duration::from_millis(250);
 
 /// Before consuming: switch to the deployed version if there is one, so a host
 /// that starts later runs what was deployed, not its config file.
-pub(crate) async fn initial_sync(ctx: &PluginContext, conn: &mut ConnectionManager) {
+pub(crate) async fn initial_sync(ctx: &PluginContext, conn: &mut Conn) {
     follow_pause(ctx, conn).await;
     match deploy::current(conn, &ctx.plugin.name).await {
         Ok(Some((version, digest))) if digest != *ctx.running().digest => {
@@ -53,14 +53,16 @@ pub(crate) async fn initial_sync(ctx: &PluginContext, conn: &mut ConnectionManag
 /// Follows deployments until shutdown.
 pub(crate) async fn run(
     ctx: Arc<PluginContext>,
-    redis_url: String,
-    mut conn: ConnectionManager,
+    redis: crate::connection::Endpoint,
+    mut conn: Conn,
     shutdown: CancellationToken,
 ) {
     let channel = DeployKeys::new(&ctx.plugin.name).channel;
+    let mut attempt = 0;
     while !shutdown.is_cancelled() {
         // Without a subscription, poll once and then try to subscribe again.
-        let mut pubsub = match subscribe(&redis_url, &channel).await {
+        // A cluster broadcasts classic Pub/Sub to every node: any seed will do.
+        let mut pubsub = match subscribe(redis.any_url(attempt), &channel).await {
             Ok(p) => Some(p),
             Err(e) => {
                 tracing::debug!(plugin = %ctx.plugin.name, error = %e, "cannot subscribe to deploy announcements; polling");
@@ -97,6 +99,7 @@ pub(crate) async fn run(
                 break;
             }
         }
+        attempt += 1;
         if !pause(Duration::from_millis(500), &shutdown).await {
             return;
         }
@@ -104,7 +107,7 @@ pub(crate) async fn run(
 }
 
 /// Copies the plugin's pause flag from Redis into this host (see [`crate::pause`]).
-async fn follow_pause(ctx: &PluginContext, conn: &mut ConnectionManager) {
+async fn follow_pause(ctx: &PluginContext, conn: &mut Conn) {
     match crate::pause::status(conn, &ctx.plugin.name).await {
         Ok(record) => {
             let paused = record.is_some();
@@ -131,7 +134,7 @@ async fn subscribe(url: &str, channel: &str) -> redis::RedisResult<redis::aio::P
 }
 
 /// Loads the deployed `digest` and swaps to it, or refuses it visibly.
-async fn follow(ctx: &PluginContext, conn: &mut ConnectionManager, version: u64, digest: &str) {
+async fn follow(ctx: &PluginContext, conn: &mut Conn, version: u64, digest: &str) {
     let bytes = match deploy::fetch_component(conn, digest).await {
         Ok(Some(bytes)) => bytes,
         Ok(None) => {
@@ -192,7 +195,7 @@ fn swap(ctx: &PluginContext, candidate: LoadedPlugin, what: &str) {
     tracing::info!(plugin = %ctx.plugin.name, from = %old, to = %new, "swapped to {what}; new entries go to it");
 }
 
-async fn refuse(ctx: &PluginContext, conn: &mut ConnectionManager, digest: &str, error: String) {
+async fn refuse(ctx: &PluginContext, conn: &mut Conn, digest: &str, error: String) {
     ctx.metrics.swap_refusals.inc();
     tracing::error!(plugin = %ctx.plugin.name, %digest, %error, "refused candidate version; the running version keeps serving");
     if let Err(e) =

@@ -18,7 +18,7 @@ pub(crate) mod views;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use crate::connection::Conn;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -39,8 +39,8 @@ pub(crate) struct Dashboard {
     /// Who may act.
     pub auth: auth::Auth,
     history: history::History,
-    client: redis::Client,
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    redis: crate::connection::Endpoint,
+    conn: tokio::sync::Mutex<Option<Conn>>,
     host: String,
 }
 
@@ -62,7 +62,7 @@ impl Dashboard {
             metrics,
             retention_streams: config.retention.iter().map(|r| r.stream.clone()).collect(),
             auth: auth::Auth::new(token),
-            client: redis::Client::open(config.redis.url.as_str())?,
+            redis: crate::connection::Endpoint::new(&config.redis),
             conn: tokio::sync::Mutex::new(None),
             host: hostname(),
         }))
@@ -86,18 +86,12 @@ impl Dashboard {
     }
 
     /// A connection to Redis, made on first use and again after a failure.
-    pub(crate) async fn redis(&self) -> Result<MultiplexedConnection, redis::RedisError> {
+    pub(crate) async fn redis(&self) -> Result<Conn, redis::RedisError> {
         let mut cached = self.conn.lock().await;
         if let Some(c) = cached.as_ref() {
             return Ok(c.clone());
         }
-        let config = redis::AsyncConnectionConfig::new()
-            .set_response_timeout(Some(QUERY_TIMEOUT))
-            .set_connection_timeout(Some(QUERY_TIMEOUT));
-        let conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let conn = self.redis.connect_once(QUERY_TIMEOUT).await?;
         Ok(cached.insert(conn).clone())
     }
 

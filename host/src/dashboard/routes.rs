@@ -290,7 +290,7 @@ async fn post(d: &Dashboard, request: Request<Incoming>, peer: SocketAddr, seg: 
 
 async fn act(
     ctx: &PluginContext,
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut crate::connection::Conn,
     action: &str,
     body: ActionBody,
     who: &str,

@@ -44,6 +44,8 @@ pub struct PluginContext {
     pub retries: Waiting,
     /// Whether Redis answers: loops report to it instead of logging every retry.
     pub redis_health: Arc<RedisHealth>,
+    /// Per-key lanes when the plugin sets `ordering`.
+    pub(crate) ordering: Option<super::ordering::Ordering>,
 }
 
 impl PluginContext {
@@ -53,6 +55,10 @@ impl PluginContext {
         config: PluginConfig,
         metrics: PluginMetrics,
     ) -> PluginContext {
+        let ordering = config
+            .ordering
+            .as_ref()
+            .map(|o| super::ordering::Ordering::new(&o.key));
         PluginContext {
             current: ArcSwap::new(plugin.clone()),
             followed: std::sync::Mutex::new(None),
@@ -68,6 +74,7 @@ impl PluginContext {
             config,
             metrics,
             redis_health: Default::default(),
+            ordering,
         }
     }
 

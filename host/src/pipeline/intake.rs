@@ -119,6 +119,9 @@ impl<S: Source> Intake<S> {
         work: async_channel::Sender<Batch>,
         read_ahead: Arc<ReadAhead>,
     ) -> Intake<S> {
+        if let Some(ordering) = &ctx.ordering {
+            ordering.connect(&work);
+        }
         Intake {
             ctx,
             source,
@@ -153,6 +156,13 @@ impl<S: Source> Intake<S> {
         }
         for d in &ready {
             self.read_ahead.take(d.bytes());
+        }
+        // Parked entries keep their read-ahead bytes until handled.
+        if let Some(ordering) = &self.ctx.ordering {
+            ready = ordering.admit(ready, &self.ctx.inflight);
+            if ready.is_empty() {
+                return Ok(());
+            }
         }
         self.send_split(ready).await
     }

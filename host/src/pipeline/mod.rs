@@ -26,6 +26,7 @@ pub(crate) mod context;
 pub(crate) mod delivery;
 pub(crate) mod inflight;
 pub(crate) mod intake;
+pub(crate) mod ordering;
 pub(crate) mod settle;
 pub(crate) mod source;
 pub(crate) mod waiting;

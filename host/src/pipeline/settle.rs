@@ -286,6 +286,10 @@ pub(crate) fn backoff(policy: &RetryConfig, attempt: u32) -> Duration {
 /// Records the metrics and the log line of a verdict [`before_handling`] made.
 pub(crate) fn record_unhandled(ctx: &PluginContext, delivery: &Delivery, verdict: &Verdict) {
     if delivery.entry.fields.is_none() {
+        // Done with here too: a retry whose entry was trimmed meanwhile.
+        if let Some(ordering) = &ctx.ordering {
+            ordering.finish(&delivery.receipt());
+        }
         ctx.metrics.trimmed.inc();
         tracing::warn!(
             plugin = &*ctx.plugin.name,
@@ -301,6 +305,15 @@ pub(crate) fn record_unhandled(ctx: &PluginContext, delivery: &Delivery, verdict
 
 /// Records a final verdict's metrics and its one log line.
 pub(crate) fn record(ctx: &PluginContext, receipt: &Receipt, verdict: &Verdict, version: &str) {
+    // Done with on this host: the next entry of its ordering key may run.
+    if let Some(ordering) = &ctx.ordering
+        && matches!(
+            verdict,
+            Verdict::Ack | Verdict::Committed | Verdict::LeaveToOwner | Verdict::DeadLetter { .. }
+        )
+    {
+        ordering.finish(receipt);
+    }
     let (plugin, stream, id, attempt) = (
         &*ctx.plugin.name,
         &*receipt.key,

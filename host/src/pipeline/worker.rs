@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use crate::connection::Conn;
 
 use super::intake::ReadAhead;
 use super::settle::{self, Facts, Handled, Verdict};
@@ -26,7 +26,7 @@ pub(crate) async fn run<S: Source>(
     source: Arc<S>,
     read_ahead: Arc<ReadAhead>,
     work: async_channel::Receiver<Batch>,
-    conn: ConnectionManager,
+    conn: Conn,
 ) {
     let mut instance: Option<PluginInstance> = None;
     let mut scratch = Scratch::default();
@@ -88,7 +88,7 @@ async fn handle<S: Source>(
     instance: &mut Option<PluginInstance>,
     delivery: Delivery,
     scratch: &mut Scratch,
-    conn: &ConnectionManager,
+    conn: &Conn,
 ) -> Option<Receipt> {
     ctx.metrics.received.inc();
     let attempt = delivery.attempt();

@@ -149,7 +149,7 @@ impl LoadedPlugin {
 
 impl PluginInstance {
     /// Gives the instance a connection for state reads (`kv-get`).
-    pub fn attach_redis(&mut self, conn: redis::aio::ConnectionManager) {
+    pub fn attach_redis(&mut self, conn: crate::connection::Conn) {
         self.store.data_mut().redis = Some(conn);
     }
 

@@ -41,7 +41,9 @@ pub const ALLOWED_IMPORTS: &[&str] = &[
 
 const ALLOWED_SUMMARY: &str = "streamhost:plugin/*, wasi:cli (environment, exit, stdio, terminal), wasi:io, wasi:clocks, wasi:random, wasi:filesystem (no preopens), wasi:sockets (every operation denied)";
 
-/// A validated, compiled, pre-linked handler component.
+/// A validated, compiled, pre-linked handler component. Clones share the
+/// compiled code.
+#[derive(Clone)]
 pub struct LoadedPlugin {
     /// The plugin name from the config.
     pub name: Arc<str>,

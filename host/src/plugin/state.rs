@@ -47,7 +47,7 @@ pub struct HostState {
     /// Effects buffered by the current invocation, committed with its ack.
     pub(crate) effects: EffectBuffer,
     /// Connection for state reads (`kv-get`); set by the worker that owns the instance.
-    pub(crate) redis: Option<redis::aio::ConnectionManager>,
+    pub(crate) redis: Option<crate::connection::Conn>,
     /// State kept in memory instead of Redis (full key -> value), for the
     /// invoker (`streamhost invoke`), which runs without Redis.
     pub(crate) local_state: Option<std::collections::HashMap<String, Vec<u8>>>,

@@ -112,7 +112,7 @@ pub(crate) struct ScriptedLetter<'a> {
 pub(crate) async fn write_scripted(
     ctx: &PluginContext,
     request: &DeadLetterRequest,
-    conn: &redis::aio::ConnectionManager,
+    conn: &crate::connection::Conn,
     shutdown: &tokio_util::sync::CancellationToken,
     letter: ScriptedLetter<'_>,
 ) {

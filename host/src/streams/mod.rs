@@ -6,61 +6,14 @@ pub(crate) mod resp;
 pub(crate) mod scripts;
 pub(crate) mod wire;
 
-use std::time::Duration;
+use crate::connection::Conn;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio_util::sync::CancellationToken;
-
-pub(crate) use crate::config::redact;
 pub(crate) use entry::Entry;
-
-/// Longest wait between reconnection attempts inside a connection manager.
-const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
-
-/// Opens a self-reconnecting connection, retrying by the host's
-/// [`backoff`](crate::backoff) policy until
-/// Redis answers or `shutdown` fires (then `None`). `response_timeout` must
-/// exceed any `BLOCK` used on this connection.
-pub(crate) async fn connect(
-    url: &str,
-    response_timeout: Duration,
-    shutdown: &CancellationToken,
-) -> Result<Option<ConnectionManager>, redis::RedisError> {
-    let client = redis::Client::open(url)?;
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(response_timeout))
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_number_of_retries(2)
-        .set_max_delay(MAX_RECONNECT_DELAY);
-    let mut backoff = crate::backoff::Backoff::new();
-    let mut failures = 0u32;
-    loop {
-        match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
-            Ok(conn) => {
-                if failures > 0 {
-                    tracing::info!(url = %redact(url), "connected to Redis after {failures} failed attempts");
-                }
-                return Ok(Some(conn));
-            }
-            Err(e) => {
-                failures += 1;
-                // The first failure and then every 10th: an outage is one
-                // line every ~50 s, not one per try.
-                if failures % 10 == 1 {
-                    tracing::warn!(url = %redact(url), error = %e, failures, "Redis unreachable; retrying with backoff");
-                }
-            }
-        }
-        if !backoff.wait(shutdown).await {
-            return Ok(None);
-        }
-    }
-}
 
 /// Creates the consumer group at the start of the stream (and the stream)
 /// when missing. Returns whether it had to be created.
 pub(crate) async fn ensure_group(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     stream: &str,
     group: &str,
 ) -> Result<bool, redis::RedisError> {
@@ -83,7 +36,7 @@ pub(crate) async fn ensure_group(
 /// `noeviction` can drop a whole stream with its groups and pending entries.
 /// `None` when it cannot evict, or when `CONFIG` is not available (managed
 /// servers often rename it).
-pub(crate) async fn eviction_policy(conn: &mut ConnectionManager) -> Option<String> {
+pub(crate) async fn eviction_policy(conn: &mut Conn) -> Option<String> {
     let reply: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("maxmemory-policy")
@@ -129,8 +82,11 @@ pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
 mod tests {
     #[test]
     fn redact_hides_passwords_only() {
-        assert_eq!(super::redact("redis://:pw@h:1"), "redis://:***@h:1");
-        assert_eq!(super::redact("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
-        assert_eq!(super::redact("redis://h:1"), "redis://h:1");
+        assert_eq!(crate::config::redact("redis://:pw@h:1"), "redis://:***@h:1");
+        assert_eq!(
+            crate::config::redact("redis://u:pw@h:1/0"),
+            "redis://u:***@h:1/0"
+        );
+        assert_eq!(crate::config::redact("redis://h:1"), "redis://h:1");
     }
 }

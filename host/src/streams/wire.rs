@@ -41,6 +41,12 @@ impl WireError {
         matches!(self, WireError::Server(m) if m.starts_with("NOGROUP"))
     }
 
+    /// Whether Redis sent the read elsewhere (a cluster slot moved or is
+    /// failing over): the reader must find the key's node again.
+    pub(crate) fn is_redirect(&self) -> bool {
+        matches!(self, WireError::Server(m) if crate::connection::is_redirect(m))
+    }
+
     /// Whether Redis did not answer (or is still loading its data), rather
     /// than answering with an error.
     pub(crate) fn is_unreachable(&self) -> bool {

@@ -105,7 +105,10 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     // The private server (if any) lives until the report is written.
     let (redis_url, _private) = match args.redis.clone() {
-        Some(url) => (super::redis_url(Some(&url), None)?, None),
+        Some(url) => (
+            super::redis_endpoint(Some(&url), None)?.url().to_owned(),
+            None,
+        ),
         None => {
             let server = tokio::task::spawn_blocking(LocalRedis::start)
                 .await

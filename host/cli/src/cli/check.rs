@@ -74,15 +74,23 @@ pub async fn check(config_path: &Path, offline: bool) -> anyhow::Result<ExitCode
             names.join(", ")
         );
     }
-    let redacted = streamhost::config::redact(&config.redis.url);
+    let redis = streamhost::connection::Endpoint::new(&config.redis);
+    let redacted = redis.redacted();
     if offline {
         println!("--  redis {redacted} not contacted (--offline)");
+    } else if redis.is_cluster() {
+        super::run::check_cluster(&redis).await?;
+        println!("ok  redis cluster {redacted} answers");
+        let mut conn = super::connect(&redis).await?;
+        for pc in &config.plugins {
+            streamhost::check_source_key_type(&mut conn, pc).await?;
+        }
     } else {
-        ping(&config.redis.url).await.context(
+        ping(&redis).await.context(
             "Redis does not answer at redis.url (start it, fix the URL, or pass --offline)",
         )?;
         println!("ok  redis {redacted} answers");
-        let mut conn = super::connect(&config.redis.url).await?;
+        let mut conn = super::connect(&redis).await?;
         for pc in &config.plugins {
             streamhost::check_source_key_type(&mut conn, pc).await?;
         }
@@ -110,9 +118,9 @@ fn list(items: &[&str], word: &str, tail: &str) -> String {
     }
 }
 
-async fn ping(url: &str) -> anyhow::Result<()> {
+async fn ping(redis: &streamhost::connection::Endpoint) -> anyhow::Result<()> {
     let answer = async {
-        let mut conn = super::connect(url).await?;
+        let mut conn = super::connect(redis).await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         anyhow::Ok(())
     };

@@ -193,7 +193,12 @@ async fn produce_orders(
 /// `--redis`, then `REDIS_URL`, then the local default when it answers, else a private server.
 async fn resolve_redis(flag: Option<String>) -> anyhow::Result<(String, Option<LocalRedis>)> {
     if flag.is_some() || std::env::var("REDIS_URL").is_ok_and(|u| !u.is_empty()) {
-        return Ok((super::redis_url(flag.as_deref(), None)?, None));
+        return Ok((
+            super::redis_endpoint(flag.as_deref(), None)?
+                .url()
+                .to_owned(),
+            None,
+        ));
     }
     let default = RedisConfig::default().url;
     if ping(&default).await {

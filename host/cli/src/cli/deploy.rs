@@ -156,7 +156,11 @@ async fn validate(
 
 /// The Redis URL and the plugin's limits (defaults without a config, or for
 /// a plugin the config lacks when `create` allows one).
-fn resolve(target: &Target, plugin: &str, create: bool) -> anyhow::Result<(String, LimitsConfig)> {
+fn resolve(
+    target: &Target,
+    plugin: &str,
+    create: bool,
+) -> anyhow::Result<(streamhost::connection::Endpoint, LimitsConfig)> {
     // A name the config would refuse could never be run; refuse it here too.
     streamhost::config::check_plugin_name(plugin).map_err(|why| {
         streamhost::ConfigError::Invalid {
@@ -182,7 +186,7 @@ fn resolve(target: &Target, plugin: &str, create: bool) -> anyhow::Result<(Strin
         },
         None => LimitsConfig::default(),
     };
-    let url = super::redis_url(target.redis.as_deref(), config.as_ref())?;
+    let url = super::redis_endpoint(target.redis.as_deref(), config.as_ref())?;
     Ok((url, limits))
 }
 

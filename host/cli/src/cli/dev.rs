@@ -88,7 +88,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         };
         let stop = CancellationToken::new();
         let running = tokio::spawn(host.run(stop.clone()));
-        let mut conn = super::connect(&redis.url()).await?;
+        let mut conn =
+            super::connect(&streamhost::connection::Endpoint::single(&redis.url())).await?;
         for fixture in &fixtures {
             let mut cmd = redis::cmd("XADD");
             cmd.arg(&plugin.stream).arg("*");

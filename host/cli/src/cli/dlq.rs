@@ -34,6 +34,9 @@ pub struct DlqArgs {
     /// Redis URL (overrides the config and REDIS_URL).
     #[arg(long, global = true)]
     pub redis: Option<String>,
+    /// With a sharded plugin (`shards = N`): which shard's dead letters (0..N-1).
+    #[arg(long, global = true)]
+    pub shard: Option<u32>,
     /// The dead-letter stream, instead of --config/--plugin (with --plugin:
     /// only that plugin's entries in it).
     #[arg(long, global = true)]
@@ -267,7 +270,7 @@ pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
 
 /// An unknown `--reason` is an error that lists the reasons present.
 async fn known_reason(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut streamhost::connection::Conn,
     stream: &str,
     base: &Filter,
     reason: &str,
@@ -450,9 +453,11 @@ fn print_letter(out: &mut impl Write, d: &DeadLetter) -> std::io::Result<()> {
 }
 
 /// Which Redis, which stream and whose entries: explicit flags first, then the config.
-fn target(args: &DlqArgs) -> anyhow::Result<(String, String, Option<Owner>)> {
+fn target(
+    args: &DlqArgs,
+) -> anyhow::Result<(streamhost::connection::Endpoint, String, Option<Owner>)> {
     let config = args.config.as_deref().map(super::load_config).transpose()?;
-    let url = super::redis_url(args.redis.as_deref(), config.as_ref())?;
+    let url = super::redis_endpoint(args.redis.as_deref(), config.as_ref())?;
     if let Some(stream) = &args.stream {
         let owner = args.plugin.as_ref().map(|name| {
             let group = config
@@ -493,6 +498,22 @@ fn target(args: &DlqArgs) -> anyhow::Result<(String, String, Option<Owner>)> {
     let owner = Owner {
         plugin: plugin.name.clone(),
         group: plugin.group().to_owned(),
+    };
+    let plugin = match (plugin.shards, args.shard) {
+        (None, None) => plugin.clone(),
+        (Some(n), Some(i)) if i < n => plugin.shard_tables().swap_remove(i as usize),
+        (Some(n), _) => bail!(ConfigError::Invalid {
+            key: "dlq --shard".into(),
+            reason: format!(
+                "plugin {:?} is sharded into {n} streams, each with its own DLQ: pick one with --shard 0..{}",
+                plugin.name,
+                n - 1
+            ),
+        }),
+        (None, Some(_)) => bail!(ConfigError::Invalid {
+            key: "dlq --shard".into(),
+            reason: format!("plugin {:?} is not sharded", plugin.name),
+        }),
     };
     Ok((url, plugin.dlq_stream(), Some(owner)))
 }

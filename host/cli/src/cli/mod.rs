@@ -17,6 +17,7 @@ pub mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use streamhost::connection::{Conn, Endpoint};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -287,54 +288,55 @@ fn init_tracing(format: LogFormat, color: ColorChoice, default_level: &str) {
     }
 }
 
-/// The Redis URL a command uses: `--redis`, then the config's (which
-/// `REDIS_URL` already overrides), then `REDIS_URL`, then the default. One
-/// that is not a Redis URL is bad input naming where it came from.
-pub fn redis_url(
+/// Where Redis is for a command: `--redis`, then the config's (which
+/// `REDIS_URL` already overrides), then `REDIS_URL`, then the default. With
+/// a config saying `cluster = true`, `--redis` is a seed of that cluster. A
+/// URL that is not a Redis URL is bad input naming where it came from.
+pub fn redis_endpoint(
     flag: Option<&str>,
     config: Option<&streamhost::Config>,
-) -> Result<String, streamhost::ConfigError> {
+) -> Result<Endpoint, streamhost::ConfigError> {
+    let cluster = config.is_some_and(|c| c.redis.cluster);
     let (key, url) = if let Some(url) = flag {
         ("--redis", url.to_owned())
     } else if let Some(c) = config {
-        ("redis.url", c.redis.url.clone())
+        return Ok(Endpoint::new(&c.redis));
     } else if let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {
         ("REDIS_URL", url)
     } else {
         ("redis.url", streamhost::config::RedisConfig::default().url)
     };
     streamhost::config::check_redis_url(key, &url)?;
-    Ok(url)
+    Ok(if cluster {
+        Endpoint::cluster(&[url])
+    } else {
+        Endpoint::single(&url)
+    })
 }
 
-/// A connection for a one-shot command, with the URL (password hidden) in errors.
-pub async fn connect(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+/// A connection for a one-shot command (a cluster client when the endpoint
+/// is a cluster), with the URLs (passwords hidden) in errors. A seed that
+/// does not answer is an error: the caller exits 2 when Redis is the input.
+pub async fn connect(redis: &Endpoint) -> anyhow::Result<Conn> {
+    connect_within(redis, std::time::Duration::from_secs(5)).await
+}
+
+/// A connection whose commands may take long, for commands whose operations
+/// bound their own time by the size of the work (`dlq`).
+pub async fn connect_unbounded(redis: &Endpoint) -> anyhow::Result<Conn> {
+    connect_within(redis, std::time::Duration::from_secs(3600)).await
+}
+
+async fn connect_within(redis: &Endpoint, response: std::time::Duration) -> anyhow::Result<Conn> {
     use anyhow::Context;
-    let redacted = streamhost::config::redact(url);
-    let client = redis::Client::open(url)
-        .map_err(|e| BadInput(format!("bad Redis URL {redacted:?}: {e}")))?;
+    let redacted = redis.redacted();
     tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        client.get_multiplexed_async_connection(),
+        std::time::Duration::from_secs(10),
+        redis.connect_once(response),
     )
     .await
     .map_err(|_| anyhow::anyhow!("timed out connecting to Redis at {redacted}"))?
     .with_context(|| format!("cannot connect to Redis at {redacted}"))
-}
-
-/// A connection without a response timeout, for commands whose operations
-/// bound their own time by the size of the work (`dlq`).
-pub async fn connect_unbounded(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-    use anyhow::Context;
-    let client = redis::Client::open(url).with_context(|| format!("bad Redis URL {url:?}"))?;
-    let redacted = streamhost::config::redact(url);
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
-        .set_response_timeout(None);
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .with_context(|| format!("cannot connect to Redis at {redacted}"))
 }
 
 /// Parses a stream entry id argument (`1700000000000-0`, or the time part

@@ -31,6 +31,16 @@ pub struct ProduceArgs {
     /// Redis URL (default: REDIS_URL, then redis://127.0.0.1:6379).
     #[arg(long)]
     pub redis: Option<String>,
+    /// `--redis` is a seed of a Redis Cluster.
+    #[arg(long)]
+    pub cluster: bool,
+    /// Stream: it is sharded into this many shard streams `{STREAM:i}`; each
+    /// entry goes to the shard of its `--key` field (see README "Redis Cluster").
+    #[arg(long, requires = "key", requires = "stream")]
+    pub shards: Option<u32>,
+    /// With `--shards`: the field whose value picks the shard.
+    #[arg(long, requires = "shards")]
+    pub key: Option<String>,
     /// Append entries to this stream (`XADD`, the payload as field `data`).
     #[arg(long)]
     pub stream: Option<String>,
@@ -91,8 +101,20 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<ExitCode> {
             args.stream.is_some(),
         )?);
     }
-    let url = super::redis_url(args.redis.as_deref(), None)?;
-    let mut conn = super::connect(&url).await?;
+    if let Some(shards) = args.shards
+        && (shards == 0 || shards > streamhost::config::MAX_SHARDS)
+    {
+        return Err(BadInput(format!(
+            "--shards must be between 1 and {}",
+            streamhost::config::MAX_SHARDS
+        ))
+        .into());
+    }
+    let mut redis = super::redis_endpoint(args.redis.as_deref(), None)?;
+    if args.cluster {
+        redis = streamhost::connection::Endpoint::cluster(&[redis.url().to_owned()]);
+    }
+    let mut conn = super::connect(&redis).await?;
     let default_score = match (args.score, args.delay) {
         (Some(score), _) => score,
         (None, delay) => (now_ms() + delay.map_or(0, |d| d.as_millis() as u64)) as f64,
@@ -101,14 +123,21 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let total = items.len();
     let mut receivers = 0i64;
     for (done, chunk) in items.chunks(CHUNK).enumerate() {
-        let mut pipe = redis::pipe();
+        // One pipeline per target key: on a cluster a pipeline is one slot.
+        let mut pipes: std::collections::BTreeMap<String, redis::Pipeline> = Default::default();
         for item in chunk {
-            add(&mut pipe, &args, key, item, default_score);
+            let target = shard_target(&args, key, item)?;
+            let pipe = pipes.entry(target.clone()).or_insert_with(redis::pipe);
+            add(pipe, &args, &target, item, default_score);
         }
-        let replies: Vec<redis::Value> = pipe
-            .query_async(&mut conn)
-            .await
-            .with_context(|| format!("producing to {what} {key:?}"))?;
+        let mut replies: Vec<redis::Value> = Vec::new();
+        for (target, pipe) in pipes {
+            let part: Vec<redis::Value> = pipe
+                .query_async(&mut conn)
+                .await
+                .with_context(|| format!("producing to {what} {target:?}"))?;
+            replies.extend(part);
+        }
         if args.channel.is_some() {
             receivers += replies
                 .iter()
@@ -128,6 +157,28 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         None => println!("produced {total} item(s) to {what} {shown}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The key an item goes to: `key`, or with `--shards` the shard stream its
+/// `--key` field picks (an item without that field is bad input).
+fn shard_target(args: &ProduceArgs, key: &str, item: &Item) -> anyhow::Result<String> {
+    let (Some(shards), Some(field)) = (args.shards, args.key.as_deref()) else {
+        return Ok(key.to_owned());
+    };
+    let value: Option<&[u8]> = match item {
+        Item::Fields(fields) => fields
+            .iter()
+            .find(|(name, _)| name == field)
+            .map(|(_, v)| v.as_slice()),
+        Item::Payload(p) | Item::Scored(p, _) => (field == "data").then_some(p.as_slice()),
+    };
+    let value = value.ok_or_else(|| {
+        BadInput(format!(
+            "an entry has no field {field:?} to pick its shard by (--key {field})"
+        ))
+    })?;
+    let shard = streamhost::config::shard_of(value, shards);
+    Ok(streamhost::config::shard_key(key, shard))
 }
 
 fn target(args: &ProduceArgs) -> (&'static str, &str) {

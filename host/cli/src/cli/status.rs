@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use redis::aio::MultiplexedConnection;
 use serde::Serialize;
+use streamhost::connection::Conn;
 
 use streamhost::config::PluginConfig;
 use streamhost::inspect::{self, ConsumerInfo};
@@ -72,8 +72,34 @@ pub struct StatusReport {
     pub redis: String,
     /// Redis's clock when the report was taken (ms since the epoch).
     pub time_ms: u64,
-    /// One entry per plugin (or per group of `--stream`).
+    /// One entry per plugin (or per group of `--stream`); a sharded
+    /// stream has one per shard.
     pub groups: Vec<GroupStatus>,
+    /// Each sharded stream's figures summed over its shards.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sharded: Vec<ShardedStatus>,
+}
+
+/// A sharded stream (`shards = N`): its shards' figures summed (the
+/// per-shard figures are in `groups`).
+#[derive(Debug, Serialize)]
+pub struct ShardedStatus {
+    /// The plugin.
+    pub plugin: String,
+    /// The logical stream (its shards are `{stream:i}`).
+    pub stream: String,
+    /// How many shards.
+    pub shards: u32,
+    /// Entries in all shards.
+    pub stream_length: u64,
+    /// Entries read by the group over all shards (when every shard tells).
+    pub entries_read: Option<u64>,
+    /// Entries not yet delivered over all shards (when every shard tells).
+    pub lag: Option<u64>,
+    /// Pending entries over all shards.
+    pub pending: u64,
+    /// Dead letters over all shards.
+    pub dlq_length: u64,
 }
 
 /// One consumer group of one stream, as Redis sees it.
@@ -162,14 +188,14 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let (url, plugins) = resolve(&args)?;
     let mut conn = super::connect(&url).await?;
     if !args.watch {
-        let report = take_report(&mut conn, &url, plugins.as_deref(), &args).await?;
+        let report = take_report(&mut conn, &url.redacted(), plugins.as_deref(), &args).await?;
         std::io::stdout().write_all(&render(&report, &args)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let interval = Duration::from_secs_f64(args.interval);
     loop {
-        let report = take_report(&mut conn, &url, plugins.as_deref(), &args).await?;
+        let report = take_report(&mut conn, &url.redacted(), plugins.as_deref(), &args).await?;
         let frame = render(&report, &args)?;
         let mut out = std::io::stdout().lock();
         if terminal && !args.json {
@@ -212,7 +238,7 @@ fn render(report: &StatusReport, args: &StatusArgs) -> anyhow::Result<Vec<u8>> {
 
 /// One report on the configured plugins, or the groups of `--stream`.
 async fn take_report(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Conn,
     url: &str,
     plugins: Option<&[PluginConfig]>,
     args: &StatusArgs,
@@ -222,7 +248,12 @@ async fn take_report(
             let mut targets = Vec::with_capacity(plugins.len());
             // Consumer-group figures exist for stream sources only; the other
             // sources' plugins are left out of this report.
-            for p in plugins.iter().filter(|p| !p.stream.is_empty()) {
+            for p in plugins
+                .iter()
+                .filter(|p| !p.stream.is_empty())
+                .flat_map(PluginConfig::shard_tables)
+            {
+                let p = &p;
                 let mut target = plugin_target(p);
                 if let Some((number, digest)) = streamhost::deploy::current(conn, &p.name).await? {
                     target.version = Some(Version {
@@ -237,17 +268,47 @@ async fn take_report(
         }
         None => stream_targets(conn, args).await?,
     };
-    collect(conn, url, targets, args.rate).await
+    let mut report = collect(conn, url, targets, args.rate).await?;
+    for p in plugins.unwrap_or_default() {
+        if let Some(shards) = p.shards {
+            report.sharded.push(sum_shards(p, shards, &report.groups));
+        }
+    }
+    Ok(report)
+}
+
+/// A sharded plugin's figures summed over its shards' groups.
+fn sum_shards(p: &PluginConfig, shards: u32, groups: &[GroupStatus]) -> ShardedStatus {
+    let keys: Vec<String> = (0..shards)
+        .map(|i| streamhost::config::shard_key(&p.stream, i))
+        .collect();
+    let mine: Vec<&GroupStatus> = groups
+        .iter()
+        .filter(|g| g.plugin.as_deref() == Some(p.name.as_str()) && keys.contains(&g.stream))
+        .collect();
+    let all = |f: fn(&GroupStatus) -> Option<u64>| mine.iter().map(|g| f(g)).sum::<Option<u64>>();
+    ShardedStatus {
+        plugin: p.name.clone(),
+        stream: p.stream.clone(),
+        shards,
+        stream_length: mine.iter().map(|g| g.stream_length).sum(),
+        entries_read: all(|g| g.entries_read),
+        lag: all(|g| g.lag),
+        pending: mine.iter().map(|g| g.pending).sum(),
+        dlq_length: mine.iter().map(|g| g.dlq.length).sum(),
+    }
 }
 
 /// The Redis URL, and the plugins when reporting from a config.
-fn resolve(args: &StatusArgs) -> anyhow::Result<(String, Option<Vec<PluginConfig>>)> {
+fn resolve(
+    args: &StatusArgs,
+) -> anyhow::Result<(streamhost::connection::Endpoint, Option<Vec<PluginConfig>>)> {
     let config = match (&args.config, &args.stream) {
         (Some(path), _) => Some(super::load_config(path)?),
         (None, None) => Some(super::load_config(std::path::Path::new("streamhost.toml"))?),
         (None, Some(_)) => None,
     };
-    let url = super::redis_url(args.redis.as_deref(), config.as_ref())?;
+    let url = super::redis_endpoint(args.redis.as_deref(), config.as_ref())?;
     Ok((url, config.map(|c| c.plugins)))
 }
 
@@ -275,10 +336,7 @@ fn version_of(p: &PluginConfig) -> Option<Version> {
 }
 
 /// `--stream`: the named group, or every group of the stream.
-async fn stream_targets(
-    conn: &mut MultiplexedConnection,
-    args: &StatusArgs,
-) -> anyhow::Result<Vec<Target>> {
+async fn stream_targets(conn: &mut Conn, args: &StatusArgs) -> anyhow::Result<Vec<Target>> {
     let stream = args.stream.clone().unwrap_or_default();
     let groups = match &args.group {
         Some(g) => vec![g.clone()],
@@ -310,7 +368,7 @@ async fn stream_targets(
 }
 
 async fn collect(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Conn,
     url: &str,
     targets: Vec<Target>,
     rate: bool,
@@ -324,17 +382,14 @@ async fn collect(
         sample_rates(conn, &mut groups).await?;
     }
     Ok(StatusReport {
-        redis: streamhost::config::redact(url),
+        redis: url.to_owned(),
         time_ms,
         groups,
+        sharded: Vec::new(),
     })
 }
 
-async fn group_status(
-    conn: &mut MultiplexedConnection,
-    t: Target,
-    now_ms: u64,
-) -> anyhow::Result<GroupStatus> {
+async fn group_status(conn: &mut Conn, t: Target, now_ms: u64) -> anyhow::Result<GroupStatus> {
     let stream_length = inspect::stream_len(conn, &t.stream).await?;
     let dlq_length = streamhost::dlq::owned_count(conn, &t.dlq, &t.owner, t.dlq_is_own).await?;
     let info = inspect::group(conn, &t.stream, &t.group).await?;
@@ -372,10 +427,7 @@ async fn group_status(
 }
 
 /// Reads every group's `entries-read` again after [`RATE_WINDOW`].
-async fn sample_rates(
-    conn: &mut MultiplexedConnection,
-    groups: &mut [GroupStatus],
-) -> anyhow::Result<()> {
+async fn sample_rates(conn: &mut Conn, groups: &mut [GroupStatus]) -> anyhow::Result<()> {
     let started = Instant::now();
     tokio::time::sleep(RATE_WINDOW).await;
     for g in groups.iter_mut() {
@@ -441,6 +493,21 @@ fn print_table(out: &mut impl Write, report: &StatusReport, rate: bool) -> std::
                 human(c.idle_ms)
             )?;
         }
+    }
+    for s in &report.sharded {
+        let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        writeln!(
+            out,
+            "sharded {} {} over {} shards: length {}  read {}  lag {}  pending {}  dlq {}",
+            s.plugin,
+            s.stream,
+            s.shards,
+            s.stream_length,
+            opt(s.entries_read),
+            opt(s.lag),
+            s.pending,
+            s.dlq_length
+        )?;
     }
     if !rate {
         writeln!(

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Conn;
 use tokio_util::sync::CancellationToken;
 
 use super::ListSource;
@@ -20,21 +20,15 @@ use crate::sources::stream::reader::READ_TIMEOUT_MARGIN;
 pub(crate) async fn run(
     ctx: Arc<PluginContext>,
     source: Arc<ListSource>,
-    redis_url: String,
-    mut commands: ConnectionManager,
+    redis: crate::connection::Endpoint,
+    mut commands: Conn,
     intake: Intake<ListSource>,
     shutdown: CancellationToken,
 ) {
     let keys = source.keys().clone();
     let timeout = Duration::from_millis(ctx.config.block_ms) + READ_TIMEOUT_MARGIN;
-    let mut blocking = match crate::streams::connect(&redis_url, timeout, &shutdown).await {
-        Ok(Some(conn)) => conn,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::error!(plugin = %ctx.plugin.name, error = %e, "list popper cannot connect; nothing is popped");
-            return;
-        }
-    };
+    // On a cluster, the node serving the queue; found again after an error.
+    let mut blocking: Option<Conn> = None;
     let block_secs = ctx.config.block_ms as f64 / 1000.0;
     let mut backoff = Backoff::new();
     while !shutdown.is_cancelled() {
@@ -63,9 +57,25 @@ pub(crate) async fn run(
                     .arg("RIGHT")
                     .arg("LEFT")
                     .arg(block_secs);
+                let conn = match &mut blocking {
+                    Some(conn) => conn,
+                    None => {
+                        let connected = redis
+                            .connect_node(&mut commands, keys.queue.as_bytes(), timeout, &shutdown)
+                            .await;
+                        match connected {
+                            Ok(Some(conn)) => blocking.insert(conn),
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::error!(plugin = %ctx.plugin.name, error = %e, "list popper cannot connect; nothing is popped");
+                                return;
+                            }
+                        }
+                    }
+                };
                 let blocked: Result<Option<Vec<u8>>, redis::RedisError> = tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    r = blmove.query_async(&mut blocking) => r,
+                    r = blmove.query_async(conn) => r,
                 };
                 blocked.map(|item| item.into_iter().collect())
             }
@@ -84,6 +94,9 @@ pub(crate) async fn run(
                 }
             }
             Err(e) => {
+                if redis.is_cluster() {
+                    blocking = None;
+                }
                 if e.code() == Some("WRONGTYPE") {
                     tracing::error!(plugin = %ctx.plugin.name, list = %keys.queue, error = %e,
                         "the queue key does not hold a list; nothing is popped until it does");

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Conn;
 use tokio_util::sync::CancellationToken;
 
 use super::{Keys, item};
@@ -22,7 +22,7 @@ const PER_CALL: u32 = 500;
 /// Moves a processing list back to the queue; `own` skips the heartbeat
 /// check. Returns the items moved, or `None` when the consumer is alive.
 pub(crate) async fn recover(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     queue: &str,
     processing: &str,
     alive: &str,
@@ -57,7 +57,7 @@ pub(crate) async fn recover(
 pub(crate) async fn start(
     ctx: &PluginContext,
     keys: &Keys,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
 ) -> Result<(), redis::RedisError> {
     beat(ctx, keys, conn).await?;
     let moved = recover(
@@ -77,11 +77,7 @@ pub(crate) async fn start(
     Ok(())
 }
 
-async fn beat(
-    ctx: &PluginContext,
-    keys: &Keys,
-    conn: &mut ConnectionManager,
-) -> Result<(), redis::RedisError> {
+async fn beat(ctx: &PluginContext, keys: &Keys, conn: &mut Conn) -> Result<(), redis::RedisError> {
     let ttl = ctx.config.claim.min_idle_ms.max(1);
     redis::pipe()
         .cmd("SET")
@@ -104,7 +100,7 @@ async fn beat(
 pub(crate) async fn run(
     ctx: Arc<PluginContext>,
     keys: Arc<Keys>,
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     shutdown: CancellationToken,
 ) {
     let ttl = Duration::from_millis(ctx.config.claim.min_idle_ms.max(3));
@@ -134,11 +130,7 @@ pub(crate) async fn run(
 }
 
 /// One look at every registered consumer but this one.
-async fn scan(
-    ctx: &PluginContext,
-    keys: &Keys,
-    conn: &mut ConnectionManager,
-) -> Result<(), redis::RedisError> {
+async fn scan(ctx: &PluginContext, keys: &Keys, conn: &mut Conn) -> Result<(), redis::RedisError> {
     let consumers: Vec<String> = redis::cmd("SMEMBERS")
         .arg(&keys.consumers)
         .query_async(conn)

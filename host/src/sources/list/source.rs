@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Conn;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +44,7 @@ type AckBatch = Vec<(Arc<str>, String, Vec<u8>)>;
 /// One plugin's list source.
 pub(crate) struct ListSource {
     ctx: Arc<PluginContext>,
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Arc<Keys>,
     next_token: AtomicU64,
     held: Mutex<HashMap<String, HeldItem>>,
@@ -59,7 +59,7 @@ impl ListSource {
     /// A source acting through `conn`; run its [`AckQueue`] with [`run_acker`].
     pub(crate) fn new(
         ctx: Arc<PluginContext>,
-        conn: ConnectionManager,
+        conn: Conn,
         keys: Arc<Keys>,
         shutdown: CancellationToken,
     ) -> (ListSource, AckQueue) {
@@ -259,7 +259,7 @@ pub(crate) async fn run_acker(
     ctx: Arc<PluginContext>,
     keys: Arc<Keys>,
     mut queue: AckQueue,
-    mut conn: ConnectionManager,
+    mut conn: Conn,
 ) {
     while let Some(mut batch) = queue.0.recv().await {
         while let Ok(more) = queue.0.try_recv() {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Conn;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -44,7 +44,7 @@ type RetryRequest = (tokio::time::Instant, Delivery);
 /// One plugin's Pub/Sub source.
 pub(crate) struct PubSubSource {
     ctx: Arc<PluginContext>,
-    conn: ConnectionManager,
+    conn: Conn,
     next_id: AtomicU64,
     held: Mutex<HashMap<String, Held>>,
     retries: UnboundedSender<RetryRequest>,
@@ -55,10 +55,7 @@ pub(crate) struct RetryQueue(UnboundedReceiver<RetryRequest>);
 
 impl PubSubSource {
     /// A source acting through `conn`; run its [`RetryQueue`] with [`run_retrier`].
-    pub(crate) fn new(
-        ctx: Arc<PluginContext>,
-        conn: ConnectionManager,
-    ) -> (PubSubSource, RetryQueue) {
+    pub(crate) fn new(ctx: Arc<PluginContext>, conn: Conn) -> (PubSubSource, RetryQueue) {
         let (retries, rx) = tokio::sync::mpsc::unbounded_channel();
         (
             PubSubSource {

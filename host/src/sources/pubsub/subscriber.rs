@@ -33,26 +33,26 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 pub(crate) async fn run(
     ctx: Arc<PluginContext>,
     source: Arc<PubSubSource>,
-    redis_url: String,
+    redis: crate::connection::Endpoint,
     names: Vec<String>,
     intake: Intake<PubSubSource>,
     shutdown: CancellationToken,
 ) {
-    let client = match redis::Client::open(redis_url.as_str()) {
-        Ok(client) => client,
-        Err(e) => {
-            tracing::error!(plugin = %ctx.plugin.name, error = %e, "Pub/Sub subscriber cannot use the Redis URL");
-            return;
-        }
-    };
     let (patterns, channels): (Vec<&String>, Vec<&String>) = names
         .iter()
         .partition(|n| crate::config::is_channel_pattern(n));
     let mut backoff = Backoff::new();
     let mut lost_at: Option<tokio::time::Instant> = None;
+    let mut attempt = 0;
     while !shutdown.is_cancelled() {
+        // A cluster broadcasts classic Pub/Sub to every node, so any seed
+        // serves; the seeds are tried in turn.
+        let url = redis.any_url(attempt).to_owned();
+        attempt += 1;
         let subscribed = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            let mut pubsub = client.get_async_pubsub().await?;
+            let mut pubsub = redis::Client::open(url.as_str())?
+                .get_async_pubsub()
+                .await?;
             for channel in &channels {
                 pubsub.subscribe(channel.as_str()).await?;
             }

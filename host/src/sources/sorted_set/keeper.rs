@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Conn;
 use tokio_util::sync::CancellationToken;
 
 use super::SortedSetSource;
@@ -20,7 +20,7 @@ const PER_CALL: usize = 500;
 pub(crate) async fn run(
     ctx: Arc<PluginContext>,
     source: Arc<SortedSetSource>,
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     shutdown: CancellationToken,
 ) {
     let keys = source.keys().clone();

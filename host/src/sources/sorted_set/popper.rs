@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Conn;
 use tokio_util::sync::CancellationToken;
 
 use super::SortedSetSource;
@@ -66,7 +66,7 @@ pub(crate) async fn run(
     ctx: Arc<PluginContext>,
     source: Arc<SortedSetSource>,
     order: SortedSetOrder,
-    mut commands: ConnectionManager,
+    mut commands: Conn,
     intake: Intake<SortedSetSource>,
     shutdown: CancellationToken,
 ) {

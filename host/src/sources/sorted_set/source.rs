@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Conn;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +38,7 @@ type AckBatch = Vec<(Arc<str>, String, HeldMember)>;
 /// One plugin's sorted-set source.
 pub(crate) struct SortedSetSource {
     ctx: Arc<PluginContext>,
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Arc<Keys>,
     next_id: AtomicU64,
     held: Mutex<HashMap<String, HeldMember>>,
@@ -53,7 +53,7 @@ impl SortedSetSource {
     /// A source acting through `conn`; run its [`AckQueue`] with [`run_acker`].
     pub(crate) fn new(
         ctx: Arc<PluginContext>,
-        conn: ConnectionManager,
+        conn: Conn,
         keys: Arc<Keys>,
         shutdown: CancellationToken,
     ) -> (SortedSetSource, AckQueue) {
@@ -274,7 +274,7 @@ pub(crate) async fn run_acker(
     ctx: Arc<PluginContext>,
     keys: Arc<Keys>,
     mut queue: AckQueue,
-    mut conn: ConnectionManager,
+    mut conn: Conn,
 ) {
     while let Some(mut batch) = queue.0.recv().await {
         while let Ok(more) = queue.0.try_recv() {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Conn;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::backoff::Backoff;
@@ -20,7 +20,7 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 pub(crate) async fn run(
     ctx: Arc<PluginContext>,
     mut receipts: UnboundedReceiver<Vec<Receipt>>,
-    mut conn: ConnectionManager,
+    mut conn: Conn,
 ) {
     let mut pending: Vec<Receipt> = Vec::new();
     while let Some(first) = receipts.recv().await {
@@ -46,7 +46,7 @@ pub(crate) async fn run(
     }
 }
 
-async fn ack(ctx: &PluginContext, conn: &mut ConnectionManager, key: &str, ids: &[&str]) {
+async fn ack(ctx: &PluginContext, conn: &mut Conn, key: &str, ids: &[&str]) {
     let started = tokio::time::Instant::now();
     let mut backoff = Backoff::new();
     loop {

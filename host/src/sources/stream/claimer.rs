@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::connection::Conn;
 use redis::Value;
-use redis::aio::ConnectionManager;
 use redis::streams::StreamPendingReply;
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +47,7 @@ pub(crate) async fn run<S: Source>(
     ctx: Arc<PluginContext>,
     key: Arc<str>,
     group: Arc<Group>,
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     intake: Intake<S>,
     shutdown: CancellationToken,
 ) {
@@ -116,7 +116,7 @@ fn keep_alive_ms(ctx: &PluginContext) -> u64 {
 async fn claim_abandoned<S: Source>(
     ctx: &PluginContext,
     key: &Arc<str>,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     intake: &Intake<S>,
     shutdown: &CancellationToken,
 ) -> Result<(), ClaimError> {
@@ -149,7 +149,7 @@ async fn claim_abandoned<S: Source>(
 async fn claim_step(
     ctx: &PluginContext,
     key: &str,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     cursor: &str,
 ) -> Result<Step, ClaimError> {
     let reply: Value = scripts::AUTOCLAIM
@@ -189,7 +189,7 @@ async fn claim_step(
 async fn keep_alive(
     ctx: &PluginContext,
     key: &Arc<str>,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     idle: &[String],
     aging: &[String],
 ) -> Result<(), redis::RedisError> {
@@ -223,7 +223,7 @@ async fn keep_alive(
 async fn recover_own<S: Source>(
     ctx: &PluginContext,
     key: &Arc<str>,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     intake: &Intake<S>,
     idle: Vec<String>,
 ) -> Result<(), ClaimError> {
@@ -262,7 +262,7 @@ async fn recover_own<S: Source>(
 async fn delete_idle_consumers(
     ctx: &PluginContext,
     key: &str,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
 ) -> Result<(), redis::RedisError> {
     let removed: Vec<String> = scripts::DELETE_IDLE_CONSUMERS
         .key(key)
@@ -280,7 +280,7 @@ async fn delete_idle_consumers(
 async fn pending_count(
     ctx: &PluginContext,
     key: &str,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
 ) -> Result<i64, redis::RedisError> {
     let summary: StreamPendingReply = redis::cmd("XPENDING")
         .arg(key)

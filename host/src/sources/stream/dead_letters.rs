@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Conn;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
@@ -24,7 +24,7 @@ pub(crate) const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 pub(crate) async fn run(
     ctx: Arc<PluginContext>,
     mut requests: UnboundedReceiver<DeadLetterRequest>,
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     shutdown: CancellationToken,
 ) {
     while let Some(request) = requests.recv().await {
@@ -55,7 +55,7 @@ pub(crate) async fn run(
 /// Writes one dead letter; `Err` when Redis refused or could not be reached.
 pub(crate) async fn write(
     ctx: &PluginContext,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     request: &DeadLetterRequest,
 ) -> Result<(), dlq::DlqError> {
     let receipt = &request.receipt;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use redis::aio::ConnectionManager;
+use crate::connection::Conn;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -41,7 +41,7 @@ impl Group {
     /// shutdown) before returning, so callers never spin.
     pub(crate) async fn ensure(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         missing: bool,
         shutdown: &CancellationToken,
     ) {

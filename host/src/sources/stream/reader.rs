@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::connection::{Conn, Endpoint};
 use redis::streams::StreamPendingCountReply;
 use tokio_util::sync::CancellationToken;
 
@@ -32,9 +32,9 @@ pub(crate) async fn run<S: Source>(
     ctx: Arc<PluginContext>,
     key: Arc<str>,
     group: Arc<Group>,
-    redis_url: String,
+    redis: Endpoint,
     read_timeout: Duration,
-    mut commands: ConnectionManager,
+    mut commands: Conn,
     intake: Intake<S>,
     shutdown: CancellationToken,
 ) {
@@ -61,7 +61,7 @@ pub(crate) async fn run<S: Source>(
             &ctx,
             &key,
             &mut reading,
-            &redis_url,
+            (&redis, &mut commands),
             read_timeout,
             (id, count, block),
         );
@@ -80,6 +80,10 @@ pub(crate) async fn run<S: Source>(
             }
             Err(e) => {
                 ctx.metrics.redis_error("read");
+                if e.is_redirect() {
+                    // The slot moved (failover, migration): find its node again.
+                    reading = None;
+                }
                 if e.is_unreachable() {
                     ctx.redis_health.failed("read", &e);
                 } else {
@@ -121,18 +125,22 @@ pub(crate) async fn run<S: Source>(
     }
 }
 
-/// Reads one batch, (re)connecting first when there is no usable connection.
+/// Reads one batch, (re)connecting first when there is no usable connection
+/// (on a cluster, to the node serving `key` now).
 async fn read_batch(
     ctx: &PluginContext,
     key: &str,
     reading: &mut Option<WireConnection>,
-    url: &str,
+    (redis, commands): (&Endpoint, &mut Conn),
     timeout: Duration,
     (id, count, block_ms): (&str, usize, Option<u64>),
 ) -> Result<Vec<Entry>, WireError> {
     let conn = match reading {
         Some(conn) if !conn.is_broken() => conn,
-        _ => reading.insert(WireConnection::connect(url, timeout).await?),
+        _ => {
+            let url = redis.node_url(commands, key.as_bytes()).await?;
+            reading.insert(WireConnection::connect(&url, timeout).await?)
+        }
     };
     let mut cmd = redis::cmd("XREADGROUP");
     cmd.arg("GROUP")
@@ -160,7 +168,7 @@ async fn read_batch(
 async fn fill_attempts(
     ctx: &PluginContext,
     key: &str,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     entries: &mut [Entry],
 ) -> Result<(), redis::RedisError> {
     let (Some(first), Some(last)) = (entries.first(), entries.last()) else {

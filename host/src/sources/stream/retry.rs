@@ -8,8 +8,8 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::connection::Conn;
 use redis::Value;
-use redis::aio::ConnectionManager;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
@@ -68,7 +68,7 @@ impl ReclaimError {
 pub(crate) async fn run<S: Source>(
     ctx: Arc<PluginContext>,
     mut requests: UnboundedReceiver<RetryRequest>,
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     intake: Intake<S>,
     shutdown: CancellationToken,
 ) {
@@ -127,7 +127,7 @@ pub(crate) async fn run<S: Source>(
 /// that keep their attempt accounting; lets go of those no longer ours.
 async fn redeliver(
     ctx: &PluginContext,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     due: &[Receipt],
 ) -> Result<Vec<Delivery>, ReclaimError> {
     let mut by_key: HashMap<&Arc<str>, Vec<&Receipt>> = HashMap::new();
@@ -166,7 +166,7 @@ async fn redeliver(
 /// meanwhile.
 pub(crate) async fn reclaim(
     ctx: &PluginContext,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     key: &str,
     ids: &[String],
 ) -> Result<Vec<entry::Entry>, ReclaimError> {

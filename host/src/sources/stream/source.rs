@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use crate::connection::Conn;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{dead_letters, retry};
@@ -17,7 +17,7 @@ use crate::pipeline::{PluginContext, Receipt};
 /// One plugin's stream source: the handles its actions need.
 pub(crate) struct StreamSource {
     pub(super) ctx: Arc<PluginContext>,
-    pub(super) conn: ConnectionManager,
+    pub(super) conn: Conn,
     acks: UnboundedSender<Vec<Receipt>>,
     retries: UnboundedSender<retry::RetryRequest>,
     deferred: UnboundedSender<DeadLetterRequest>,
@@ -32,7 +32,7 @@ pub(crate) struct Queues {
 
 impl StreamSource {
     /// A source acting through `conn`; run its [`Queues`] with [`super::spawn_settlers`].
-    pub(crate) fn new(ctx: Arc<PluginContext>, conn: ConnectionManager) -> (StreamSource, Queues) {
+    pub(crate) fn new(ctx: Arc<PluginContext>, conn: Conn) -> (StreamSource, Queues) {
         let (acks, acks_rx) = tokio::sync::mpsc::unbounded_channel();
         let (retries, retries_rx) = tokio::sync::mpsc::unbounded_channel();
         let (deferred, deferred_rx) = tokio::sync::mpsc::unbounded_channel();
