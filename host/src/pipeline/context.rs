@@ -44,6 +44,12 @@ pub struct PluginContext {
     pub retries: Waiting,
     /// Whether Redis answers: loops report to it instead of logging every retry.
     pub redis_health: Arc<RedisHealth>,
+    /// The canary this host routes a share of entries to, if any.
+    pub(crate) canary: super::canary::CanaryRoute,
+    /// Traps counted for the circuit breaker.
+    pub(crate) breaker: super::breaker::TrapWindow,
+    /// Where handled entries are copied to while a shadow runs.
+    pub(crate) shadow: super::shadow::ShadowTap,
 }
 
 impl PluginContext {
@@ -68,6 +74,9 @@ impl PluginContext {
             config,
             metrics,
             redis_health: Default::default(),
+            canary: Default::default(),
+            breaker: Default::default(),
+            shadow: Default::default(),
         }
     }
 

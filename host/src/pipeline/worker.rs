@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 
+use super::accounting;
+use super::canary::{self, Instances};
 use super::intake::ReadAhead;
 use super::settle::{self, Facts, Handled, Verdict};
 use super::source::{DeadLetterRequest, Source};
@@ -26,7 +28,7 @@ pub(crate) async fn run<S: Source>(
     work: async_channel::Receiver<Batch>,
     conn: ConnectionManager,
 ) {
-    let mut instance: Option<PluginInstance> = None;
+    let mut instances = Instances::default();
     while let Ok(batch) = work.recv().await {
         let mut acked = Vec::with_capacity(batch.len());
         let mut flushed = Instant::now();
@@ -38,7 +40,7 @@ pub(crate) async fn run<S: Source>(
                 flushed = Instant::now();
             }
             let bytes = delivery.bytes();
-            if let Some(receipt) = handle(&ctx, &*source, &mut instance, delivery, &conn).await {
+            if let Some(receipt) = handle(&ctx, &*source, &mut instances, delivery, &conn).await {
                 acked.push(receipt);
             }
             read_ahead.give_back(bytes);
@@ -53,7 +55,7 @@ pub(crate) async fn run<S: Source>(
 async fn handle<S: Source>(
     ctx: &PluginContext,
     source: &S,
-    instance: &mut Option<PluginInstance>,
+    instances: &mut Instances,
     delivery: Delivery,
     conn: &ConnectionManager,
 ) -> Option<Receipt> {
@@ -86,8 +88,12 @@ async fn handle<S: Source>(
         attempt,
     };
     // The version is pinned for the whole delivery, re-runs after a state
-    // conflict included; a hot swap takes effect at the next entry.
-    let running = ctx.running();
+    // conflict included; a hot swap takes effect at the next entry. A
+    // canary takes its share here.
+    let id = original_id.as_deref().unwrap_or(&msg.id);
+    let key = canary::routing_key(&ctx.config, id, &msg.fields);
+    let running = ctx.canary.route(ctx.running(), key);
+    let instance = instances.for_version(&running.digest);
     if instance
         .as_ref()
         .is_some_and(|i| *i.digest() != running.digest)
@@ -113,7 +119,12 @@ async fn handle<S: Source>(
                         .handler_seconds
                         .observe(invocation.elapsed.as_secs_f64());
                     ctx.metrics.fuel.observe(invocation.fuel as f64);
+                    accounting::charge(ctx, &msg.fields, &invocation);
                     let effects = inst.effects();
+                    if conflicts == 0 {
+                        ctx.shadow
+                            .offer(&msg, &invocation.outcome, effects.effects());
+                    }
                     (
                         Handled::Ran(invocation.outcome),
                         effects.read_failed(),
