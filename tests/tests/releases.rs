@@ -439,6 +439,10 @@ async fn a_canary_that_rejects_everything_is_rolled_back_on_both_hosts() {
         (MIN..=2 * (MIN + 1)).contains(&rejected),
         "the candidate rejected {rejected} entries (window {MIN} per host)"
     );
+    println!(
+        "automatic rollback: the candidate handled {rejected} entries before every host stopped routing to it; {}",
+        record.ended
+    );
     // Everything else was handled by the stable version, once.
     let out = outputs(&mut conn).await;
     assert_eq!(out.len() as u64 + rejected, N as u64);
