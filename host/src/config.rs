@@ -200,6 +200,15 @@ pub struct PluginConfig {
     /// time in stream order; different keys run in parallel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordering: Option<OrderingConfig>,
+    /// When a canary (`deploy --canary`) is rolled back automatically.
+    #[serde(default)]
+    pub canary: CanaryConfig,
+    /// The circuit breaker that pauses a plugin that keeps trapping.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// CPU accounting per tenant, beside the per-plugin counters.
+    #[serde(default)]
+    pub accounting: AccountingConfig,
 }
 
 /// `ordering = { key = "customer" }`: which field orders entries.
@@ -209,6 +218,77 @@ pub struct OrderingConfig {
     /// The field whose value (bytes) is the ordering key. Entries without
     /// it are not ordered.
     pub key: String,
+}
+
+/// `[plugin.breaker]`: pauses the plugin on every host when a host sees
+/// `traps` traps within `window_ms`, and resumes it `cooldown_ms` later
+/// (any host resumes it when due). Off while `traps` is 0, the default.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Traps within the window that trip it; 0 turns the breaker off.
+    #[serde(default)]
+    pub traps: u32,
+    /// The window, in milliseconds (default 10000).
+    #[serde(default = "default_breaker_window_ms")]
+    pub window_ms: u64,
+    /// How long the plugin stays paused once tripped, in milliseconds
+    /// (default 30000).
+    #[serde(default = "default_breaker_cooldown_ms")]
+    pub cooldown_ms: u64,
+}
+
+fn default_breaker_window_ms() -> u64 {
+    10_000
+}
+fn default_breaker_cooldown_ms() -> u64 {
+    30_000
+}
+
+/// `[plugin.accounting]`: fuel and handling time are counted per plugin
+/// always; with `tenant_field`, also per value of that field (the first 256
+/// values seen; later ones count as `other`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccountingConfig {
+    /// The entry field naming the tenant, e.g. `"tenant"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_field: Option<String>,
+}
+
+/// `[plugin.canary]`: the automatic rollback of a canary. Every host counts,
+/// per version, the handler attempts that failed (rejected, trapped, asked
+/// for a retry) among those handled while the canary runs; once the
+/// candidate has handled `min_entries` on a host and its failure rate
+/// exceeds the stable version's by more than `failure_margin`, that host
+/// records the rollback in Redis and every host stops routing to it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryConfig {
+    /// How much higher the candidate's failure rate may be than the stable
+    /// version's, as a fraction (0.05: five percentage points).
+    #[serde(default = "default_canary_margin")]
+    pub failure_margin: f64,
+    /// Attempts the candidate must have handled on a host before its rate
+    /// is judged (the window of the decision).
+    #[serde(default = "default_canary_min_entries")]
+    pub min_entries: u64,
+}
+
+impl Default for CanaryConfig {
+    fn default() -> Self {
+        CanaryConfig {
+            failure_margin: default_canary_margin(),
+            min_entries: default_canary_min_entries(),
+        }
+    }
+}
+
+fn default_canary_margin() -> f64 {
+    0.05
+}
+fn default_canary_min_entries() -> u64 {
+    100
 }
 
 /// In what order a `sorted_set` source hands out its members.
@@ -349,6 +429,9 @@ impl PluginConfig {
             state: StateConfig::default(),
             shards: None,
             ordering: None,
+            canary: CanaryConfig::default(),
+            breaker: BreakerConfig::default(),
+            accounting: AccountingConfig::default(),
         }
     }
 
@@ -946,6 +1029,21 @@ impl Config {
             }
             if p.retry.initial_ms > p.retry.max_ms {
                 return Err(invalid("retry.initial_ms", "must not exceed retry.max_ms"));
+            }
+            if !(0.0..=1.0).contains(&p.canary.failure_margin) {
+                return Err(invalid(
+                    "canary.failure_margin",
+                    "must be a fraction between 0 and 1",
+                ));
+            }
+            if p.breaker.traps > 0 && (p.breaker.window_ms == 0 || p.breaker.cooldown_ms == 0) {
+                return Err(invalid(
+                    "breaker",
+                    "window_ms and cooldown_ms must be at least 1",
+                ));
+            }
+            if p.canary.min_entries == 0 {
+                return Err(invalid("canary.min_entries", "must be at least 1"));
             }
             if p.claim.interval_ms == 0 {
                 return Err(invalid("claim.interval_ms", "must be at least 1"));

@@ -111,7 +111,7 @@ pub struct Refusal {
     pub at_ms: u64,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -196,7 +196,7 @@ fn pick_rollback<'h>(
     }
 }
 
-async fn activate<C: ConnectionLike + Send>(
+pub(crate) async fn activate<C: ConnectionLike + Send>(
     conn: &mut C,
     plugin: &str,
     digest: &str,

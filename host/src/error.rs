@@ -203,6 +203,23 @@ pub enum DeployError {
         /// The plugin's name.
         plugin: String,
     },
+    /// `promote` or a canary's end with no canary running.
+    #[error("plugin {plugin:?} has no canary running (start one with `deploy --canary`)")]
+    NoCanary {
+        /// The plugin's name.
+        plugin: String,
+    },
+    /// A canary of the version that is already current.
+    #[error("{digest} is already the current version of plugin {plugin:?}: nothing to try")]
+    CanaryIsCurrent {
+        /// The plugin's name.
+        plugin: String,
+        /// The candidate's digest.
+        digest: String,
+    },
+    /// A canary share outside (0, 100] percent.
+    #[error("a canary share must be more than 0% and at most 100%, not {0} parts per million")]
+    CanaryShare(u32),
     /// The version's record exists but its component bytes are gone.
     #[error("the component of version {version} of plugin {plugin:?} is no longer stored in Redis")]
     ComponentGone {

@@ -21,6 +21,7 @@
 
 mod admin;
 mod backoff;
+pub mod candidate;
 pub mod config;
 pub mod connection;
 mod consumer;
@@ -45,6 +46,8 @@ mod pipeline;
 pub mod plugin;
 mod process_stats;
 mod redis_health;
+pub mod release;
+mod release_metrics;
 mod retention;
 mod shutdown;
 mod sources;

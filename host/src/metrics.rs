@@ -123,6 +123,8 @@ pub struct Metrics {
     swap_refusals: Family<PluginLabels, Counter>,
     /// Families about the host's own health and work in progress.
     health: HealthMetrics,
+    /// Families of releases (versions, canaries).
+    release: crate::release_metrics::ReleaseMetrics,
 }
 
 /// Entry latency, in-progress gauges and the host's view of Redis.
@@ -252,6 +254,7 @@ impl Metrics {
             swaps: Family::default(),
             swap_refusals: Family::default(),
             health: HealthMetrics::default(),
+            release: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -339,6 +342,7 @@ impl Metrics {
             m.swap_refusals.clone(),
         );
         m.health.register(registry);
+        m.release.register(registry);
         // Known label values start at 0, so dashboards and alerts see the
         // series before the first error (Prometheus's advice for counters).
         for op in REDIS_OPS {
@@ -419,6 +423,7 @@ impl Metrics {
             ack_round_trip: round_trip("ack"),
             dead_lettered_by_reason: self.health.dead_lettered.clone(),
             redis_errors: self.health.redis_errors.clone(),
+            release: self.release.plugin(plugin, stream),
             labels: l.clone(),
             received: self.received.get_or_create(&l).clone(),
             acked: self.acked.get_or_create(&l).clone(),
@@ -541,6 +546,8 @@ pub struct PluginMetrics {
     /// (a field name that is not UTF-8).
     pub undeliverable: Counter,
     traps: [Counter; 5],
+    /// Per-version and canary counters.
+    pub release: crate::release_metrics::PluginReleaseMetrics,
 }
 
 impl PluginMetrics {

@@ -27,6 +27,79 @@ pub struct Paused {
     pub by: String,
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// Why, when the circuit breaker paused it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When any host resumes it (Unix ms), for a circuit breaker's pause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume_at_ms: Option<u64>,
+}
+
+/// The `by` of a pause the circuit breaker made.
+pub const BREAKER: &str = "circuit-breaker";
+
+/// Pauses `plugin` on every host for the circuit breaker until
+/// `resume_at_ms`, unless it is paused already (an operator's pause is
+/// never replaced). Returns whether this call paused it.
+pub async fn trip<C: ConnectionLike + Send>(
+    conn: &mut C,
+    plugin: &str,
+    reason: &str,
+    resume_at_ms: u64,
+) -> Result<bool, Error> {
+    static TRIP: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+        redis::Script::new(
+            r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'by', ARGV[1], 'at-ms', ARGV[2], 'reason', ARGV[3], 'resume-at-ms', ARGV[4])
+redis.call('PUBLISH', ARGV[5], 'paused')
+return 1
+",
+        )
+    });
+    let paused: i64 = TRIP
+        .key(key(plugin))
+        .arg(BREAKER)
+        .arg(now_ms())
+        .arg(reason)
+        .arg(resume_at_ms)
+        .arg(DeployKeys::new(plugin).channel)
+        .invoke_async(conn)
+        .await?;
+    Ok(paused == 1)
+}
+
+/// Resumes a circuit breaker's pause that is due (its `resume-at-ms` is
+/// `due_ms`, as read); of several hosts, one does it. Returns whether this
+/// call resumed it.
+pub async fn resume_due<C: ConnectionLike + Send>(
+    conn: &mut C,
+    plugin: &str,
+    due_ms: u64,
+) -> Result<bool, Error> {
+    static RESUME: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+        redis::Script::new(
+            r"
+if redis.call('HGET', KEYS[1], 'resume-at-ms') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], 'resumed')
+return 1
+",
+        )
+    });
+    let resumed: i64 = RESUME
+        .key(key(plugin))
+        .arg(due_ms)
+        .arg(DeployKeys::new(plugin).channel)
+        .invoke_async(conn)
+        .await?;
+    Ok(resumed == 1)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Pauses `plugin` on every host.
@@ -38,7 +111,11 @@ pub async fn pause<C: ConnectionLike + Send>(
     let at_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
+    // An operator's pause replaces a circuit breaker's: no resume when due.
     let _: () = redis::pipe()
+        .atomic()
+        .hdel(key(plugin), &["reason", "resume-at-ms"])
+        .ignore()
         .hset_multiple(
             key(plugin),
             &[("by", by.to_owned()), ("at-ms", at_ms.to_string())],
@@ -51,6 +128,8 @@ pub async fn pause<C: ConnectionLike + Send>(
     Ok(Paused {
         by: by.to_owned(),
         at_ms,
+        reason: None,
+        resume_at_ms: None,
     })
 }
 
@@ -83,6 +162,8 @@ pub async fn status<C: ConnectionLike + Send>(
             .get("at-ms")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
+        reason: fields.get("reason").cloned(),
+        resume_at_ms: fields.get("resume-at-ms").and_then(|v| v.parse().ok()),
     }))
 }
 

@@ -3,7 +3,11 @@
 //! the pipeline ([`crate::pipeline`]), runs its workers, and follows hot
 //! swaps and scheduled entries. Decides nothing about entries itself.
 
+pub(crate) mod breaker;
+pub(crate) mod canary;
+pub(crate) mod loader;
 pub(crate) mod promoter;
+pub(crate) mod shadow;
 pub(crate) mod swapper;
 
 use std::sync::Arc;

@@ -15,9 +15,8 @@ use crate::connection::Conn;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use super::loader::load;
 use crate::deploy::{self, DeployKeys};
-use crate::effects::EffectPolicy;
-use crate::error::Error;
 use crate::pipeline::PluginContext;
 use crate::plugin::LoadedPlugin;
 use crate::shutdown::pause;
@@ -48,6 +47,7 @@ pub(crate) async fn initial_sync(ctx: &PluginContext, conn: &mut Conn) {
             tracing::warn!(plugin = %ctx.plugin.name, error = %e, "cannot read the deployed version; running the config file's component")
         }
     }
+    super::canary::sync(ctx, conn).await;
 }
 
 /// Follows deployments until shutdown.
@@ -81,6 +81,10 @@ pub(crate) async fn run(
                 _ = shutdown.cancelled() => return,
                 alive = announced => if !alive { break },
                 _ = tokio::time::sleep(POLL) => {}
+                // A canary rollback or a breaker trip decided on this host
+                // is recorded at once.
+                _ = ctx.canary.wake.notified() => {}
+                _ = ctx.breaker.wake.notified() => {}
             }
             // Act on each new deploy or rollback once (swap or refuse), so a
             // refused version is not retried in a loop and `--watch` swaps are
@@ -94,7 +98,9 @@ pub(crate) async fn run(
                     follow(&ctx, &mut conn, version, &digest).await;
                 }
             }
+            super::breaker::sync(&ctx, &mut conn).await;
             follow_pause(&ctx, &mut conn).await;
+            super::canary::sync(&ctx, &mut conn).await;
             if !subscribed {
                 break;
             }
@@ -159,29 +165,6 @@ async fn follow(ctx: &PluginContext, conn: &mut Conn, version: u64, digest: &str
         Ok(candidate) => swap(ctx, candidate, &format!("version {version}")),
         Err(e) => refuse(ctx, conn, digest, e.to_string()).await,
     }
-}
-
-/// Compiles and instantiates a candidate once, off the async threads.
-async fn load(ctx: &PluginContext, bytes: Vec<u8>, what: String) -> Result<LoadedPlugin, Error> {
-    let (engine, name, limits) = (
-        ctx.plugin.engine.clone(),
-        ctx.plugin.name.to_string(),
-        ctx.config.limits.clone(),
-    );
-    // One candidate compiles at a time, host-wide: a deploy to every plugin
-    // at once (or a hostile one) takes one compile's CPU and memory, not N.
-    let _permit = crate::plugin::registry::candidate_permit().await;
-    let loaded = tokio::task::spawn_blocking(move || {
-        LoadedPlugin::load_bytes(&engine, &name, &bytes, &what, &limits)
-    })
-    .await
-    .map_err(|source| Error::Task {
-        task: format!("loading a candidate of plugin {:?}", ctx.plugin.name),
-        source,
-    })??
-    .with_effects(EffectPolicy::from_config(&ctx.config));
-    loaded.instantiate().await?;
-    Ok(loaded)
 }
 
 fn swap(ctx: &PluginContext, candidate: LoadedPlugin, what: &str) {

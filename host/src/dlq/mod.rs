@@ -12,6 +12,7 @@
 pub mod ops;
 pub mod redeliver;
 mod scan;
+pub mod select;
 pub mod write;
 
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub use ops::{
     Counts, Filter, Page, ReplayOptions, ReplayOutcome, ReplayReport, Selection, Summary, count,
     list, owned_count, purge, range, replay, replay_one, show,
 };
+pub use select::Selected;
 pub use write::{Letter, Written, dead_letter};
 
 /// Prefix of original field names in a dead-letter (and redelivery) entry.

@@ -271,7 +271,7 @@ pub async fn replay<C: ConnectionLike + Send>(
 }
 
 /// The newest id in a stream, if any.
-async fn newest_id<C: ConnectionLike + Send>(
+pub(super) async fn newest_id<C: ConnectionLike + Send>(
     conn: &mut C,
     stream: &str,
 ) -> Result<Option<String>, DlqError> {
@@ -433,7 +433,7 @@ pub async fn purge<C: ConnectionLike + Send>(
 
 /// A read bounded by [`READ_TIMEOUT`] (reads change nothing, so a timeout is
 /// a plain failure).
-async fn read<T, E>(f: impl Future<Output = Result<T, E>>) -> Result<T, DlqError>
+pub(super) async fn read<T, E>(f: impl Future<Output = Result<T, E>>) -> Result<T, DlqError>
 where
     DlqError: From<E>,
 {

@@ -165,6 +165,12 @@ impl<'a> Walk<'a> {
         }
         Ok(Some((hits, examined)))
     }
+
+    /// The last id a step examined (exclusive start of the next); `None`
+    /// once the walk is done.
+    pub(super) fn position(&self) -> Option<&str> {
+        self.next.as_deref().and_then(|n| n.strip_prefix('('))
+    }
 }
 
 fn parse_step(reply: Value) -> Result<(String, usize, Vec<Summary>), ReplyError> {

@@ -46,6 +46,12 @@ pub struct PluginContext {
     pub redis_health: Arc<RedisHealth>,
     /// Per-key lanes when the plugin sets `ordering`.
     pub(crate) ordering: Option<super::ordering::Ordering>,
+    /// The canary this host routes a share of entries to, if any.
+    pub(crate) canary: super::canary::CanaryRoute,
+    /// Traps counted for the circuit breaker.
+    pub(crate) breaker: super::breaker::TrapWindow,
+    /// Where handled entries are copied to while a shadow runs.
+    pub(crate) shadow: super::shadow::ShadowTap,
 }
 
 impl PluginContext {
@@ -75,6 +81,9 @@ impl PluginContext {
             metrics,
             redis_health: Default::default(),
             ordering,
+            canary: Default::default(),
+            breaker: Default::default(),
+            shadow: Default::default(),
         }
     }
 

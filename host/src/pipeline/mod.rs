@@ -22,12 +22,16 @@
 //! names the Redis key they came from and whose delivery count comes from
 //! Redis. Nothing in this module needs to change.
 
+pub(crate) mod accounting;
+pub(crate) mod breaker;
+pub(crate) mod canary;
 pub(crate) mod context;
 pub(crate) mod delivery;
 pub(crate) mod inflight;
 pub(crate) mod intake;
 pub(crate) mod ordering;
 pub(crate) mod settle;
+pub(crate) mod shadow;
 pub(crate) mod source;
 pub(crate) mod waiting;
 pub(crate) mod worker;

@@ -369,6 +369,36 @@ pub(crate) fn record(ctx: &PluginContext, receipt: &Receipt, verdict: &Verdict, 
             }
         }
     }
+    // Each version's outcome, for its metrics and a canary's judgement.
+    if let Some(failed) = attempt_failed(verdict) {
+        m.release.version_entry(version, failed);
+        ctx.canary.record(version, failed, &ctx.config.canary);
+    }
+    if let Verdict::Retry {
+        failure: Some(FailureKind::Trap(_)),
+        ..
+    }
+    | Verdict::DeadLetter {
+        failure: FailureKind::Trap(_),
+        ..
+    } = verdict
+    {
+        ctx.breaker.record_trap(&ctx.config.breaker);
+    }
+}
+
+/// Whether a final verdict ends a failed handler attempt (rejected,
+/// trapped, asked for a retry); `None` for verdicts that end no attempt
+/// (a commit to make, a re-run, a refusal by Redis, another owner).
+fn attempt_failed(verdict: &Verdict) -> Option<bool> {
+    match verdict {
+        Verdict::Ack | Verdict::Committed => Some(false),
+        Verdict::Retry {
+            failure: Some(_), ..
+        }
+        | Verdict::DeadLetter { .. } => Some(true),
+        Verdict::Commit | Verdict::Rerun | Verdict::LeaveToOwner | Verdict::Retry { .. } => None,
+    }
 }
 
 fn log_failure(

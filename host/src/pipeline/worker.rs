@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::connection::Conn;
 
+use super::accounting;
+use super::canary::{self, Instances};
 use super::intake::ReadAhead;
 use super::settle::{self, Facts, Handled, Verdict};
 use super::source::{DeadLetterRequest, Source};
@@ -28,7 +30,7 @@ pub(crate) async fn run<S: Source>(
     work: async_channel::Receiver<Batch>,
     conn: Conn,
 ) {
-    let mut instance: Option<PluginInstance> = None;
+    let mut instances = Instances::default();
     let mut scratch = Scratch::default();
     while let Ok(batch) = work.recv().await {
         let mut acked = Vec::with_capacity(batch.len());
@@ -41,7 +43,14 @@ pub(crate) async fn run<S: Source>(
                 flushed = Instant::now();
             }
             let bytes = delivery.bytes();
-            let handled = handle(&ctx, &*source, &mut instance, delivery, &mut scratch, &conn);
+            let handled = handle(
+                &ctx,
+                &*source,
+                &mut instances,
+                delivery,
+                &mut scratch,
+                &conn,
+            );
             if let Some(receipt) = handled.await {
                 acked.push(receipt);
             }
@@ -85,7 +94,7 @@ impl Default for Scratch {
 async fn handle<S: Source>(
     ctx: &PluginContext,
     source: &S,
-    instance: &mut Option<PluginInstance>,
+    instances: &mut Instances,
     delivery: Delivery,
     scratch: &mut Scratch,
     conn: &Conn,
@@ -142,8 +151,12 @@ async fn handle<S: Source>(
     };
     let msg = &scratch.msg;
     // The version is pinned for the whole delivery, re-runs after a state
-    // conflict included; a hot swap takes effect at the next entry.
-    let running = ctx.running();
+    // conflict included; a hot swap takes effect at the next entry. A
+    // canary takes its share here.
+    let id = original_id.as_deref().unwrap_or(&msg.id);
+    let key = canary::routing_key(&ctx.config, id, &msg.fields);
+    let running = ctx.canary.route(ctx.running(), key);
+    let instance = instances.for_version(&running.digest);
     if instance
         .as_ref()
         .is_some_and(|i| *i.digest() != running.digest)
@@ -171,7 +184,12 @@ async fn handle<S: Source>(
                     if ctx.plugin.limits.metering == Metering::Fuel {
                         ctx.metrics.fuel.observe(invocation.fuel as f64);
                     }
+                    accounting::charge(ctx, &msg.fields, &invocation);
                     let effects = inst.effects();
+                    if conflicts == 0 {
+                        ctx.shadow
+                            .offer(msg, &invocation.outcome, effects.effects());
+                    }
                     (
                         Handled::Ran(invocation.outcome),
                         effects.read_failed(),

@@ -89,6 +89,19 @@ pub enum DlqAction {
         /// Print what would be replayed where, and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// With --dry-run: run the selected dead letters through this
+        /// candidate component (the plugin's limits, no Redis writes) and
+        /// print which it would accept and which it still refuses, and why.
+        #[arg(long, value_name = "FILE.wasm", requires = "dry_run")]
+        with: Option<PathBuf>,
+        /// Replay only the selected dead letters this candidate component
+        /// accepts; the rest stay in the DLQ. They are still handled by the
+        /// version that is current: deploy the candidate first.
+        #[arg(long, value_name = "FILE.wasm", conflicts_with = "with")]
+        only_accepted_by: Option<PathBuf>,
+        /// With --with: print JSON Lines (one object per dead letter, then a summary).
+        #[arg(long, requires = "with")]
+        json: bool,
         /// How long one move may take before its outcome is looked up rather
         /// than awaited, e.g. "30s" (default: sized to each entry).
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -163,6 +176,9 @@ pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
             reason,
             text,
             dry_run,
+            with,
+            only_accepted_by,
+            json,
             timeout,
         } => {
             let (filter, selection) = match (all, id.is_empty(), reason) {
@@ -203,6 +219,38 @@ pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
                     )));
                 }
             }
+            let candidate = |file| {
+                let plugin = plugin_config(args.config.as_deref(), args.plugin.as_deref())?;
+                anyhow::Ok(super::dlq_candidate::Candidate { file, plugin })
+            };
+            if let Some(file) = &with {
+                let candidate = candidate(file)?;
+                super::dlq_candidate::dry_run(
+                    &mut conn, &stream, &filter, &selection, candidate, json, &mut out,
+                )
+                .await?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let selection = match &only_accepted_by {
+                Some(file) => {
+                    let (ids, tried) = super::dlq_candidate::accepted(
+                        &mut conn,
+                        &stream,
+                        &filter,
+                        &selection,
+                        candidate(file)?,
+                    )
+                    .await?;
+                    eprintln!(
+                        "candidate {} accepts {} of {} selected dead letter(s); replaying those",
+                        escape_bytes(file.display().to_string().as_bytes()),
+                        tried.accepted,
+                        tried.accepted + tried.refused
+                    );
+                    Selection::Ids(ids)
+                }
+                None => selection,
+            };
             let options = ReplayOptions {
                 dry_run,
                 budget: timeout,
@@ -450,6 +498,22 @@ fn print_letter(out: &mut impl Write, d: &DeadLetter) -> std::io::Result<()> {
         writeln!(out)?;
     }
     Ok(())
+}
+
+/// The plugin's config table, for the limits a candidate runs under.
+fn plugin_config(
+    config: Option<&std::path::Path>,
+    plugin: Option<&str>,
+) -> anyhow::Result<Option<streamhost::config::PluginConfig>> {
+    let Some(path) = config else {
+        return Ok(None);
+    };
+    let config = super::load_config(path)?;
+    Ok(match plugin {
+        Some(name) => config.plugins.into_iter().find(|p| p.name == name),
+        None if config.plugins.len() == 1 => config.plugins.into_iter().next(),
+        None => None,
+    })
 }
 
 /// Which Redis, which stream and whose entries: explicit flags first, then the config.

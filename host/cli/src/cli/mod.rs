@@ -8,6 +8,7 @@ pub mod demo;
 pub mod deploy;
 pub mod dev;
 pub mod dlq;
+pub mod dlq_candidate;
 pub mod fixtures;
 pub mod invoke;
 pub mod new;
@@ -101,6 +102,42 @@ pub enum Command {
         /// (without it such a name is refused, as a likely typo).
         #[arg(long)]
         create: bool,
+        /// Start a canary instead: route this share of entries (e.g. "5%")
+        /// to the component on every host, the rest to the current version;
+        /// then `promote` or `rollback`. Rolled back automatically when it
+        /// fails more than the current version ([plugin.canary]).
+        #[arg(long, value_name = "PERCENT", value_parser = deploy::parse_share)]
+        canary: Option<u32>,
+        /// Start a shadow instead: every host runs the component on a copy
+        /// of each entry after the current version handled it (same
+        /// limits, effects never committed); `streamhost shadow PLUGIN`
+        /// reports how often they differ.
+        #[arg(long, conflicts_with = "canary")]
+        shadow: bool,
+        #[command(flatten)]
+        target: deploy::Target,
+    },
+    /// Report a shadow: how often the candidate's outcome or effects
+    /// differed from the current version's, with examples.
+    Shadow {
+        /// The plugin name.
+        plugin: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Examples shown at most (the newest).
+        #[arg(long, default_value_t = 20)]
+        examples: usize,
+        #[command(flatten)]
+        target: deploy::Target,
+    },
+    /// Make the running canary's (or shadow's) candidate the current version on every host.
+    Promote {
+        /// The plugin name.
+        plugin: String,
+        /// Who promotes (recorded; default: the user running the command).
+        #[arg(long)]
+        by: Option<String>,
         #[command(flatten)]
         target: deploy::Target,
     },
@@ -111,8 +148,9 @@ pub enum Command {
         #[command(flatten)]
         target: deploy::Target,
     },
-    /// Make an earlier version current again, recorded as a new version
-    /// "rollback to N" (see `versions`).
+    /// End the running canary (every entry goes to the current version
+    /// again); without a canary, make an earlier version current again,
+    /// recorded as a new version "rollback to N" (see `versions`).
     Rollback {
         /// The plugin name.
         plugin: String,
@@ -186,8 +224,25 @@ pub fn main(cli: Cli) -> ExitCode {
                 file,
                 by,
                 create,
+                canary,
+                shadow,
                 target,
-            } => deploy::deploy_cmd(&target, &plugin, &file, by, create).await,
+            } => match (canary, shadow) {
+                (Some(share), _) => {
+                    deploy::canary_cmd(&target, &plugin, &file, by, Some(share)).await
+                }
+                (None, true) => deploy::canary_cmd(&target, &plugin, &file, by, None).await,
+                (None, false) => deploy::deploy_cmd(&target, &plugin, &file, by, create).await,
+            },
+            Command::Shadow {
+                plugin,
+                json,
+                examples,
+                target,
+            } => deploy::shadow_cmd(&target, &plugin, json, examples).await,
+            Command::Promote { plugin, by, target } => {
+                deploy::promote_cmd(&target, &plugin, by).await
+            }
             Command::Versions { plugin, target } => deploy::versions_cmd(&target, &plugin).await,
             Command::Rollback {
                 plugin,

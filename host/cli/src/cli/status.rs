@@ -137,6 +137,10 @@ pub struct GroupStatus {
     pub dlq: DlqStatus,
     /// Read rate over a short window, only with `--rate`.
     pub rate: Option<Rate>,
+    /// The plugin's pause record while it is paused (by an operator or the
+    /// circuit breaker, with its reason and resume time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<streamhost::pause::Paused>,
 }
 
 /// Where a component version comes from.
@@ -393,6 +397,10 @@ async fn group_status(conn: &mut Conn, t: Target, now_ms: u64) -> anyhow::Result
     let stream_length = inspect::stream_len(conn, &t.stream).await?;
     let dlq_length = streamhost::dlq::owned_count(conn, &t.dlq, &t.owner, t.dlq_is_own).await?;
     let info = inspect::group(conn, &t.stream, &t.group).await?;
+    let paused = match &t.plugin {
+        Some(plugin) => streamhost::pause::status(conn, plugin).await?,
+        None => None,
+    };
     let (consumers, pending) = match &info {
         Some(_) => (
             inspect::consumers(conn, &t.stream, &t.group).await?,
@@ -423,6 +431,7 @@ async fn group_status(conn: &mut Conn, t: Target, now_ms: u64) -> anyhow::Result
             length: dlq_length,
         },
         rate: None,
+        paused,
     })
 }
 
@@ -478,6 +487,21 @@ fn print_table(out: &mut impl Write, report: &StatusReport, rate: bool) -> std::
     writeln!(out, "{}", line(&header).trim_end())?;
     for (g, r) in report.groups.iter().zip(&rows) {
         writeln!(out, "{}", line(r).trim_end())?;
+        if let Some(p) = &g.paused {
+            let why = p
+                .reason
+                .as_deref()
+                .map(|r| format!(": {}", streamhost::display::escape_str(r)))
+                .unwrap_or_default();
+            let resumes = p.resume_at_ms.map_or_else(String::new, |at| {
+                format!("; resumes in {}", human(at.saturating_sub(report.time_ms)))
+            });
+            writeln!(
+                out,
+                "  paused by {}{why}{resumes}",
+                streamhost::display::escape_str(&p.by)
+            )?;
+        }
         if !g.exists {
             writeln!(
                 out,
