@@ -5,10 +5,13 @@
 
 use redis::aio::ConnectionLike;
 
+use crate::config::{SortedSetOrder, SourceKind};
 use crate::dlq::{DeadLetter, Filter, Selected, Selection, meta};
 use crate::error::Error;
 use crate::outcome::{Outcome, TrapKind};
-use crate::plugin::{Invoker, Message, PubsubMessage, SortedSetMember, Source, StreamEntry};
+use crate::pipeline::Origin;
+use crate::pipeline::delivery::message_source;
+use crate::plugin::{Invoker, Message, Source};
 use crate::streams::entry::{self, RawField};
 
 /// What the candidate would do with one dead letter.
@@ -64,7 +67,9 @@ pub struct TrialReport {
 }
 
 /// Runs every selected dead letter of `dlq` through `candidate`, calling
-/// `on_trial` with each verdict. Reads Redis only.
+/// `on_trial` with each verdict; `kind` is the plugin's source, when a config
+/// names the plugin, so each message's `source` is what a replay would show.
+/// Reads Redis only.
 ///
 /// # Errors
 ///
@@ -76,12 +81,13 @@ pub async fn try_dead_letters<C: ConnectionLike + Send>(
     filter: &Filter,
     selection: &Selection,
     candidate: &mut Invoker,
+    kind: Option<SourceKind<'_>>,
     mut on_trial: impl FnMut(&Trial),
 ) -> Result<TrialReport, Error> {
     let mut report = TrialReport::default();
     let mut selected = Selected::start(conn, dlq, filter, selection).await?;
     while let Some(letter) = selected.next(conn).await? {
-        let (verdict, effects) = run_one(candidate, &letter).await?;
+        let (verdict, effects) = run_one(candidate, kind, &letter).await?;
         if verdict == Verdict::Accepted {
             report.accepted += 1;
         } else {
@@ -97,10 +103,12 @@ pub async fn try_dead_letters<C: ConnectionLike + Send>(
     Ok(report)
 }
 
-/// Where the letter's message came from, as far as its metadata says: a
-/// channel (Pub/Sub), a score (sorted set), else a stream entry (a list
-/// item's letter carries no more than a stream's, so it shows as one here).
-fn letter_source(letter: &DeadLetter, id: &str) -> Source {
+/// Where the letter's message came from, as a real replay would tell the
+/// handler (`pipeline::delivery::message_source`, from the plugin's source
+/// kind and the letter's `dlq.channel`/`dlq.pattern`/`dlq.score`). Without
+/// the plugin's config, the metadata alone decides: a channel is Pub/Sub, a
+/// score a sorted set, anything else a stream entry.
+fn letter_source(letter: &DeadLetter, kind: Option<SourceKind<'_>>, id: &str) -> Source {
     let raw = |name: &str| {
         letter
             .metadata
@@ -108,31 +116,30 @@ fn letter_source(letter: &DeadLetter, id: &str) -> Source {
             .find(|(n, _)| n == name.as_bytes())
             .map(|(_, v)| v.clone())
     };
-    let key = letter
-        .meta(meta::SOURCE_STREAM)
-        .unwrap_or_default()
-        .to_owned();
-    if let Some(channel) = raw(meta::CHANNEL) {
-        return Source::Pubsub(PubsubMessage {
+    let origin = match (raw(meta::CHANNEL), letter.meta(meta::SCORE)) {
+        (Some(channel), _) => Origin::Channel {
             channel,
-            pattern: letter.meta(meta::PATTERN).map(str::to_owned),
-        });
-    }
-    if let Some(score) = letter.meta(meta::SCORE) {
-        return Source::SortedSet(SortedSetMember {
-            key,
-            score: score.parse().unwrap_or(f64::NAN),
-        });
-    }
-    Source::Stream(StreamEntry {
-        name: key,
-        id: id.to_owned(),
-    })
+            pattern: raw(meta::PATTERN),
+        },
+        (None, Some(score)) => Origin::Score(score.to_owned()),
+        (None, None) => Origin::Key,
+    };
+    let key = letter.meta(meta::SOURCE_STREAM).unwrap_or_default();
+    let kind = kind.unwrap_or(match &origin {
+        Origin::Channel { .. } => SourceKind::Subscribe(&[]),
+        Origin::Score(_) => SourceKind::SortedSet(key, SortedSetOrder::Priority),
+        Origin::Key => SourceKind::Stream(key),
+    });
+    message_source(kind, key, None, id, &origin)
 }
 
 /// The message a replay would hand the handler: the original stream, id and
 /// fields, attempt 1 (a replay starts again).
-async fn run_one(candidate: &mut Invoker, letter: &DeadLetter) -> Result<(Verdict, usize), Error> {
+async fn run_one(
+    candidate: &mut Invoker,
+    kind: Option<SourceKind<'_>>,
+    letter: &DeadLetter,
+) -> Result<(Verdict, usize), Error> {
     if letter.fields.is_empty() {
         return Ok((
             Verdict::Undeliverable("no original fields (not replayable)".into()),
@@ -159,7 +166,7 @@ async fn run_one(candidate: &mut Invoker, letter: &DeadLetter) -> Result<(Verdic
         .unwrap_or(letter.id.as_str())
         .to_owned();
     let msg = Message {
-        source: letter_source(letter, &id),
+        source: letter_source(letter, kind, &id),
         id,
         fields,
         attempt: 1,
@@ -172,4 +179,59 @@ async fn run_one(candidate: &mut Invoker, letter: &DeadLetter) -> Result<(Verdic
         Outcome::Trap(kind, detail) => Verdict::Trap(kind, detail),
     };
     Ok((verdict, report.effects.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{PubsubMessage, SortedSetMember, StreamEntry};
+
+    fn letter(meta: &[(&str, &[u8])]) -> DeadLetter {
+        DeadLetter {
+            id: "9-0".into(),
+            metadata: meta
+                .iter()
+                .map(|(n, v)| (n.as_bytes().to_vec(), v.to_vec()))
+                .collect(),
+            fields: vec![(b"data".to_vec(), b"x".to_vec())],
+        }
+    }
+
+    #[test]
+    fn a_candidate_sees_the_source_a_replay_would_show() {
+        let list = letter(&[(meta::SOURCE_STREAM, b"jobs")]);
+        assert_eq!(
+            letter_source(&list, Some(SourceKind::List("jobs")), "9-0"),
+            Source::List("jobs".into())
+        );
+        // Without the plugin's config the metadata decides.
+        assert_eq!(
+            letter_source(&list, None, "7-0"),
+            Source::Stream(StreamEntry {
+                name: "jobs".into(),
+                id: "7-0".into()
+            })
+        );
+        let member = letter(&[(meta::SOURCE_STREAM, b"render"), (meta::SCORE, b"2.5")]);
+        assert_eq!(
+            letter_source(&member, None, "9-0"),
+            Source::SortedSet(SortedSetMember {
+                key: "render".into(),
+                score: 2.5
+            })
+        );
+        let message = letter(&[
+            (meta::SOURCE_STREAM, b"events:*"),
+            (meta::CHANNEL, b"events:\xff"),
+            (meta::PATTERN, b"events:*"),
+        ]);
+        let names = ["events:*".to_owned()];
+        assert_eq!(
+            letter_source(&message, Some(SourceKind::Subscribe(&names)), "9-0"),
+            Source::Pubsub(PubsubMessage {
+                channel: b"events:\xff".to_vec(),
+                pattern: Some("events:*".into())
+            })
+        );
+    }
 }

@@ -549,7 +549,8 @@ async fn the_circuit_breaker_pauses_a_plugin_that_keeps_trapping_and_resumes_aft
     let mut p = plugin("crashy", artifacts::PANICKER, "traps");
     p.breaker.traps = 5;
     p.breaker.window_ms = 10_000;
-    p.breaker.cooldown_ms = 3_000;
+    // Long enough to see the pipeline drain and then stay still while paused.
+    p.breaker.cooldown_ms = 6_000;
     // Few entries held at a time, and no retries: once paused, what was
     // read finishes at once.
     p.concurrency = 1;
@@ -622,12 +623,24 @@ async fn the_circuit_breaker_pauses_a_plugin_that_keeps_trapping_and_resumes_aft
         )
         .unwrap_or(0.0)
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let settled = handled();
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
-    if exists(conn.clone()).await {
-        assert_eq!(handled(), settled, "entries were handled while paused");
+    // Entries read before the pause (at most the worker's and the work
+    // queue's: batch 1, concurrency 1) finish first; wait until the count
+    // holds still, however slow instantiating after each trap is here.
+    let mut settled = handled();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let now = handled();
+        if now == settled {
+            break;
+        }
+        settled = now;
     }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(
+        exists(conn.clone()).await,
+        "resumed before the cool-down ended"
+    );
+    assert_eq!(handled(), settled, "entries were handled while paused");
     // Resumed after the cool-down (plus at most a poll), by the host.
     assert!(
         wait_until(Duration::from_secs(15), || async {
@@ -638,7 +651,7 @@ async fn the_circuit_breaker_pauses_a_plugin_that_keeps_trapping_and_resumes_aft
     );
     let paused_for = tripped.elapsed();
     assert!(
-        paused_for >= Duration::from_millis(2_500),
+        paused_for >= Duration::from_millis(5_500),
         "resumed too early: {paused_for:?}"
     );
     // It keeps trapping, so it trips again: reading resumed.

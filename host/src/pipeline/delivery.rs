@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::config::SourceKind;
+use crate::plugin::{PubsubMessage, SortedSetMember, Source, StreamEntry};
 use crate::streams::Entry;
 use crate::streams::entry::RawField;
 
@@ -222,6 +224,53 @@ pub(crate) fn original_ref<'a>(
             (None, Some(score)) => Origin::Score(score),
             (None, None) => Origin::Key,
         },
+    }
+}
+
+/// Where a message came from, as the handler sees it: the plugin's kind of
+/// source, with the key, id, channel or score of this entry.
+pub(crate) fn message_source(
+    kind: SourceKind<'_>,
+    key: &str,
+    original_id: Option<&str>,
+    id: &str,
+    origin: &Origin,
+) -> Source {
+    match (kind, origin) {
+        (SourceKind::Subscribe(_), Origin::Channel { channel, pattern }) => {
+            Source::Pubsub(PubsubMessage {
+                channel: channel.clone(),
+                // One of the plugin's `subscribe` names, so UTF-8.
+                pattern: pattern
+                    .as_ref()
+                    .map(|p| String::from_utf8_lossy(p).into_owned()),
+            })
+        }
+        (SourceKind::Subscribe(_), _) => Source::Pubsub(PubsubMessage {
+            channel: key.as_bytes().to_vec(),
+            pattern: None,
+        }),
+        (SourceKind::List(_), _) => Source::List(key.to_owned()),
+        (SourceKind::SortedSet(..), origin) => Source::SortedSet(SortedSetMember {
+            key: key.to_owned(),
+            score: match origin {
+                Origin::Score(score) => parse_score(score),
+                _ => f64::NAN,
+            },
+        }),
+        (SourceKind::Stream(_), _) => Source::Stream(StreamEntry {
+            name: key.to_owned(),
+            id: original_id.unwrap_or(id).to_owned(),
+        }),
+    }
+}
+
+/// A score as Redis writes it (`inf`, `-inf`, `1.5`, `1e+20`...).
+fn parse_score(score: &str) -> f64 {
+    match score {
+        "inf" | "+inf" => f64::INFINITY,
+        "-inf" => f64::NEG_INFINITY,
+        s => s.parse().unwrap_or(f64::NAN),
     }
 }
 

@@ -14,9 +14,7 @@ use super::settle::{self, Facts, Handled, Verdict};
 use super::source::{DeadLetterRequest, Source};
 use super::{Batch, Delivery, Origin, PluginContext, Receipt, delivery};
 use crate::config::{Isolation, Metering, SourceKind};
-use crate::plugin::{
-    Message, PluginInstance, PubsubMessage, SortedSetMember, Source as MessageSource, StreamEntry,
-};
+use crate::plugin::{Message, PluginInstance, Source as MessageSource, StreamEntry};
 use crate::streams::entry::{self, RawField};
 
 /// Longest a handled entry waits in a worker before its ack is sent.
@@ -293,54 +291,7 @@ fn set_source(
         entry.id.push_str(original_id.unwrap_or(id));
         return;
     }
-    *slot = message_source(ctx, key, original_id, id, origin);
-}
-
-/// Where a message came from, as the handler sees it: the plugin's kind of
-/// source, with the key, id, channel or score of this entry.
-fn message_source(
-    ctx: &PluginContext,
-    key: &str,
-    original_id: Option<&str>,
-    id: &str,
-    origin: &Origin,
-) -> MessageSource {
-    match (ctx.config.source(), origin) {
-        (SourceKind::Subscribe(_), Origin::Channel { channel, pattern }) => {
-            MessageSource::Pubsub(PubsubMessage {
-                channel: channel.clone(),
-                // One of the plugin's `subscribe` names, so UTF-8.
-                pattern: pattern
-                    .as_ref()
-                    .map(|p| String::from_utf8_lossy(p).into_owned()),
-            })
-        }
-        (SourceKind::Subscribe(_), _) => MessageSource::Pubsub(PubsubMessage {
-            channel: key.as_bytes().to_vec(),
-            pattern: None,
-        }),
-        (SourceKind::List(_), _) => MessageSource::List(key.to_owned()),
-        (SourceKind::SortedSet(..), origin) => MessageSource::SortedSet(SortedSetMember {
-            key: key.to_owned(),
-            score: match origin {
-                Origin::Score(score) => parse_score(score),
-                _ => f64::NAN,
-            },
-        }),
-        (SourceKind::Stream(_), _) => MessageSource::Stream(StreamEntry {
-            name: key.to_owned(),
-            id: original_id.unwrap_or(id).to_owned(),
-        }),
-    }
-}
-
-/// A score as Redis writes it (`inf`, `-inf`, `1.5`, `1e+20`...).
-fn parse_score(score: &str) -> f64 {
-    match score {
-        "inf" | "+inf" => f64::INFINITY,
-        "-inf" => f64::NEG_INFINITY,
-        s => s.parse().unwrap_or(f64::NAN),
-    }
+    *slot = delivery::message_source(ctx.config.source(), key, original_id, id, origin);
 }
 
 /// Drops an instance that trapped, or every instance under `per-message` isolation.

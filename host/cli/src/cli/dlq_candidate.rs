@@ -33,16 +33,18 @@ pub async fn dry_run(
     let mut invoker = load(&candidate).await?;
     let mut refused: std::collections::BTreeMap<&'static str, u64> = Default::default();
     let mut failed = None;
-    let report = candidate::try_dead_letters(conn, stream, filter, selection, &mut invoker, |t| {
-        if t.verdict != Verdict::Accepted {
-            *refused.entry(t.verdict.word()).or_default() += 1;
-        }
-        let line = if json { json_line(t) } else { text_line(t) };
-        if let Err(e) = writeln!(out, "{line}") {
-            failed.get_or_insert(e);
-        }
-    })
-    .await?;
+    let kind = candidate.plugin.as_ref().map(PluginConfig::source);
+    let report =
+        candidate::try_dead_letters(conn, stream, filter, selection, &mut invoker, kind, |t| {
+            if t.verdict != Verdict::Accepted {
+                *refused.entry(t.verdict.word()).or_default() += 1;
+            }
+            let line = if json { json_line(t) } else { text_line(t) };
+            if let Err(e) = writeln!(out, "{line}") {
+                failed.get_or_insert(e);
+            }
+        })
+        .await?;
     if let Some(e) = failed {
         return Err(e.into());
     }
@@ -86,12 +88,14 @@ pub async fn accepted(
 ) -> anyhow::Result<(Vec<String>, TrialReport)> {
     let mut invoker = load(&candidate).await?;
     let mut ids = Vec::new();
-    let report = candidate::try_dead_letters(conn, stream, filter, selection, &mut invoker, |t| {
-        if t.verdict == Verdict::Accepted {
-            ids.push(t.id.clone());
-        }
-    })
-    .await?;
+    let kind = candidate.plugin.as_ref().map(PluginConfig::source);
+    let report =
+        candidate::try_dead_letters(conn, stream, filter, selection, &mut invoker, kind, |t| {
+            if t.verdict == Verdict::Accepted {
+                ids.push(t.id.clone());
+            }
+        })
+        .await?;
     Ok((ids, report))
 }
 
