@@ -241,6 +241,33 @@ impl Drop for HostProcess {
 }
 
 /// The `streamhost` command line built for tests (`src/bin/streamhost-e2e.rs`).
+/// Runs the `streamhost` binary with `args`, without a `REDIS_URL` from the
+/// environment (every test names its own server).
+pub fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(streamhost_bin())
+        .args(args)
+        .env_remove("REDIS_URL")
+        .output()
+        .expect("run streamhost")
+}
+
+/// Command output as text, for messages and `contains` checks (lossy: only
+/// ever shown, never compared byte for byte).
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Fails the test with the command's status, stdout and stderr unless it succeeded.
+pub fn assert_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
 /// Cargo builds a package's binaries before its integration tests and puts
 /// them one level above the test executables (`target/<profile>/deps/..`).
 pub fn streamhost_bin() -> PathBuf {

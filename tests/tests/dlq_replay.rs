@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -17,28 +17,6 @@ use streamhost::entry::{self, RawField};
 use streamhost_tests::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(streamhost_bin())
-        .args(args)
-        .env_remove("REDIS_URL")
-        .output()
-        .expect("run streamhost")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "{}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
 
 /// Every entry of a stream, fields as stored.
 /// `entries-read` of a group, from `XINFO GROUPS`.

@@ -5,35 +5,12 @@
 //! hosts.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use streamhost::config::{AllowConfig, PluginConfig};
 use streamhost::release;
 use streamhost_tests::*;
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(streamhost_bin())
-        .args(args)
-        .env_remove("REDIS_URL")
-        .output()
-        .expect("run streamhost")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "{}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
 
 /// Every key of the database with its `DUMP` (type, value and all): equal
 /// dumps before and after mean nothing was written.
