@@ -138,6 +138,7 @@ impl ReleaseMetrics {
             tenant_seconds: self.tenant_seconds.clone(),
             tenants: Default::default(),
             version_entries: self.version_entries.clone(),
+            version_counters: Default::default(),
             labels: l,
         }
     }
@@ -169,8 +170,14 @@ pub struct PluginReleaseMetrics {
     /// Tenant label values given out so far.
     tenants: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     version_entries: Family<VersionLabels, Counter>,
+    /// The ok and failed counters of the versions seen so far (a handful),
+    /// so counting a settled attempt allocates no labels.
+    version_counters: std::sync::Arc<arc_swap::ArcSwap<Vec<VersionCounters>>>,
     labels: PluginLabels,
 }
+
+/// One version's `version_entries` counters: (digest, ok, failed).
+type VersionCounters = (String, Counter, Counter);
 
 impl PluginReleaseMetrics {
     /// Charges one invocation's fuel and time to the plugin and, given its
@@ -209,13 +216,29 @@ impl PluginReleaseMetrics {
 
     /// Counts one settled attempt of `version` (a digest).
     pub fn version_entry(&self, version: &str, failed: bool) {
-        self.version_entries
-            .get_or_create(&VersionLabels {
-                plugin: self.labels.plugin.clone(),
-                stream: self.labels.stream.clone(),
-                version: version.to_owned(),
-                outcome: if failed { "failed" } else { "ok" }.to_owned(),
-            })
-            .inc();
+        let pick = |c: &VersionCounters| if failed { c.2.inc() } else { c.1.inc() };
+        if let Some(found) = self.version_counters.load().iter().find(|c| c.0 == version) {
+            pick(found);
+            return;
+        }
+        let counter = |outcome: &str| {
+            self.version_entries
+                .get_or_create(&VersionLabels {
+                    plugin: self.labels.plugin.clone(),
+                    stream: self.labels.stream.clone(),
+                    version: version.to_owned(),
+                    outcome: outcome.to_owned(),
+                })
+                .clone()
+        };
+        let made = (version.to_owned(), counter("ok"), counter("failed"));
+        pick(&made);
+        self.version_counters.rcu(|known| {
+            let mut known = Vec::clone(known);
+            if !known.iter().any(|c| c.0 == version) {
+                known.push(made.clone());
+            }
+            known
+        });
     }
 }
