@@ -53,25 +53,15 @@ impl LocalCluster {
         for node in &cluster.nodes {
             cluster.wait_ping(node.port)?;
         }
-        let mut create = Command::new("redis-cli");
-        create.arg("--cluster").arg("create");
-        for node in &cluster.nodes {
-            create.arg(format!("127.0.0.1:{}", node.port));
-        }
-        let out = create
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| Error::Spawn {
-                program: "redis-cli".to_owned(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(Error::ClusterCreate(
-                String::from_utf8_lossy(&out.stdout).into_owned()
-                    + &String::from_utf8_lossy(&out.stderr),
-            ));
-        }
+        let addresses: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let mut args = vec!["--cluster", "create"];
+        args.extend(addresses.iter().map(String::as_str));
+        args.extend(["--cluster-replicas", "1", "--cluster-yes"]);
+        cluster.redis_cli(&args)?;
         cluster.wait_ok()?;
         Ok(cluster)
     }
