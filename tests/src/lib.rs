@@ -8,6 +8,7 @@
 pub mod ledger;
 pub mod synth;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -241,6 +242,44 @@ impl Drop for HostProcess {
 }
 
 /// The `streamhost` command line built for tests (`src/bin/streamhost-e2e.rs`).
+/// Stops `host` with SIGTERM and fails the test unless it exits 0 within 20 s.
+pub fn terminate(host: &mut HostProcess) {
+    host.signal("-TERM");
+    assert_eq!(
+        host.wait(Duration::from_secs(20)),
+        Some(0),
+        "exit after SIGTERM:\n{}",
+        host.log_tail()
+    );
+}
+
+/// Every entry of stream `out` (written by the marker plugins) as source id
+/// -> the versions that handled it, in order.
+pub async fn outputs(conn: &mut MultiplexedConnection) -> HashMap<String, Vec<String>> {
+    let mut by_source: HashMap<String, Vec<String>> = HashMap::new();
+    let mut from = "-".to_owned();
+    loop {
+        let page: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg("out")
+            .arg(&from)
+            .arg("+")
+            .arg("COUNT")
+            .arg(5000)
+            .query_async(conn)
+            .await
+            .expect("XRANGE out");
+        let Some((last, _)) = page.last() else { break };
+        from = format!("({last}");
+        for (_, f) in page {
+            by_source
+                .entry(f["source_id"].clone())
+                .or_default()
+                .push(f["version"].clone());
+        }
+    }
+    by_source
+}
+
 /// Runs the `streamhost` binary with `args`, without a `REDIS_URL` from the
 /// environment (every test names its own server).
 pub fn cli(args: &[&str]) -> std::process::Output {

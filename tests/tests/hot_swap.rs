@@ -23,32 +23,6 @@ fn marker(component: &str, consumer: &str) -> PluginConfig {
     p
 }
 
-/// Every output entry as (source id → versions that handled it).
-async fn outputs(conn: &mut redis::aio::MultiplexedConnection) -> HashMap<String, Vec<String>> {
-    let mut by_source: HashMap<String, Vec<String>> = HashMap::new();
-    let mut from = "-".to_owned();
-    loop {
-        let page: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-            .arg("out")
-            .arg(&from)
-            .arg("+")
-            .arg("COUNT")
-            .arg(5000)
-            .query_async(conn)
-            .await
-            .unwrap();
-        let Some((last, _)) = page.last() else { break };
-        from = format!("({last}");
-        for (_, f) in page {
-            by_source
-                .entry(f["source_id"].clone())
-                .or_default()
-                .push(f["version"].clone());
-        }
-    }
-    by_source
-}
-
 /// Writes entries at about `per_second` until `stop`; returns the ids.
 fn producer(
     url: String,

@@ -138,16 +138,6 @@ async fn items_are_handled_removed_retried_and_dead_lettered_byte_for_byte() {
     );
 }
 
-fn terminate(host: &mut HostProcess) {
-    host.signal("-TERM");
-    assert_eq!(
-        host.wait(Duration::from_secs(20)),
-        Some(0),
-        "exit after SIGTERM:\n{}",
-        host.log_tail()
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_item_that_keeps_failing_is_dead_lettered_after_max_attempts() {
     let redis = start_redis();

@@ -123,16 +123,6 @@ async fn zset(conn: &mut MultiplexedConnection, key: &str) -> Vec<(Vec<u8>, f64)
     .await
 }
 
-fn terminate(host: &mut HostProcess) {
-    host.signal("-TERM");
-    assert_eq!(
-        host.wait(Duration::from_secs(20)),
-        Some(0),
-        "exit after SIGTERM:\n{}",
-        host.log_tail()
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_0_2_component_reads_its_source_and_push_and_zadd_commit_with_the_ack_only() {
     let redis = start_redis();

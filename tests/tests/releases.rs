@@ -4,7 +4,7 @@
 //! duplicating nothing; a failing canary rolled back automatically on both
 //! hosts.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -252,32 +252,6 @@ fn marker(component: &str, consumer: &str) -> PluginConfig {
         ..AllowConfig::default()
     };
     p
-}
-
-/// Every `out` entry as source id -> the versions that handled it.
-async fn outputs(conn: &mut MultiplexedConnection) -> HashMap<String, Vec<String>> {
-    let mut by_source: HashMap<String, Vec<String>> = HashMap::new();
-    let mut from = "-".to_owned();
-    loop {
-        let page: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-            .arg("out")
-            .arg(&from)
-            .arg("+")
-            .arg("COUNT")
-            .arg(5000)
-            .query_async(conn)
-            .await
-            .expect("XRANGE out");
-        let Some((last, _)) = page.last() else { break };
-        from = format!("({last}");
-        for (_, f) in page {
-            by_source
-                .entry(f["source_id"].clone())
-                .or_default()
-                .push(f["version"].clone());
-        }
-    }
-    by_source
 }
 
 fn sum_of(hosts: &[&InProcessHost], name: &str) -> f64 {

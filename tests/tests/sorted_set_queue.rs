@@ -61,16 +61,6 @@ async fn drained(conn: &MultiplexedConnection, timeout: Duration) -> bool {
     .await
 }
 
-fn terminate(host: &mut HostProcess) {
-    host.signal("-TERM");
-    assert_eq!(
-        host.wait(Duration::from_secs(20)),
-        Some(0),
-        "exit after SIGTERM:\n{}",
-        host.log_tail()
-    );
-}
-
 fn now_ms() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
