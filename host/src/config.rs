@@ -185,6 +185,12 @@ pub struct PluginConfig {
     /// instance is always replaced.
     #[serde(default)]
     pub isolation: Isolation,
+    /// Its weight in the host's CPU (1 to 10000, default 100): while other
+    /// plugins want to run, each gets guest run time in proportion to its
+    /// weight, so a plugin busy all the time cannot take a neighbour's share;
+    /// alone, a plugin uses all it can.
+    #[serde(default = "default_cpu_weight")]
+    pub cpu_weight: u32,
     /// Where the plugin's effects may write.
     #[serde(default)]
     pub allow: AllowConfig,
@@ -425,6 +431,7 @@ impl PluginConfig {
             dlq: DlqConfig::default(),
             limits: LimitsConfig::default(),
             isolation: Isolation::default(),
+            cpu_weight: default_cpu_weight(),
             allow: AllowConfig::default(),
             state: StateConfig::default(),
             shards: None,
@@ -759,6 +766,12 @@ pub struct LimitsConfig {
     /// Linear memory (all memories of an instance) in MiB.
     #[serde(default = "default_memory_mib")]
     pub memory_mib: u64,
+    /// A reused instance whose memory has grown past this percentage of
+    /// `memory_mib` is replaced by a fresh one after its call, before it
+    /// traps for want of memory (linear memory never shrinks, and some
+    /// guest runtimes keep growing it); 100 replaces only on a trap.
+    #[serde(default = "default_recycle_memory_percent")]
+    pub recycle_memory_percent: u8,
     /// Largest component file accepted at load, in MiB.
     #[serde(default = "default_max_component_mib")]
     pub max_component_mib: u64,
@@ -801,6 +814,7 @@ impl Default for LimitsConfig {
             metering: Metering::default(),
             timeout_ms: default_timeout_ms(),
             memory_mib: default_memory_mib(),
+            recycle_memory_percent: default_recycle_memory_percent(),
             max_component_mib: default_max_component_mib(),
             log_bytes: default_log_bytes(),
             max_effects: default_max_effects(),
@@ -821,8 +835,14 @@ fn default_fuel() -> u64 {
 fn default_timeout_ms() -> u64 {
     1000
 }
+fn default_cpu_weight() -> u32 {
+    100
+}
 fn default_memory_mib() -> u64 {
     64
+}
+fn default_recycle_memory_percent() -> u8 {
+    90
 }
 fn default_max_component_mib() -> u64 {
     50
@@ -1052,6 +1072,15 @@ impl Config {
                 return Err(invalid(
                     "limits",
                     "fuel, timeout_ms and memory_mib must be positive",
+                ));
+            }
+            if !(1..=10_000).contains(&p.cpu_weight) {
+                return Err(invalid("cpu_weight", "must be between 1 and 10000"));
+            }
+            if !(1..=100).contains(&p.limits.recycle_memory_percent) {
+                return Err(invalid(
+                    "limits.recycle_memory_percent",
+                    "must be between 1 and 100",
                 ));
             }
             check_pool_limits(&p.limits).map_err(|(k, why)| invalid(k, why))?;

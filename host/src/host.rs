@@ -187,16 +187,24 @@ impl Host {
         admin: Option<crate::admin::Listener>,
         shutdown: CancellationToken,
     ) -> Result<()> {
+        // Plugins share the runtime's threads by weight; one alone has no one to share with.
+        let shares = (self.config.plugins.len() > 1).then(|| {
+            let weights: Vec<u32> = self.config.plugins.iter().map(|p| p.cpu_weight).collect();
+            let threads = tokio::runtime::Handle::current().metrics().num_workers();
+            crate::pipeline::CpuShares::new(threads, &weights)
+        });
         let contexts: Vec<Arc<PluginContext>> = self
             .plugins
             .iter()
             .zip(&self.config.plugins)
-            .map(|(plugin, pc)| {
+            .enumerate()
+            .map(|(index, (plugin, pc))| {
                 let mut ctx = PluginContext::new(
                     plugin.clone(),
                     pc.clone(),
                     self.metrics.plugin(&pc.name, pc.source_key()),
                 );
+                ctx.cpu_share = shares.as_ref().map(|s| s.share(index));
                 ctx.watch = self.watch;
                 ctx.registry = Some(self.metrics.clone());
                 ctx.redis_health = self.redis_health.clone();

@@ -140,6 +140,7 @@ struct HealthMetrics {
     workers: Family<PluginLabels, Gauge>,
     retries_waiting: Family<PluginLabels, Gauge>,
     paused: Family<PluginLabels, Gauge>,
+    instances_recycled: Family<PluginLabels, Counter>,
 }
 
 impl Default for HealthMetrics {
@@ -156,6 +157,7 @@ impl Default for HealthMetrics {
             workers: Family::default(),
             retries_waiting: Family::default(),
             paused: Family::default(),
+            instances_recycled: Family::default(),
         }
     }
 }
@@ -218,6 +220,11 @@ impl HealthMetrics {
             "plugin_paused",
             "1 while the plugin is paused (no new reads on any host)",
             self.paused.clone(),
+        );
+        registry.register(
+            "instances_recycled",
+            "Instances replaced after a call because their memory passed limits.recycle_memory_percent of limits.memory_mib",
+            self.instances_recycled.clone(),
         );
     }
 }
@@ -419,6 +426,7 @@ impl Metrics {
             workers: self.health.workers.get_or_create(&l).clone(),
             retries_waiting: self.health.retries_waiting.get_or_create(&l).clone(),
             paused: self.health.paused.get_or_create(&l).clone(),
+            instances_recycled: self.health.instances_recycled.get_or_create(&l).clone(),
             read_round_trip: round_trip("read"),
             ack_round_trip: round_trip("ack"),
             dead_lettered_by_reason: self.health.dead_lettered.clone(),
@@ -493,6 +501,8 @@ pub struct PluginMetrics {
     pub retries_waiting: Gauge,
     /// 1 while paused.
     pub paused: Gauge,
+    /// Instances replaced because their memory neared the limit.
+    pub instances_recycled: Counter,
     /// XREADGROUP round trips that returned entries.
     pub read_round_trip: Histogram,
     /// XACK round trips.

@@ -47,6 +47,7 @@ pub(crate) struct ReleaseMetrics {
     tenant_fuel: Family<TenantLabels, Counter>,
     tenant_seconds: Family<TenantLabels, Counter<f64, AtomicU64>>,
     breaker_trips: Family<PluginLabels, Counter>,
+    cpu_throttled: Family<PluginLabels, Counter<f64, AtomicU64>>,
     shadow_compared: Family<PluginLabels, Counter>,
     shadow_differ: Family<PluginLabels, Counter>,
     shadow_dropped: Family<PluginLabels, Counter>,
@@ -97,6 +98,12 @@ impl ReleaseMetrics {
             "Times this host paused the plugin on every host because it kept trapping ([plugin.breaker])",
             self.breaker_trips.clone(),
         );
+        registry.register_with_unit(
+            "cpu_throttled",
+            "Time the plugin's workers waited for its CPU share (cpu_weight) while other plugins wanted to run",
+            Unit::Seconds,
+            self.cpu_throttled.clone(),
+        );
         registry.register(
             "shadow_compared",
             "Entries a shadow candidate ran on after the current version (deploy --shadow)",
@@ -130,6 +137,7 @@ impl ReleaseMetrics {
             fuel: self.fuel.get_or_create(&l).clone(),
             handle_seconds: self.handle_seconds.get_or_create(&l).clone(),
             breaker_trips: self.breaker_trips.get_or_create(&l).clone(),
+            cpu_throttled: self.cpu_throttled.get_or_create(&l).clone(),
             shadow_compared: self.shadow_compared.get_or_create(&l).clone(),
             shadow_differ: self.shadow_differ.get_or_create(&l).clone(),
             shadow_dropped: self.shadow_dropped.get_or_create(&l).clone(),
@@ -157,6 +165,8 @@ pub struct PluginReleaseMetrics {
     pub handle_seconds: Counter<f64, AtomicU64>,
     /// Circuit-breaker trips on this host.
     pub breaker_trips: Counter,
+    /// Seconds its workers waited for its CPU share.
+    pub cpu_throttled: Counter<f64, AtomicU64>,
     /// Entries a shadow candidate ran on.
     pub shadow_compared: Counter,
     /// Of those, where it differed.

@@ -646,6 +646,160 @@ async fn a_trapped_instance_is_replaced_by_a_fresh_one() {
     assert_eq!(m.trap(TrapKind::Panic).get(), 2);
 }
 
+/// The validator's entries/s over its last 90% of `n` entries (past start-up),
+/// alone or beside `neighbour`, which is fed `neighbour_entries` entries and
+/// must still be busy when the validator is done.
+async fn validator_rate(neighbour: Option<(PluginConfig, usize)>) -> f64 {
+    let n: usize = env_count("STREAMHOST_FAIR_SHARE_ENTRIES", 60_000);
+    let redis = start_redis();
+    let mut conn = connect(&redis.url()).await;
+    produce(&mut conn, VALIDATOR_STREAM, n, order).await;
+    let mut validator = plugin(VALIDATOR, artifacts::ORDER_VALIDATOR, VALIDATOR_STREAM);
+    // The plugin on the critical path gets nine times the default weight:
+    // a neighbour gets at most a tenth of the threads while both are busy.
+    validator.cpu_weight = 900;
+    let mut plugins = vec![validator];
+    let mut neighbour_name = None;
+    if let Some((neighbour, entries)) = neighbour {
+        produce(&mut conn, HOSTILE_STREAM, entries, plain).await;
+        neighbour_name = Some((neighbour.name.clone(), entries));
+        plugins.push(neighbour);
+    }
+    let host = InProcessHost::start(config(&redis.url(), plugins)).await;
+    let m = host.metrics(VALIDATOR, VALIDATOR_STREAM);
+    let warm = (n / 10) as u64;
+    assert!(wait_until(WAIT, || async { m.acked.get() >= warm }).await);
+    let (started, from) = (Instant::now(), m.acked.get());
+    assert!(
+        wait_until(WAIT, || async { m.acked.get() >= n as u64 }).await,
+        "validator acked {} of {n}",
+        m.acked.get()
+    );
+    let rate = (n as u64 - from) as f64 / started.elapsed().as_secs_f64();
+    if let Some((name, entries)) = neighbour_name {
+        let h = host.metrics(&name, HOSTILE_STREAM);
+        let done = h.acked.get() + h.dead_lettered.get();
+        assert!(
+            h.received.get() > 0 && done < entries as u64,
+            "{name} was not busy the whole run: {done} of {entries} done"
+        );
+        let text = host.registry().encode();
+        let throttled = sample(
+            &text,
+            "streamhost_cpu_throttled_seconds_total",
+            &[("plugin", &name)],
+        )
+        .unwrap_or(0.0);
+        println!("fair share: {name} done {done}, throttled {throttled:.2} s");
+    }
+    host.stop().await;
+    rate
+}
+
+/// A fair share of CPU (`cpu_weight`): the validator (weight 900) beside a
+/// plugin busy the whole run with two workers (weight 100: fuel-burner,
+/// memory-hog, echo) keeps at least 0.8 of its throughput alone, median of
+/// three alone/beside pairs each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_neighbour_takes_no_more_than_its_cpu_share() {
+    let _serial = serial().await;
+    // Each call spins until its 25 ms wall-clock limit.
+    let burner = LimitsConfig {
+        fuel: 1_000_000_000_000,
+        timeout_ms: 25,
+        ..tight_limits()
+    };
+    let hog = LimitsConfig {
+        fuel: 10_000_000_000,
+        timeout_ms: 10_000,
+        ..tight_limits()
+    };
+    let neighbours = [
+        ("fuel-burner", artifacts::FUEL_BURNER, burner, 5_000),
+        ("memory-hog", artifacts::MEMORY_HOG, hog, 20_000),
+        ("echo", artifacts::ECHO, tight_limits(), 400_000),
+    ];
+    for (name, component, limits, entries) in neighbours {
+        let mut ratios = Vec::new();
+        for _ in 0..3 {
+            let alone = validator_rate(None).await;
+            let mut neighbour = hostile(name, component, limits.clone());
+            neighbour.concurrency = 2;
+            let beside = validator_rate(Some((neighbour, entries))).await;
+            println!("fair share: validator {alone:.0}/s alone, {beside:.0}/s beside {name}");
+            ratios.push(beside / alone);
+        }
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios[1];
+        assert!(
+            median >= 0.8,
+            "beside {name} the validator keeps {median:.2} of its throughput alone ({ratios:?})"
+        );
+    }
+}
+
+/// An instance whose memory keeps growing from entry to entry (as reused
+/// componentize-js instances' does) is replaced by a fresh one once it
+/// passes `limits.recycle_memory_percent`, before it would trap for want of
+/// memory: no entry fails for it. With recycling off, the same run traps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_growing_instance_is_recycled_before_it_runs_out_of_memory() {
+    let _serial = serial().await;
+    let entries = 40;
+    let run = |recycle_memory_percent: u8| async move {
+        let redis = start_redis();
+        let mut conn = connect(&redis.url()).await;
+        produce(&mut conn, HOSTILE_STREAM, entries, |_| {
+            vec![("leak_kib".to_owned(), b"512".to_vec())]
+        })
+        .await;
+        let limits = LimitsConfig {
+            memory_mib: 8,
+            recycle_memory_percent,
+            ..tight_limits()
+        };
+        let mut probe = hostile("instance-probe", artifacts::INSTANCE_PROBE, limits);
+        probe.concurrency = 1;
+        let host = InProcessHost::start(config(&redis.url(), vec![probe])).await;
+        let m = host.metrics("instance-probe", HOSTILE_STREAM);
+        let done = wait_until(WAIT, || async { m.dead_lettered.get() >= entries as u64 }).await;
+        let recycled = sample(
+            &host.registry().encode(),
+            "streamhost_instances_recycled_total",
+            &[("plugin", "instance-probe")],
+        );
+        host.stop().await;
+        assert!(done, "dead-lettered {} of {entries}", m.dead_lettered.get());
+        let seen = dlq_entries(&mut conn, &format!("dlq:{HOSTILE_STREAM}:instance-probe")).await;
+        (seen, recycled, m.trap(TrapKind::Memory).get())
+    };
+    let (seen, recycled, memory_traps) = run(75).await;
+    assert_eq!(memory_traps, 0, "{seen:?}");
+    let most = seen
+        .iter()
+        .map(|(reason, error)| {
+            assert_eq!(reason, "rejected", "{error}");
+            let n = error.strip_prefix("handled ").expect("a count");
+            n.parse::<u32>().expect("a number")
+        })
+        .max()
+        .expect("entries");
+    println!("recycling at 75%: at most {most} entries per instance, {recycled:?} recycled");
+    // 8 MiB, 0.5 MiB more per entry: replaced after at most ~12 entries.
+    assert!(
+        (2..=12).contains(&most),
+        "most entries one instance handled: {most}"
+    );
+    assert!(recycled >= Some(3.0), "recycled {recycled:?}");
+    let (_, recycled, memory_traps) = run(100).await;
+    println!("recycling off: {memory_traps} memory traps");
+    assert_eq!(recycled, Some(0.0));
+    assert!(
+        memory_traps >= 1,
+        "without recycling the instance runs out of memory"
+    );
+}
+
 /// The log flooder writes 100,000 long lines full of terminal escapes and
 /// forged log lines: the host keeps its log bounded (the per-invocation
 /// budget) and free of control characters, and stays small in memory.

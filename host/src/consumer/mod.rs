@@ -76,12 +76,15 @@ fn spawn_workers<S: Source>(
     let (work_tx, work_rx) = async_channel::bounded::<Batch>(ctx.config.concurrency * 2);
     ctx.metrics.workers.set(ctx.config.concurrency as i64);
     for _ in 0..ctx.config.concurrency {
-        tasks.spawn(worker::run(
-            ctx.clone(),
-            source.clone(),
-            read_ahead.clone(),
-            work_rx.clone(),
-            commands.clone(),
+        tasks.spawn(crate::pipeline::charged(
+            ctx.cpu_share.clone(),
+            worker::run(
+                ctx.clone(),
+                source.clone(),
+                read_ahead.clone(),
+                work_rx.clone(),
+                commands.clone(),
+            ),
         ));
     }
     work_tx
@@ -165,12 +168,15 @@ async fn spawn_redelivery(
     let source = Arc::new(source);
     let read_ahead = Arc::new(ReadAhead::new(ctx.config.read_ahead_bytes()));
     let (work_tx, work_rx) = async_channel::bounded::<Batch>(2);
-    tasks.spawn(worker::run(
-        ctx.clone(),
-        source.clone(),
-        read_ahead.clone(),
-        work_rx,
-        commands.clone(),
+    tasks.spawn(crate::pipeline::charged(
+        ctx.cpu_share.clone(),
+        worker::run(
+            ctx.clone(),
+            source.clone(),
+            read_ahead.clone(),
+            work_rx,
+            commands.clone(),
+        ),
     ));
     let intake = Intake::new(ctx.clone(), source.clone(), work_tx, read_ahead);
     stream::spawn_settlers(&source, queues, intake.clone(), shutdown, settlers, feeders);
@@ -200,19 +206,20 @@ async fn run_list(
     let (mut tasks, mut settlers, mut feeders) = (JoinSet::new(), JoinSet::new(), JoinSet::new());
     let work = spawn_workers(&ctx, &source, &read_ahead, &commands, &mut tasks);
     let intake = Intake::new(ctx.clone(), source.clone(), work, read_ahead);
-    settlers.spawn(list::source::run_acker(
-        ctx.clone(),
-        keys.clone(),
-        acks,
-        commands.clone(),
+    settlers.spawn(crate::pipeline::charged(
+        ctx.cpu_share.clone(),
+        list::source::run_acker(ctx.clone(), keys.clone(), acks, commands.clone()),
     ));
-    feeders.spawn(list::popper::run(
-        ctx.clone(),
-        source.clone(),
-        redis.clone(),
-        commands.clone(),
-        intake,
-        shutdown.clone(),
+    feeders.spawn(crate::pipeline::charged(
+        ctx.cpu_share.clone(),
+        list::popper::run(
+            ctx.clone(),
+            source.clone(),
+            redis.clone(),
+            commands.clone(),
+            intake,
+            shutdown.clone(),
+        ),
     ));
     feeders.spawn(list::recovery::run(
         ctx.clone(),
@@ -313,19 +320,20 @@ async fn run_sorted_set(
     let (mut tasks, mut settlers, mut feeders) = (JoinSet::new(), JoinSet::new(), JoinSet::new());
     let work = spawn_workers(&ctx, &source, &read_ahead, &commands, &mut tasks);
     let intake = Intake::new(ctx.clone(), source.clone(), work, read_ahead);
-    settlers.spawn(sorted_set::source::run_acker(
-        ctx.clone(),
-        keys,
-        acks,
-        commands.clone(),
+    settlers.spawn(crate::pipeline::charged(
+        ctx.cpu_share.clone(),
+        sorted_set::source::run_acker(ctx.clone(), keys, acks, commands.clone()),
     ));
-    feeders.spawn(sorted_set::popper::run(
-        ctx.clone(),
-        source.clone(),
-        order,
-        commands.clone(),
-        intake,
-        shutdown.clone(),
+    feeders.spawn(crate::pipeline::charged(
+        ctx.cpu_share.clone(),
+        sorted_set::popper::run(
+            ctx.clone(),
+            source.clone(),
+            order,
+            commands.clone(),
+            intake,
+            shutdown.clone(),
+        ),
     ));
     feeders.spawn(sorted_set::keeper::run(
         ctx.clone(),
@@ -366,13 +374,16 @@ async fn run_pubsub(
         intake.clone(),
         shutdown.clone(),
     ));
-    feeders.spawn(pubsub::subscriber::run(
-        ctx.clone(),
-        source.clone(),
-        redis.clone(),
-        names,
-        intake,
-        shutdown.clone(),
+    feeders.spawn(crate::pipeline::charged(
+        ctx.cpu_share.clone(),
+        pubsub::subscriber::run(
+            ctx.clone(),
+            source.clone(),
+            redis.clone(),
+            names,
+            intake,
+            shutdown.clone(),
+        ),
     ));
     let sets = (&mut tasks, &mut settlers, &mut feeders);
     spawn_redelivery(&ctx, redis, &mut commands, &shutdown, sets).await;

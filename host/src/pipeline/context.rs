@@ -52,6 +52,9 @@ pub struct PluginContext {
     pub(crate) breaker: super::breaker::TrapWindow,
     /// Where handled entries are copied to while a shadow runs.
     pub(crate) shadow: super::shadow::ShadowTap,
+    /// Its share of the host's CPU beside other plugins (`cpu_weight`);
+    /// none for a host's only plugin.
+    pub(crate) cpu_share: Option<super::cpu_share::CpuShare>,
 }
 
 impl PluginContext {
@@ -64,7 +67,7 @@ impl PluginContext {
         let ordering = config
             .ordering
             .as_ref()
-            .map(|o| super::ordering::Ordering::new(&o.key));
+            .map(|o| super::ordering::Ordering::new(&o.key, &config.redeliver_stream()));
         PluginContext {
             current: ArcSwap::new(plugin.clone()),
             followed: std::sync::Mutex::new(None),
@@ -84,6 +87,7 @@ impl PluginContext {
             canary: Default::default(),
             breaker: Default::default(),
             shadow: Default::default(),
+            cpu_share: None,
         }
     }
 

@@ -26,6 +26,7 @@ pub(crate) mod accounting;
 pub(crate) mod breaker;
 pub(crate) mod canary;
 pub(crate) mod context;
+pub(crate) mod cpu_share;
 pub(crate) mod delivery;
 pub(crate) mod inflight;
 pub(crate) mod intake;
@@ -37,4 +38,5 @@ pub(crate) mod waiting;
 pub(crate) mod worker;
 
 pub use context::PluginContext;
+pub(crate) use cpu_share::{CpuShares, charged};
 pub(crate) use delivery::{Batch, Delivery, Origin, Receipt, Uncounted};

@@ -26,6 +26,11 @@ type Held = (Arc<str>, String);
 pub(crate) struct Ordering {
     /// The field whose value is the ordering key.
     field: Box<[u8]>,
+    /// The redelivery stream, whose entries (replayed dead letters) carry
+    /// the original fields under `msg.` names.
+    redeliver_stream: Box<str>,
+    /// The key field's name there.
+    redelivered_field: Box<[u8]>,
     state: Mutex<State>,
     /// The work queue parked entries are sent to once their turn comes;
     /// weak, so that the queue still closes at shutdown when the feeders'
@@ -46,10 +51,15 @@ struct Lane {
 }
 
 impl Ordering {
-    /// Lanes keyed by the value of `field`.
-    pub(crate) fn new(field: &str) -> Ordering {
+    /// Lanes keyed by the value of `field`; replayed entries are read from
+    /// `redeliver_stream` and keep their key's lane.
+    pub(crate) fn new(field: &str, redeliver_stream: &str) -> Ordering {
         Ordering {
             field: field.as_bytes().into(),
+            redeliver_stream: redeliver_stream.into(),
+            redelivered_field: format!("{}{field}", crate::dlq::FIELD_PREFIX)
+                .into_bytes()
+                .into(),
             state: Mutex::default(),
             work: OnceLock::new(),
         }
@@ -151,9 +161,14 @@ impl Ordering {
 
     fn key_of(&self, delivery: &Delivery) -> Option<Vec<u8>> {
         let fields = delivery.entry.fields.as_ref()?;
+        let name = if *delivery.key == *self.redeliver_stream {
+            &self.redelivered_field
+        } else {
+            &self.field
+        };
         fields
             .iter()
-            .find(|f| *f.name == *self.field)
+            .find(|f| *f.name == **name)
             .map(|f| f.value.clone())
     }
 
@@ -188,7 +203,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_entry_per_key_at_a_time_in_order() {
-        let ordering = Ordering::new("k");
+        let ordering = Ordering::new("k", "redeliver:s:p");
         let (tx, rx) = async_channel::unbounded();
         ordering.connect(&tx);
         let inflight = InFlight::default();
@@ -217,8 +232,33 @@ mod tests {
     }
 
     #[test]
+    fn a_replayed_entry_waits_in_its_original_keys_lane() {
+        let ordering = Ordering::new("k", "redeliver:s:p");
+        let inflight = InFlight::default();
+        let first = inflight.admit(vec![entry("1-0", "a")]);
+        assert_eq!(ids(&ordering.admit(first, &inflight)), ["1-0"]);
+        let replayed = Delivery::new(
+            Arc::from("redeliver:s:p"),
+            crate::streams::Entry {
+                id: "9-0".to_owned(),
+                fields: Some(vec![RawField {
+                    name: b"msg.k".to_vec(),
+                    value: b"a".to_vec(),
+                }]),
+                attempt: 1,
+            },
+        );
+        let replayed = inflight.admit(vec![replayed]);
+        assert!(
+            ordering.admit(replayed, &inflight).is_empty(),
+            "the replayed entry of key a ran beside the one holding a"
+        );
+        assert_eq!(ordering.parked(), 1);
+    }
+
+    #[test]
     fn a_holder_no_longer_held_gives_way() {
-        let ordering = Ordering::new("k");
+        let ordering = Ordering::new("k", "redeliver:s:p");
         let inflight = InFlight::default();
         let first = inflight.admit(vec![entry("1-0", "a"), entry("2-0", "a")]);
         assert_eq!(ids(&ordering.admit(first, &inflight)), ["1-0"]);

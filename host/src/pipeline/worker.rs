@@ -163,6 +163,7 @@ async fn handle<S: Source>(
     }
     let mut conflicts = 0u32;
     loop {
+        wait_for_cpu_share(ctx).await;
         let inst = match instance {
             Some(inst) => Ok(inst),
             None => match running.instantiate().await {
@@ -294,12 +295,38 @@ fn set_source(
     *slot = delivery::message_source(ctx.config.source(), key, original_id, id, origin);
 }
 
-/// Drops an instance that trapped, or every instance under `per-message` isolation.
+/// Drops an instance that trapped, every instance under `per-message`
+/// isolation, and one whose memory passed `limits.recycle_memory_percent`
+/// (the next entry gets a fresh one instead of a memory trap).
 fn drop_if_spent(ctx: &PluginContext, instance: &mut Option<PluginInstance>) {
-    if instance.as_ref().is_some_and(PluginInstance::is_poisoned)
-        || ctx.config.isolation == Isolation::PerMessage
-    {
+    let Some(inst) = instance.as_ref() else {
+        return;
+    };
+    if inst.is_poisoned() || ctx.config.isolation == Isolation::PerMessage {
         *instance = None;
+    } else if nearly_full(inst.memory_used(), &ctx.plugin.limits) {
+        ctx.metrics.instances_recycled.inc();
+        *instance = None;
+    }
+}
+
+/// Whether `used` bytes passed the recycling share of the memory budget.
+fn nearly_full(used: usize, limits: &crate::config::LimitsConfig) -> bool {
+    let percent = u128::from(limits.recycle_memory_percent);
+    percent < 100 && (used as u128) * 100 > u128::from(limits.memory_mib) * (1 << 20) * percent
+}
+
+/// Waits while the plugin has used more than its CPU share beside other
+/// plugins that want to run (`cpu_weight`), counting the wait.
+async fn wait_for_cpu_share(ctx: &PluginContext) {
+    if let Some(share) = &ctx.cpu_share {
+        let waited = share.wait_turn().await;
+        if !waited.is_zero() {
+            ctx.metrics
+                .release
+                .cpu_throttled
+                .inc_by(waited.as_secs_f64());
+        }
     }
 }
 
@@ -309,4 +336,27 @@ async fn busy<T>(ctx: &PluginContext, invocation: impl Future<Output = T>) -> T 
     let result = invocation.await;
     ctx.metrics.workers_busy.dec();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearly_full;
+    use crate::config::LimitsConfig;
+
+    #[test]
+    fn an_instance_is_recycled_past_its_share_of_the_memory_budget_only() {
+        let limits = LimitsConfig {
+            memory_mib: 10,
+            recycle_memory_percent: 90,
+            ..LimitsConfig::default()
+        };
+        let mib = 1usize << 20;
+        assert!(!nearly_full(9 * mib, &limits));
+        assert!(nearly_full(9 * mib + 1, &limits));
+        let never = LimitsConfig {
+            recycle_memory_percent: 100,
+            ..limits
+        };
+        assert!(!nearly_full(10 * mib, &never));
+    }
 }

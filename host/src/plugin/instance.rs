@@ -168,6 +168,11 @@ impl PluginInstance {
         self.store.data_mut()
     }
 
+    /// Bytes its memories and tables hold now (they never shrink).
+    pub fn memory_used(&self) -> usize {
+        self.store.data().limiter.used()
+    }
+
     /// Whether a trap made this instance unusable.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned

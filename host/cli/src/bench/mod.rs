@@ -9,8 +9,10 @@
 //! 6. `list` / `hand-written-list`: (1) on a list queue, and a `BRPOP` loop;
 //! 7. `sorted-set` / `hand-written-zset`: (1) on a sorted-set queue, and a `ZPOPMIN` loop;
 //! 8. `pubsub`: (1) subscribed to a channel the orders are published on;
-//! 9. `--guest`: the order validator in Rust, Python and JS ([`guests`]).
+//! 9. `--guest`: the order validator in Rust, Python and JS ([`guests`]);
+//! 10. `--cluster`: (1) on a private Redis Cluster, the stream in 1, 3 and 6 shards ([`cluster`]).
 
+pub mod cluster;
 pub mod guests;
 pub mod handwritten;
 pub mod latency;
@@ -45,6 +47,10 @@ pub struct BenchOptions {
     pub runs: Vec<RunKind>,
     /// The order validator in these languages, after the runs.
     pub guests: Vec<guests::GuestComponent>,
+    /// Seeds of the Redis Cluster of the `--cluster` runs (none: no such runs).
+    pub cluster_seeds: Vec<String>,
+    /// Shards of the stream in each `--cluster` run (one row each).
+    pub cluster_shards: Vec<u32>,
     /// Settings to try instead of the product defaults.
     pub tuning: pipeline::Tuning,
     /// The command line, recorded in the report.
@@ -196,6 +202,15 @@ async fn run_all(options: &BenchOptions, report: &mut Report, tag: &str, slow: u
         report
             .guests
             .push(guests::run(url, &stream, guest, n, options.tuning).await?);
+    }
+    if !options.cluster_seeds.is_empty() {
+        for &shards in &options.cluster_shards {
+            eprintln!("cluster: {n} entries over {shards} shard(s) of a Redis Cluster ...");
+            let stream = format!("{tag}:cluster-orders:{shards}");
+            report.push(
+                cluster::run(&options.cluster_seeds, &stream, shards, n, options.tuning).await?,
+            );
+        }
     }
     Ok(())
 }

@@ -125,16 +125,55 @@ pub(crate) async fn drive(
     target: u64,
     publisher: Option<Box<super::queues::Publisher>>,
 ) -> Result<Run> {
-    let metrics = host.metrics().plugin(name, stream);
-    let mut conn = redis::Client::open(url)?
-        .get_multiplexed_async_connection()
-        .await?;
+    let watched = Watched {
+        streams: vec![stream.to_owned()],
+        servers: vec![url.to_owned()],
+    };
+    drive_watched(name, what, host, &watched, target, publisher).await
+}
+
+/// What a run counts: the plugin's acks on these streams (one per shard),
+/// the CPU of these Redis servers (a cluster's nodes).
+pub(crate) struct Watched {
+    /// The streams whose acks add up to the run's entries.
+    pub streams: Vec<String>,
+    /// Every Redis server the run uses; the first also publishes.
+    pub servers: Vec<String>,
+}
+
+/// [`drive`] over several streams and servers.
+pub(crate) async fn drive_watched(
+    name: &str,
+    what: &str,
+    host: Host,
+    watched: &Watched,
+    target: u64,
+    publisher: Option<Box<super::queues::Publisher>>,
+) -> Result<Run> {
+    let plugins: Vec<_> = watched
+        .streams
+        .iter()
+        .map(|stream| host.metrics().plugin(name, stream))
+        .collect();
+    let sum = |count: fn(&streamhost::PluginMetrics) -> u64| plugins.iter().map(count).sum::<u64>();
+    let mut conns = Vec::with_capacity(watched.servers.len());
+    for server in &watched.servers {
+        conns.push(
+            redis::Client::open(server.as_str())?
+                .get_multiplexed_async_connection()
+                .await?,
+        );
+    }
+    let url = watched
+        .servers
+        .first()
+        .ok_or_else(|| anyhow!("bench run {name:?}: no Redis server"))?;
     let shutdown = CancellationToken::new();
-    let meter = Meter::start(&mut conn).await;
+    let meter = Meter::start_all(&mut conns).await;
     let mut running = tokio::spawn(host.run(shutdown.clone()));
     let publishing = match publisher {
         Some(publisher) => {
-            let mut conn = redis::Client::open(url)?
+            let mut conn = redis::Client::open(url.as_str())?
                 .get_multiplexed_async_connection()
                 .await?;
             Some(tokio::spawn(
@@ -145,7 +184,7 @@ pub(crate) async fn drive(
     };
     let (mut last, mut progressed) = (0, Instant::now());
     loop {
-        let acked = metrics.acked.get();
+        let acked = sum(|m| m.acked.get());
         if acked >= target {
             break;
         }
@@ -166,7 +205,7 @@ pub(crate) async fn drive(
         }
     }
     let elapsed = meter.elapsed();
-    let usage = meter.finish(&mut conn, elapsed).await;
+    let usage = meter.finish_all(&mut conns, elapsed).await;
     if let Some(publishing) = publishing {
         publishing
             .await
@@ -176,7 +215,7 @@ pub(crate) async fn drive(
     running
         .await
         .map_err(|e| anyhow!("host task failed: {e}"))??;
-    let rejected = metrics.dead_lettered.get() + metrics.retried.get();
+    let rejected = sum(|m| m.dead_lettered.get() + m.retried.get());
     if rejected > 0 {
         return Err(anyhow!(
             "bench run {name:?}: {rejected} valid orders were not accepted; the handler disagrees with the workload"

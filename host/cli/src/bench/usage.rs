@@ -29,8 +29,14 @@ pub struct Usage {
 impl Meter {
     /// Resets the RSS high-water mark and starts counting.
     pub async fn start(conn: &mut MultiplexedConnection) -> Meter {
+        Meter::start_all(std::slice::from_mut(conn)).await
+    }
+
+    /// [`Meter::start`] with the Redis CPU of every server in `conns`
+    /// summed (a cluster's nodes).
+    pub async fn start_all(conns: &mut [MultiplexedConnection]) -> Meter {
         reset_peak_rss();
-        let redis_cpu = redis_cpu_seconds(conn).await;
+        let redis_cpu = redis_cpu_total(conns).await;
         Meter {
             started: Instant::now(),
             cpu: process_cpu(),
@@ -46,8 +52,14 @@ impl Meter {
 
     /// Usage from the start up to `elapsed` (wall) and now (CPU, RSS).
     pub async fn finish(self, conn: &mut MultiplexedConnection, elapsed: Duration) -> Usage {
+        self.finish_all(std::slice::from_mut(conn), elapsed).await
+    }
+
+    /// [`Meter::finish`] of a meter started with [`Meter::start_all`] on the
+    /// same servers.
+    pub async fn finish_all(self, conns: &mut [MultiplexedConnection], elapsed: Duration) -> Usage {
         let cpu = process_cpu().saturating_sub(self.cpu);
-        let redis_cpu = match (self.redis_cpu, redis_cpu_seconds(conn).await) {
+        let redis_cpu = match (self.redis_cpu, redis_cpu_total(conns).await) {
             (Some(before), Some(after)) => Some((after - before).max(0.0)),
             _ => None,
         };
@@ -119,6 +131,15 @@ pub fn current_rss() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kib| kib * 1024)
+}
+
+/// The CPU seconds of every server in `conns`, if each reports them.
+async fn redis_cpu_total(conns: &mut [MultiplexedConnection]) -> Option<f64> {
+    let mut total = 0.0;
+    for conn in conns {
+        total += redis_cpu_seconds(conn).await?;
+    }
+    Some(total)
 }
 
 /// `used_cpu_user + used_cpu_sys` from `INFO cpu`, if the server reports them.

@@ -14,6 +14,7 @@ use clap::Args;
 use crate::bench::guests::{GuestComponent, GuestLang};
 use crate::bench::{self, BenchOptions, RunKind};
 use crate::bundled;
+use streamhost::local_cluster::LocalCluster;
 use streamhost::local_redis::LocalRedis;
 use streamhost_build_support::guests::{self as build_guests, Lang};
 
@@ -52,6 +53,14 @@ pub struct BenchArgs {
     /// (`LANG=PATH`, repeatable).
     #[arg(long, value_name = "LANG=PATH", value_parser = parse_override)]
     pub guest_component: Vec<(GuestLang, PathBuf)>,
+    /// Also run the `wasm` run on a private Redis Cluster (3 masters, 3
+    /// replicas), the stream split into each of `--cluster-shards` shards
+    /// (default runs with it: `wasm`, the single-node figure beside them).
+    #[arg(long)]
+    pub cluster: bool,
+    /// Shards of the stream in the `--cluster` runs, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 3, 6], requires = "cluster")]
+    pub cluster_shards: Vec<u32>,
     /// Try this `batch` instead of the default in the pipeline runs.
     #[arg(long)]
     pub batch: Option<usize>,
@@ -98,8 +107,19 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         &super::new::sdk_root(),
         scratch.path(),
     )?;
+    let max_shards = streamhost::config::MAX_SHARDS;
+    if args
+        .cluster_shards
+        .iter()
+        .any(|&s| s == 0 || s > max_shards)
+    {
+        anyhow::bail!(super::BadInput(format!(
+            "--cluster-shards must be between 1 and {max_shards}"
+        )));
+    }
     let runs = match args.runs.clone() {
         Some(runs) => runs,
+        None if args.cluster => vec![RunKind::Wasm],
         None if !guests.is_empty() => Vec::new(),
         None => RunKind::ALL.to_vec(),
     };
@@ -117,6 +137,15 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     };
     eprintln!("Redis: {}", streamhost::config::redact(&redis_url));
+    let cluster = if args.cluster {
+        eprintln!("starting a private Redis Cluster (3 masters, 3 replicas) ...");
+        let cluster = tokio::task::spawn_blocking(LocalCluster::start)
+            .await
+            .context("starting the Redis Cluster panicked")??;
+        Some(cluster)
+    } else {
+        None
+    };
     let options = BenchOptions {
         redis_url,
         entries: args.entries,
@@ -125,6 +154,8 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         latency_duration: Duration::from_secs_f64(args.latency_secs),
         runs,
         guests,
+        cluster_seeds: cluster.as_ref().map(LocalCluster::urls).unwrap_or_default(),
+        cluster_shards: args.cluster_shards,
         tuning: bench::pipeline::Tuning {
             batch: args.batch,
             concurrency: args.concurrency,

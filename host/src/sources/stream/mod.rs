@@ -42,10 +42,9 @@ pub(crate) fn spawn_settlers(
     settlers: &mut JoinSet<()>,
     feeders: &mut JoinSet<()>,
 ) {
-    settlers.spawn(acker::run(
-        source.ctx.clone(),
-        queues.acks,
-        source.conn.clone(),
+    settlers.spawn(crate::pipeline::charged(
+        source.ctx.cpu_share.clone(),
+        acker::run(source.ctx.clone(), queues.acks, source.conn.clone()),
     ));
     settlers.spawn(dead_letters::run(
         source.ctx.clone(),
@@ -74,15 +73,18 @@ pub(crate) fn spawn_key(
 ) {
     let read_timeout =
         Duration::from_millis(source.ctx.config.block_ms) + reader::READ_TIMEOUT_MARGIN;
-    feeders.spawn(reader::run(
-        source.ctx.clone(),
-        key.clone(),
-        group.clone(),
-        redis.clone(),
-        read_timeout,
-        source.conn.clone(),
-        intake.clone(),
-        shutdown.clone(),
+    feeders.spawn(crate::pipeline::charged(
+        source.ctx.cpu_share.clone(),
+        reader::run(
+            source.ctx.clone(),
+            key.clone(),
+            group.clone(),
+            redis.clone(),
+            read_timeout,
+            source.conn.clone(),
+            intake.clone(),
+            shutdown.clone(),
+        ),
     ));
     feeders.spawn(claimer::run(
         source.ctx.clone(),

@@ -1,0 +1,219 @@
+//! A weighted, work-conserving share of the host's CPU between the plugins
+//! of one host (`cpu_weight`). Each plugin has a budget of thread time that
+//! fills at its share of the runtime's threads — `threads × weight ÷ the
+//! weights of the plugins that want to run` — and spends the time its tasks
+//! (workers with their guest calls, reader, acker) are being polled. A
+//! plugin in debt waits before its next call until its budget is back to
+//! zero; a plugin alone (no other plugin asked to run within [`ACTIVE_FOR`])
+//! never waits. Calls are never cut short: a long call is paid for by the
+//! calls after it, and time spent waiting is never charged against
+//! `limits.timeout_ms`. The reader and acker are held back through the work
+//! queue the throttled workers stop draining.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long a plugin counts as wanting to run after it last asked.
+const ACTIVE_FOR: Duration = Duration::from_millis(100);
+
+/// Unused budget a plugin may save up, per thread: a quiet plugin gets a
+/// short burst, not a head start of seconds.
+const BURST_PER_THREAD: Duration = Duration::from_millis(10);
+
+/// The longest single wait; the budget is looked at again after it.
+const MAX_WAIT: Duration = Duration::from_millis(50);
+
+/// The shares of one host's plugins.
+pub(crate) struct CpuShares {
+    threads: f64,
+    plugins: Mutex<Vec<Budget>>,
+}
+
+struct Budget {
+    weight: f64,
+    /// Seconds of guest run time this plugin may still spend (negative: debt).
+    balance: f64,
+    refilled: Instant,
+    asked: Option<Instant>,
+}
+
+/// One plugin's place among a host's shares.
+#[derive(Clone)]
+pub(crate) struct CpuShare {
+    shares: Arc<CpuShares>,
+    index: usize,
+}
+
+impl CpuShares {
+    /// Shares for plugins of `weights` on `threads` threads running guests.
+    pub(crate) fn new(threads: usize, weights: &[u32]) -> Arc<CpuShares> {
+        let now = Instant::now();
+        Arc::new(CpuShares {
+            threads: threads.max(1) as f64,
+            plugins: Mutex::new(
+                weights
+                    .iter()
+                    .map(|&w| Budget {
+                        weight: f64::from(w.max(1)),
+                        balance: 0.0,
+                        refilled: now,
+                        asked: None,
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    /// The share of the plugin at `index` (in the order of the weights).
+    pub(crate) fn share(self: &Arc<Self>, index: usize) -> CpuShare {
+        CpuShare {
+            shares: self.clone(),
+            index,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Budget>> {
+        // Every update leaves the budgets consistent before it could panic.
+        self.plugins.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How long plugin `index` must wait before its next call (zero: go),
+    /// after counting it as wanting to run.
+    fn wait(&self, index: usize, now: Instant) -> Duration {
+        let mut plugins = self.lock();
+        let Some(me) = plugins.get_mut(index) else {
+            return Duration::ZERO;
+        };
+        me.asked = Some(now);
+        let active = |b: &Budget| b.asked.is_some_and(|t| now.duration_since(t) < ACTIVE_FOR);
+        let weights: f64 = plugins.iter().filter(|b| active(b)).map(|b| b.weight).sum();
+        let me = &mut plugins[index];
+        if weights <= me.weight {
+            // Alone: nobody to share with, and no debt carried into later contention.
+            me.balance = me.balance.max(0.0);
+            me.refilled = now;
+            return Duration::ZERO;
+        }
+        let rate = self.threads * me.weight / weights;
+        let burst = BURST_PER_THREAD.as_secs_f64() * self.threads;
+        me.balance = (me.balance + rate * now.duration_since(me.refilled).as_secs_f64()).min(burst);
+        me.refilled = now;
+        if me.balance >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-me.balance / rate).min(MAX_WAIT)
+        }
+    }
+
+    fn charge(&self, index: usize, ran: Duration) {
+        if let Some(me) = self.lock().get_mut(index) {
+            me.balance -= ran.as_secs_f64();
+        }
+    }
+}
+
+impl CpuShare {
+    /// Waits until this plugin may make its next call; returns how long it waited.
+    pub(crate) async fn wait_turn(&self) -> Duration {
+        let mut waited = Duration::ZERO;
+        loop {
+            let wait = self.shares.wait(self.index, Instant::now());
+            if wait.is_zero() {
+                return waited;
+            }
+            tokio::time::sleep(wait).await;
+            waited += wait;
+        }
+    }
+
+    /// Charges `ran` of thread time to this plugin.
+    pub(crate) fn charge(&self, ran: Duration) {
+        self.shares.charge(self.index, ran);
+    }
+}
+
+/// `task` with the time each of its polls takes charged to `share`; as is
+/// without one (a host's only plugin reads no clock for it).
+pub(crate) async fn charged<F: Future>(share: Option<CpuShare>, task: F) -> F::Output {
+    let mut task = std::pin::pin!(task);
+    std::future::poll_fn(|cx| match &share {
+        None => task.as_mut().poll(cx),
+        Some(share) => {
+            let polled = Instant::now();
+            let poll = task.as_mut().poll(cx);
+            share.charge(polled.elapsed());
+            poll
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_plugin_alone_never_waits_whatever_it_spent() {
+        let shares = CpuShares::new(2, &[100, 100]);
+        let t = Instant::now();
+        assert_eq!(shares.wait(0, t), Duration::ZERO);
+        shares.charge(0, 500 * MS);
+        assert_eq!(shares.wait(0, t + MS), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_plugin_in_debt_waits_for_its_weighted_share_while_another_wants_to_run() {
+        // Two threads, weights 1:4: the first may run 0.4 of a thread.
+        let shares = CpuShares::new(2, &[100, 400]);
+        let t = Instant::now();
+        assert_eq!(shares.wait(1, t), Duration::ZERO);
+        assert_eq!(shares.wait(0, t), Duration::ZERO);
+        shares.charge(0, 20 * MS);
+        // 20 ms of debt at 0.4 threads: 50 ms to earn back.
+        let wait = shares.wait(0, t + MS);
+        assert!(
+            (45 * MS..=50 * MS).contains(&wait),
+            "waits {wait:?} for 20 ms of debt at 0.4 of a thread"
+        );
+        // The heavier plugin is charged as much and waits far less.
+        shares.charge(1, 20 * MS);
+        let wait = shares.wait(1, t + MS);
+        assert!(wait <= 13 * MS, "{wait:?}");
+        // Once the other stops asking, the debt is forgiven.
+        assert_eq!(shares.wait(0, t + ACTIVE_FOR + 2 * MS), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_charged_task_pays_for_its_polls() {
+        let shares = CpuShares::new(1, &[100, 100]);
+        let t = Instant::now();
+        shares.wait(1, t);
+        shares.wait(0, t);
+        charged(Some(shares.share(0)), async {
+            std::thread::sleep(20 * MS);
+            tokio::task::yield_now().await;
+            std::thread::sleep(20 * MS);
+        })
+        .await;
+        // 40 ms of polls at half a thread: about 80 ms to earn back.
+        let wait = shares.wait(0, Instant::now());
+        assert!(wait >= 30 * MS, "{wait:?}");
+    }
+
+    #[test]
+    fn saved_budget_is_capped_at_a_short_burst() {
+        let shares = CpuShares::new(1, &[100, 100]);
+        let t = Instant::now();
+        shares.wait(1, t);
+        shares.wait(0, t);
+        // An hour later the other asks again: the first saved at most the burst.
+        let later = t + Duration::from_secs(3600);
+        shares.wait(1, later);
+        assert_eq!(shares.wait(0, later), Duration::ZERO);
+        shares.charge(0, BURST_PER_THREAD + 10 * MS);
+        assert!(shares.wait(0, later) > Duration::ZERO);
+    }
+}
