@@ -771,7 +771,7 @@ pub struct LimitsConfig {
     /// traps for want of memory (linear memory never shrinks, and some
     /// guest runtimes keep growing it); 100 replaces only on a trap.
     #[serde(default = "default_recycle_memory_percent")]
-    pub recycle_memory_percent: u8,
+    pub recycle_memory_percent: u32,
     /// Largest component file accepted at load, in MiB.
     #[serde(default = "default_max_component_mib")]
     pub max_component_mib: u64,
@@ -841,7 +841,7 @@ fn default_cpu_weight() -> u32 {
 fn default_memory_mib() -> u64 {
     64
 }
-fn default_recycle_memory_percent() -> u8 {
+fn default_recycle_memory_percent() -> u32 {
     90
 }
 fn default_max_component_mib() -> u64 {

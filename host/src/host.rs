@@ -187,9 +187,17 @@ impl Host {
         admin: Option<crate::admin::Listener>,
         shutdown: CancellationToken,
     ) -> Result<()> {
-        // Plugins share the runtime's threads by weight; one alone has no one to share with.
-        let shares = (self.config.plugins.len() > 1).then(|| {
-            let weights: Vec<u32> = self.config.plugins.iter().map(|p| p.cpu_weight).collect();
+        // Plugins share the CPU by weight; the shard tables of one plugin
+        // share its one budget, and a plugin alone has no one to share with.
+        let mut names: Vec<&str> = Vec::new();
+        let mut weights: Vec<u32> = Vec::new();
+        for p in &self.config.plugins {
+            if !names.contains(&p.name.as_str()) {
+                names.push(&p.name);
+                weights.push(p.cpu_weight);
+            }
+        }
+        let shares = (names.len() > 1).then(|| {
             let threads = tokio::runtime::Handle::current().metrics().num_workers();
             crate::pipeline::CpuShares::new(threads, &weights)
         });
@@ -197,14 +205,16 @@ impl Host {
             .plugins
             .iter()
             .zip(&self.config.plugins)
-            .enumerate()
-            .map(|(index, (plugin, pc))| {
+            .map(|(plugin, pc)| {
                 let mut ctx = PluginContext::new(
                     plugin.clone(),
                     pc.clone(),
                     self.metrics.plugin(&pc.name, pc.source_key()),
                 );
-                ctx.cpu_share = shares.as_ref().map(|s| s.share(index));
+                ctx.cpu_share = shares.as_ref().and_then(|s| {
+                    let index = names.iter().position(|n| *n == pc.name)?;
+                    Some(s.share(index))
+                });
                 ctx.watch = self.watch;
                 ctx.registry = Some(self.metrics.clone());
                 ctx.redis_health = self.redis_health.clone();

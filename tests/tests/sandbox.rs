@@ -656,8 +656,10 @@ async fn validator_rate(neighbour: Option<(PluginConfig, usize)>) -> f64 {
     produce(&mut conn, VALIDATOR_STREAM, n, order).await;
     let mut validator = plugin(VALIDATOR, artifacts::ORDER_VALIDATOR, VALIDATOR_STREAM);
     // The plugin on the critical path gets nine times the default weight:
-    // a neighbour gets at most a tenth of the threads while both are busy.
+    // a neighbour gets a tenth of the CPU time while both have work. One
+    // worker against the neighbour's two, whatever the machine.
     validator.cpu_weight = 900;
+    validator.concurrency = 1;
     let mut plugins = vec![validator];
     let mut neighbour_name = None;
     if let Some((neighbour, entries)) = neighbour {
@@ -691,6 +693,7 @@ async fn validator_rate(neighbour: Option<(PluginConfig, usize)>) -> f64 {
         )
         .unwrap_or(0.0);
         println!("fair share: {name} done {done}, throttled {throttled:.2} s");
+        assert!(throttled > 0.0, "{name} was never held back");
     }
     host.stop().await;
     rate
@@ -699,7 +702,8 @@ async fn validator_rate(neighbour: Option<(PluginConfig, usize)>) -> f64 {
 /// A fair share of CPU (`cpu_weight`): the validator (weight 900) beside a
 /// plugin busy the whole run with two workers (weight 100: fuel-burner,
 /// memory-hog, echo) keeps at least 0.8 of its throughput alone, median of
-/// three alone/beside pairs each.
+/// five alone/beside pairs each (the issue asks for three; five keeps a
+/// 2-core machine's noise out of the verdict).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_neighbour_takes_no_more_than_its_cpu_share() {
     let _serial = serial().await;
@@ -721,7 +725,7 @@ async fn a_busy_neighbour_takes_no_more_than_its_cpu_share() {
     ];
     for (name, component, limits, entries) in neighbours {
         let mut ratios = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..5 {
             let alone = validator_rate(None).await;
             let mut neighbour = hostile(name, component, limits.clone());
             neighbour.concurrency = 2;
@@ -730,7 +734,7 @@ async fn a_busy_neighbour_takes_no_more_than_its_cpu_share() {
             ratios.push(beside / alone);
         }
         ratios.sort_by(f64::total_cmp);
-        let median = ratios[1];
+        let median = ratios[2];
         assert!(
             median >= 0.8,
             "beside {name} the validator keeps {median:.2} of its throughput alone ({ratios:?})"
@@ -746,7 +750,7 @@ async fn a_busy_neighbour_takes_no_more_than_its_cpu_share() {
 async fn a_growing_instance_is_recycled_before_it_runs_out_of_memory() {
     let _serial = serial().await;
     let entries = 40;
-    let run = |recycle_memory_percent: u8| async move {
+    let run = |recycle_memory_percent: u32| async move {
         let redis = start_redis();
         let mut conn = connect(&redis.url()).await;
         produce(&mut conn, HOSTILE_STREAM, entries, |_| {

@@ -55,6 +55,8 @@ pub struct PluginContext {
     /// Its share of the host's CPU beside other plugins (`cpu_weight`);
     /// none for a host's only plugin.
     pub(crate) cpu_share: Option<super::cpu_share::CpuShare>,
+    /// Set once an instance was recycled for its memory (logged once).
+    pub(crate) recycled: std::sync::atomic::AtomicBool,
 }
 
 impl PluginContext {
@@ -88,6 +90,7 @@ impl PluginContext {
             breaker: Default::default(),
             shadow: Default::default(),
             cpu_share: None,
+            recycled: Default::default(),
         }
     }
 

@@ -40,6 +40,24 @@ pub(crate) async fn run<S: Source>(
                 source.ack(std::mem::take(&mut acked));
                 flushed = Instant::now();
             }
+            // Beside other plugins with work, wait for this plugin's share
+            // of the CPU; entries handled so far are acked first.
+            if let Some(share) = &ctx.cpu_share {
+                let waited = share
+                    .wait_turn(|| {
+                        if !acked.is_empty() {
+                            source.ack(std::mem::take(&mut acked));
+                            flushed = Instant::now();
+                        }
+                    })
+                    .await;
+                if !waited.is_zero() {
+                    ctx.metrics
+                        .release
+                        .cpu_throttled
+                        .inc_by(waited.as_secs_f64());
+                }
+            }
             let bytes = delivery.bytes();
             let handled = handle(
                 &ctx,
@@ -163,7 +181,6 @@ async fn handle<S: Source>(
     }
     let mut conflicts = 0u32;
     loop {
-        wait_for_cpu_share(ctx).await;
         let inst = match instance {
             Some(inst) => Ok(inst),
             None => match running.instantiate().await {
@@ -306,6 +323,21 @@ fn drop_if_spent(ctx: &PluginContext, instance: &mut Option<PluginInstance>) {
         *instance = None;
     } else if nearly_full(inst.memory_used(), &ctx.plugin.limits) {
         ctx.metrics.instances_recycled.inc();
+        if !ctx
+            .recycled
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            let limits = &ctx.plugin.limits;
+            tracing::warn!(
+                plugin = %ctx.plugin.name,
+                memory_mib = inst.memory_used() >> 20,
+                limit_mib = limits.memory_mib,
+                recycle_memory_percent = limits.recycle_memory_percent,
+                "instance replaced: its memory passed limits.recycle_memory_percent of limits.memory_mib; \
+                 a guest whose memory keeps growing, or a memory_mib set too tight, is replaced like this \
+                 each time (logged once; streamhost_instances_recycled_total counts them)"
+            );
+        }
         *instance = None;
     }
 }
@@ -314,20 +346,6 @@ fn drop_if_spent(ctx: &PluginContext, instance: &mut Option<PluginInstance>) {
 fn nearly_full(used: usize, limits: &crate::config::LimitsConfig) -> bool {
     let percent = u128::from(limits.recycle_memory_percent);
     percent < 100 && (used as u128) * 100 > u128::from(limits.memory_mib) * (1 << 20) * percent
-}
-
-/// Waits while the plugin has used more than its CPU share beside other
-/// plugins that want to run (`cpu_weight`), counting the wait.
-async fn wait_for_cpu_share(ctx: &PluginContext) {
-    if let Some(share) = &ctx.cpu_share {
-        let waited = share.wait_turn().await;
-        if !waited.is_zero() {
-            ctx.metrics
-                .release
-                .cpu_throttled
-                .inc_by(waited.as_secs_f64());
-        }
-    }
 }
 
 /// Runs `invocation` counted in `streamhost_workers_busy`.

@@ -50,7 +50,7 @@ pub async fn run(
         servers: seeds.to_vec(),
     };
     let what = format!(
-        "order-validator component, Redis Cluster (3 masters + 3 replicas), {shards} shard(s)"
+        "order-validator component, Redis Cluster (3 masters + 3 replicas), {shards} shard(s), each with the plugin's concurrency"
     );
     let result = drive_watched(&name, &what, host, &watched, target, None).await;
     for shard in &watched.streams {
