@@ -13,6 +13,7 @@
 //! back through the work queue the waiting workers stop draining.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,11 @@ const BURST_PER_THREAD: Duration = Duration::from_millis(10);
 /// The longest single wait; the budget is looked at again after it.
 const MAX_WAIT: Duration = Duration::from_millis(50);
 
+/// How long a turn found free lets the plugin's next turns go without
+/// looking at the budgets again (taking their lock for every entry of a
+/// busy plugin cost more than the share saves).
+const FREE_FOR: Duration = Duration::from_millis(1);
+
 /// The longest a debt makes a plugin wait in all, however long the call
 /// that ran it up: beside a far heavier weight, latency stays bounded.
 const MAX_DEBT: Duration = Duration::from_secs(1);
@@ -33,7 +39,22 @@ const MAX_DEBT: Duration = Duration::from_secs(1);
 /// The shares of one host's plugins.
 pub(crate) struct CpuShares {
     threads: f64,
+    /// When these shares began: charges carry their time as microseconds since.
+    origin: Instant,
     plugins: Mutex<Vec<Budget>>,
+    /// What every poll adds, without a lock (a busy host polls hundreds of
+    /// thousands of times a second); folded into the budgets at each turn.
+    meters: Vec<Meter>,
+}
+
+#[derive(Default)]
+struct Meter {
+    /// Nanoseconds charged since the last fold.
+    charged_ns: AtomicU64,
+    /// When it was last charged, in microseconds since `origin` (0: never).
+    charged_at_us: AtomicU64,
+    /// When a turn was last found free, in microseconds since `origin`.
+    free_at_us: AtomicU64,
 }
 
 struct Budget {
@@ -57,6 +78,8 @@ impl CpuShares {
         let now = Instant::now();
         Arc::new(CpuShares {
             threads: threads.max(1) as f64,
+            origin: now,
+            meters: weights.iter().map(|_| Meter::default()).collect(),
             plugins: Mutex::new(
                 weights
                     .iter()
@@ -88,6 +111,7 @@ impl CpuShares {
     /// after counting it as wanting to run.
     fn wait(&self, index: usize, now: Instant) -> Duration {
         let mut plugins = self.lock();
+        self.fold(&mut plugins);
         let Some(me) = plugins.get_mut(index) else {
             return Duration::ZERO;
         };
@@ -113,12 +137,49 @@ impl CpuShares {
         }
     }
 
+    /// Microseconds from `origin` to `now` (at least 1: 0 means never).
+    fn micros(&self, now: Instant) -> u64 {
+        u64::try_from(now.duration_since(self.origin).as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Whether plugin `index` found its turn free within [`FREE_FOR`].
+    fn recently_free(&self, index: usize, now: Instant) -> bool {
+        self.meters.get(index).is_some_and(|m| {
+            let free = m.free_at_us.load(Ordering::Relaxed);
+            free > 0 && self.micros(now).saturating_sub(free) < FREE_FOR.as_micros() as u64
+        })
+    }
+
+    fn note_free(&self, index: usize, now: Instant) {
+        if let Some(m) = self.meters.get(index) {
+            m.free_at_us.store(self.micros(now), Ordering::Relaxed);
+        }
+    }
+
     /// Charges plugin `index`, which counts as wanting to run (a call
     /// longer than [`ACTIVE_FOR`] keeps it so).
     fn charge(&self, index: usize, ran: Duration, now: Instant) {
-        if let Some(me) = self.lock().get_mut(index) {
-            me.balance -= ran.as_secs_f64();
-            me.asked = Some(now);
+        if let Some(meter) = self.meters.get(index) {
+            let ns = u64::try_from(ran.as_nanos()).unwrap_or(u64::MAX);
+            meter.charged_ns.fetch_add(ns, Ordering::Relaxed);
+            meter
+                .charged_at_us
+                .fetch_max(self.micros(now), Ordering::Relaxed);
+        }
+    }
+
+    /// Moves what the meters gathered into the budgets.
+    fn fold(&self, plugins: &mut [Budget]) {
+        for (budget, meter) in plugins.iter_mut().zip(&self.meters) {
+            let ns = meter.charged_ns.swap(0, Ordering::Relaxed);
+            budget.balance -= Duration::from_nanos(ns).as_secs_f64();
+            let at = meter.charged_at_us.load(Ordering::Relaxed);
+            if at > 0 {
+                let charged = self.origin + Duration::from_micros(at);
+                budget.asked = budget.asked.max(Some(charged));
+            }
         }
     }
 }
@@ -129,9 +190,14 @@ impl CpuShare {
     pub(crate) async fn wait_turn(&self, before_waiting: impl FnOnce()) -> Duration {
         let mut before_waiting = Some(before_waiting);
         let started = Instant::now();
+        if self.shares.recently_free(self.index, started) {
+            return Duration::ZERO;
+        }
         loop {
-            let wait = self.shares.wait(self.index, Instant::now());
+            let now = Instant::now();
+            let wait = self.shares.wait(self.index, now);
             if wait.is_zero() {
+                self.shares.note_free(self.index, now);
                 return if before_waiting.is_some() {
                     Duration::ZERO
                 } else {

@@ -110,6 +110,11 @@ impl WasmEngine {
         &self.engine
     }
 
+    /// The compiled-code cache directory, if caching is on.
+    pub(crate) fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.options.cache_dir.as_deref()
+    }
+
     /// The wasmtime engine for a plugin's `limits.metering`.
     pub fn engine_for(&self, metering: Metering) -> Result<&Engine, Error> {
         match metering {
@@ -141,14 +146,13 @@ fn build(options: &EngineOptions, metering: Metering) -> Result<Engine, Error> {
     if options.pooling {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(options)));
     }
+    // The compiled-code cache is the loader's (`code_cache.rs`); a directory
+    // that cannot be made is bad config, said before anything loads.
     if let Some(dir) = &options.cache_dir {
-        let mut cache = wasmtime::CacheConfig::new();
-        cache.with_directory(dir);
-        let cache = wasmtime::Cache::new(cache).map_err(|e| Error::CompileCache {
+        std::fs::create_dir_all(dir).map_err(|e| Error::CompileCache {
             dir: dir.clone(),
-            detail: format!("{e:#}"),
+            detail: e.to_string(),
         })?;
-        config.cache(Some(cache));
     }
     let engine = Engine::new(&config).map_err(|e| {
         let detail = format!("{e:#}");

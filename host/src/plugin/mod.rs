@@ -2,6 +2,7 @@
 //! loading, instances.
 
 pub mod bindings;
+mod code_cache;
 mod compat;
 mod effects_host;
 pub mod engine;

@@ -101,10 +101,14 @@ impl LoadedPlugin {
                 plugin: name.to_owned(),
                 detail: e.to_string(),
             })?;
-        let component = Component::new(engine, bytes).map_err(|e| LoadError::Compile {
-            plugin: name.to_owned(),
-            detail: super::limits::name_the_key(format!("{e:#}")),
-        })?;
+        let digest = digest(bytes);
+        let component =
+            super::code_cache::component(engine, wasm_engine.cache_dir(), &digest, bytes).map_err(
+                |e| LoadError::Compile {
+                    plugin: name.to_owned(),
+                    detail: super::limits::name_the_key(format!("{e:#}")),
+                },
+            )?;
         check_exports(name, engine, &component)?;
         let linker = linker(engine).map_err(|e| LoadError::Compile {
             plugin: name.to_owned(),
@@ -123,7 +127,7 @@ impl LoadedPlugin {
         })?;
         Ok(LoadedPlugin {
             name: name.into(),
-            digest: digest(bytes).into(),
+            digest: digest.into(),
             limits: limits.clone(),
             effects: Arc::new(EffectPolicy::deny_all(name)),
             wit_package: match pre {
