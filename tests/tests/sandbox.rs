@@ -646,28 +646,27 @@ async fn a_trapped_instance_is_replaced_by_a_fresh_one() {
     assert_eq!(m.trap(TrapKind::Panic).get(), 2);
 }
 
-/// The validator's entries/s over its last 90% of `n` entries (past start-up),
-/// alone or beside `neighbour`, which is fed `neighbour_entries` entries and
-/// must still be busy when the validator is done.
-async fn validator_rate(neighbour: Option<(PluginConfig, usize)>) -> f64 {
-    let n: usize = env_count("STREAMHOST_FAIR_SHARE_ENTRIES", 60_000);
+/// The validator's entries/s over its last 90% of `n` entries (past start-up)
+/// beside `neighbour`, which is fed `neighbour_entries` entries (none: it is
+/// idle, the validator alone) and then must still be busy when the validator
+/// is done. The neighbour is configured either way, so both runs pay the
+/// same share bookkeeping and differ only in the neighbour's work.
+async fn validator_rate(neighbour: PluginConfig, neighbour_entries: usize) -> f64 {
+    let n: usize = env_count("STREAMHOST_FAIR_SHARE_ENTRIES", 100_000);
     let redis = start_redis();
     let mut conn = connect(&redis.url()).await;
     produce(&mut conn, VALIDATOR_STREAM, n, order).await;
     let mut validator = plugin(VALIDATOR, artifacts::ORDER_VALIDATOR, VALIDATOR_STREAM);
-    // The plugin on the critical path gets nine times the default weight:
-    // a neighbour gets a tenth of the CPU time while both have work. One
+    // The plugin on the critical path gets 19 times the default weight: a
+    // neighbour gets a twentieth of the CPU time while both have work. One
     // worker against the neighbour's two, whatever the machine.
-    validator.cpu_weight = 900;
+    validator.cpu_weight = 1900;
     validator.concurrency = 1;
-    let mut plugins = vec![validator];
-    let mut neighbour_name = None;
-    if let Some((neighbour, entries)) = neighbour {
-        produce(&mut conn, HOSTILE_STREAM, entries, plain).await;
-        neighbour_name = Some((neighbour.name.clone(), entries));
-        plugins.push(neighbour);
+    if neighbour_entries > 0 {
+        produce(&mut conn, HOSTILE_STREAM, neighbour_entries, plain).await;
     }
-    let host = InProcessHost::start(config(&redis.url(), plugins)).await;
+    let name = neighbour.name.clone();
+    let host = InProcessHost::start(config(&redis.url(), vec![validator, neighbour])).await;
     let m = host.metrics(VALIDATOR, VALIDATOR_STREAM);
     let warm = (n / 10) as u64;
     assert!(wait_until(WAIT, || async { m.acked.get() >= warm }).await);
@@ -678,12 +677,12 @@ async fn validator_rate(neighbour: Option<(PluginConfig, usize)>) -> f64 {
         m.acked.get()
     );
     let rate = (n as u64 - from) as f64 / started.elapsed().as_secs_f64();
-    if let Some((name, entries)) = neighbour_name {
+    if neighbour_entries > 0 {
         let h = host.metrics(&name, HOSTILE_STREAM);
         let done = h.acked.get() + h.dead_lettered.get();
         assert!(
-            h.received.get() > 0 && done < entries as u64,
-            "{name} was not busy the whole run: {done} of {entries} done"
+            h.received.get() > 0 && done < neighbour_entries as u64,
+            "{name} was not busy the whole run: {done} of {neighbour_entries} done"
         );
         let text = host.registry().encode();
         let throttled = sample(
@@ -699,18 +698,19 @@ async fn validator_rate(neighbour: Option<(PluginConfig, usize)>) -> f64 {
     rate
 }
 
-/// A fair share of CPU (`cpu_weight`): the validator (weight 900) beside a
+/// A fair share of CPU (`cpu_weight`): the validator (weight 1900) beside a
 /// plugin busy the whole run with two workers (weight 100: fuel-burner,
-/// memory-hog, echo) keeps at least 0.8 of its throughput alone, median of
+/// memory-hog, echo) keeps at least 0.8 of its throughput alone (beside the
+/// same plugin idle), median of
 /// five alone/beside pairs each (the issue asks for three; five keeps a
 /// 2-core machine's noise out of the verdict).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_neighbour_takes_no_more_than_its_cpu_share() {
     let _serial = serial().await;
-    // Each call spins until its 25 ms wall-clock limit.
+    // Each call spins until its 10 ms wall-clock limit.
     let burner = LimitsConfig {
         fuel: 1_000_000_000_000,
-        timeout_ms: 25,
+        timeout_ms: 10,
         ..tight_limits()
     };
     let hog = LimitsConfig {
@@ -719,17 +719,17 @@ async fn a_busy_neighbour_takes_no_more_than_its_cpu_share() {
         ..tight_limits()
     };
     let neighbours = [
-        ("fuel-burner", artifacts::FUEL_BURNER, burner, 5_000),
+        ("fuel-burner", artifacts::FUEL_BURNER, burner, 10_000),
         ("memory-hog", artifacts::MEMORY_HOG, hog, 20_000),
-        ("echo", artifacts::ECHO, tight_limits(), 400_000),
+        ("echo", artifacts::ECHO, tight_limits(), 600_000),
     ];
     for (name, component, limits, entries) in neighbours {
         let mut ratios = Vec::new();
+        let mut neighbour = hostile(name, component, limits.clone());
+        neighbour.concurrency = 2;
         for _ in 0..5 {
-            let alone = validator_rate(None).await;
-            let mut neighbour = hostile(name, component, limits.clone());
-            neighbour.concurrency = 2;
-            let beside = validator_rate(Some((neighbour, entries))).await;
+            let alone = validator_rate(neighbour.clone(), 0).await;
+            let beside = validator_rate(neighbour.clone(), entries).await;
             println!("fair share: validator {alone:.0}/s alone, {beside:.0}/s beside {name}");
             ratios.push(beside / alone);
         }

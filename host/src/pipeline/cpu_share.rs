@@ -123,6 +123,7 @@ impl CpuShares {
             // Alone: nobody to share with, and no debt carried into later contention.
             me.balance = me.balance.max(0.0);
             me.refilled = now;
+            self.note_free(index, Some(now));
             return Duration::ZERO;
         }
         let rate = self.threads * me.weight / weights;
@@ -130,10 +131,15 @@ impl CpuShares {
         me.balance = (me.balance + rate * now.duration_since(me.refilled).as_secs_f64())
             .clamp(-rate * MAX_DEBT.as_secs_f64(), burst);
         me.refilled = now;
-        if me.balance >= 0.0 {
+        // Turns go without looking for a while only on a budget that could
+        // pay for every thread running this plugin that long.
+        let affords = me.balance >= FREE_FOR.as_secs_f64() * self.threads;
+        let balance = me.balance;
+        self.note_free(index, affords.then_some(now));
+        if balance >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-me.balance / rate).min(MAX_WAIT)
+            Duration::from_secs_f64(-balance / rate).min(MAX_WAIT)
         }
     }
 
@@ -152,9 +158,12 @@ impl CpuShares {
         })
     }
 
-    fn note_free(&self, index: usize, now: Instant) {
+    /// Lets plugin `index`'s turns go without looking from `now` for
+    /// [`FREE_FOR`] (none: look at every turn).
+    fn note_free(&self, index: usize, now: Option<Instant>) {
         if let Some(m) = self.meters.get(index) {
-            m.free_at_us.store(self.micros(now), Ordering::Relaxed);
+            m.free_at_us
+                .store(now.map_or(0, |now| self.micros(now)), Ordering::Relaxed);
         }
     }
 
@@ -197,7 +206,6 @@ impl CpuShare {
             let now = Instant::now();
             let wait = self.shares.wait(self.index, now);
             if wait.is_zero() {
-                self.shares.note_free(self.index, now);
                 return if before_waiting.is_some() {
                     Duration::ZERO
                 } else {
