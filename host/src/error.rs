@@ -343,7 +343,7 @@ pub enum Error {
     CompileCache {
         /// The directory (`cache.dir`).
         dir: PathBuf,
-        /// What wasmtime said.
+        /// Why it cannot be used.
         detail: String,
     },
     /// wasmtime refused the engine's settings.

@@ -76,18 +76,30 @@ fn spawn_workers<S: Source>(
     let (work_tx, work_rx) = async_channel::bounded::<Batch>(ctx.config.concurrency * 2);
     ctx.metrics.workers.set(ctx.config.concurrency as i64);
     for _ in 0..ctx.config.concurrency {
-        tasks.spawn(crate::pipeline::charged(
-            ctx.cpu_share.clone(),
-            worker::run(
-                ctx.clone(),
-                source.clone(),
-                read_ahead.clone(),
-                work_rx.clone(),
-                commands.clone(),
-            ),
-        ));
+        spawn_worker(ctx, source, read_ahead, work_rx.clone(), commands, tasks);
     }
     work_tx
+}
+
+/// Spawns one worker on `work`, its polls charged to the plugin's CPU share.
+fn spawn_worker<S: Source>(
+    ctx: &Arc<PluginContext>,
+    source: &Arc<S>,
+    read_ahead: &Arc<ReadAhead>,
+    work: async_channel::Receiver<Batch>,
+    commands: &Conn,
+    tasks: &mut JoinSet<()>,
+) {
+    tasks.spawn(crate::pipeline::charged(
+        ctx.cpu_share.clone(),
+        worker::run(
+            ctx.clone(),
+            source.clone(),
+            read_ahead.clone(),
+            work,
+            commands.clone(),
+        ),
+    ));
 }
 
 /// The tasks every source's plugin runs beside its own: the host heartbeat,
@@ -168,16 +180,7 @@ async fn spawn_redelivery(
     let source = Arc::new(source);
     let read_ahead = Arc::new(ReadAhead::new(ctx.config.read_ahead_bytes()));
     let (work_tx, work_rx) = async_channel::bounded::<Batch>(2);
-    tasks.spawn(crate::pipeline::charged(
-        ctx.cpu_share.clone(),
-        worker::run(
-            ctx.clone(),
-            source.clone(),
-            read_ahead.clone(),
-            work_rx,
-            commands.clone(),
-        ),
-    ));
+    spawn_worker(ctx, &source, &read_ahead, work_rx, commands, tasks);
     let intake = Intake::new(ctx.clone(), source.clone(), work_tx, read_ahead);
     stream::spawn_settlers(&source, queues, intake.clone(), shutdown, settlers, feeders);
     stream::spawn_key(&source, key, group, redis, intake, shutdown, feeders);

@@ -283,4 +283,19 @@ mod tests {
         };
         assert!(WasmEngine::new(&options).is_ok());
     }
+
+    #[test]
+    fn a_cache_dir_that_cannot_be_made_is_named() {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        let dir = file.path().join("cache");
+        let options = EngineOptions {
+            cache_dir: Some(dir.clone()),
+            ..EngineOptions::default()
+        };
+        match WasmEngine::new(&options) {
+            Err(crate::error::Error::CompileCache { dir: named, .. }) => assert_eq!(named, dir),
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("a cache dir under a file was accepted"),
+        }
+    }
 }

@@ -31,6 +31,9 @@ pub async fn run(
     target: u64,
     tuning: Tuning,
 ) -> Result<Run> {
+    let seed = seeds
+        .first()
+        .ok_or_else(|| anyhow!("bench --cluster: no cluster seed"))?;
     let name = format!("cluster-{shards}");
     let endpoint = Endpoint::cluster(seeds);
     let mut conn = endpoint.connect_once(REPLY_TIMEOUT).await?;
@@ -41,7 +44,7 @@ pub async fn run(
         .map_err(|e| anyhow!("cannot write {}: {e}", component.display()))?;
     let mut plugin = bench_plugin(&name, &component, stream, tuning);
     plugin.shards = Some(shards);
-    let mut config = bench_config(&seeds[0], plugin);
+    let mut config = bench_config(seed, plugin);
     config.redis.cluster = true;
     config.redis.urls = seeds.to_vec();
     let host = Host::load(config).await?;
