@@ -173,7 +173,7 @@ pub async fn server_time_ms<C: ConnectionLike + Send>(conn: &mut C) -> Result<u6
 
 /// The millisecond part of an entry id (`<ms>-<seq>`).
 pub fn id_time_ms(id: &str) -> Option<u64> {
-    id.split_once('-').map_or(id, |(ms, _)| ms).parse().ok()
+    crate::streams::id::time_ms(id.as_bytes())
 }
 
 /// Milliseconds from the time in `id` to `now_ms` (0 for ids in the future).

@@ -34,6 +34,7 @@ mod error;
 mod exposition;
 mod gauges;
 mod heartbeat;
+mod histogram;
 mod host;
 pub mod inspect;
 pub mod local_cluster;

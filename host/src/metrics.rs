@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
+use crate::histogram::Histogram;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::outcome::{FailureKind, TrapKind};
@@ -203,7 +203,7 @@ impl HealthMetrics {
         );
         registry.register(
             "workers_busy",
-            "Workers running a handler right now",
+            "Workers with entries in hand (a batch being handled) right now",
             self.workers_busy.clone(),
         );
         registry.register(
@@ -490,10 +490,10 @@ impl Metrics {
 #[derive(Clone)]
 pub struct PluginMetrics {
     /// Entry id time to ack.
-    pub end_to_end: Histogram,
+    pub(crate) end_to_end: Histogram,
     /// Entries this host holds.
     pub in_flight: Gauge,
-    /// Workers running a handler.
+    /// Workers with entries in hand (set per batch, not per call).
     pub workers_busy: Gauge,
     /// Workers in all.
     pub workers: Gauge,
@@ -504,9 +504,9 @@ pub struct PluginMetrics {
     /// Instances replaced because their memory neared the limit.
     pub instances_recycled: Counter,
     /// XREADGROUP round trips that returned entries.
-    pub read_round_trip: Histogram,
+    pub(crate) read_round_trip: Histogram,
     /// XACK round trips.
-    pub ack_round_trip: Histogram,
+    pub(crate) ack_round_trip: Histogram,
     dead_lettered_by_reason: Family<ReasonLabels, Counter>,
     redis_errors: Family<OpLabels, Counter>,
     labels: PluginLabels,
@@ -529,9 +529,9 @@ pub struct PluginMetrics {
     /// Seconds a Pub/Sub plugin was not subscribed after losing its connection.
     pub subscription_gap: Counter<f64, AtomicU64>,
     /// Wall-clock seconds per handler call.
-    pub handler_seconds: Histogram,
+    pub(crate) handler_seconds: Histogram,
     /// Fuel consumed per handler call.
-    pub fuel: Histogram,
+    pub(crate) fuel: Histogram,
     /// Entries pending in the plugin's consumer group (`XPENDING`).
     pub pending: Gauge,
     /// Handler re-runs because state it read changed before its commit.
@@ -578,19 +578,6 @@ impl PluginMetrics {
         self.redis_errors
             .get_or_create(&OpLabels { op: op.to_owned() })
             .inc();
-    }
-
-    /// Records the end-to-end latency of acked entries, from their id time.
-    pub fn observe_acked<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        for id in ids {
-            if let Some(t) = crate::inspect::id_time_ms(id) {
-                self.end_to_end
-                    .observe(now_ms.saturating_sub(t) as f64 / 1000.0);
-            }
-        }
     }
 
     /// The `entries_failed` counter of a failure kind.

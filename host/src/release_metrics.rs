@@ -190,14 +190,16 @@ pub struct PluginReleaseMetrics {
 type VersionCounters = (String, Counter, Counter);
 
 impl PluginReleaseMetrics {
-    /// Charges one invocation's fuel and time to the plugin and, given its
-    /// tenant field's value, to the tenant.
-    pub fn charge(&self, tenant: Option<&[u8]>, fuel: u64, seconds: f64) {
+    /// Charges fuel and time to the plugin (a worker's tally of its
+    /// invocations since the last flush).
+    pub(crate) fn charge(&self, fuel: u64, seconds: f64) {
         self.fuel.inc_by(fuel);
         self.handle_seconds.inc_by(seconds);
-        let Some(tenant) = tenant else {
-            return;
-        };
+    }
+
+    /// Charges one invocation's fuel and time to the tenant whose field
+    /// value is `tenant`.
+    pub(crate) fn charge_tenant(&self, tenant: &[u8], fuel: u64, seconds: f64) {
         let mut name = crate::display::escape_bytes(tenant);
         if name.len() > MAX_TENANT_LEN {
             let mut end = MAX_TENANT_LEN;
@@ -224,9 +226,13 @@ impl PluginReleaseMetrics {
         self.tenant_seconds.get_or_create(&l).inc_by(seconds);
     }
 
-    /// Counts one settled attempt of `version` (a digest).
-    pub fn version_entry(&self, version: &str, failed: bool) {
-        let pick = |c: &VersionCounters| if failed { c.2.inc() } else { c.1.inc() };
+    /// Counts settled attempts of `version` (a digest): `ok` that succeeded
+    /// and `failed` that did not.
+    pub(crate) fn version_entries(&self, version: &str, ok: u64, failed: u64) {
+        let pick = |c: &VersionCounters| {
+            c.1.inc_by(ok);
+            c.2.inc_by(failed);
+        };
         if let Some(found) = self.version_counters.load().iter().find(|c| c.0 == version) {
             pick(found);
             return;

@@ -34,13 +34,9 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&self, failed: bool) -> (u64, u64) {
-        let handled = self.handled.fetch_add(1, Ordering::Relaxed) + 1;
-        let failed = if failed {
-            self.failed.fetch_add(1, Ordering::Relaxed) + 1
-        } else {
-            self.failed.load(Ordering::Relaxed)
-        };
+    fn add(&self, attempts: u64, failed: u64) -> (u64, u64) {
+        let handled = self.handled.fetch_add(attempts, Ordering::Relaxed) + attempts;
+        let failed = self.failed.fetch_add(failed, Ordering::Relaxed) + failed;
         (handled, failed)
     }
     fn get(&self) -> (u64, u64) {
@@ -81,6 +77,9 @@ pub(crate) struct Rollback {
 #[derive(Default)]
 pub(crate) struct CanaryRoute {
     candidate: ArcSwapOption<Candidate>,
+    /// Whether `candidate` is set: read first, as a load of `candidate`
+    /// costs more on every entry than this flag (BENCHMARKS.md, "CPU per entry").
+    routing: AtomicBool,
     /// A rollback decided here, not yet recorded in Redis.
     decided: std::sync::Mutex<Option<Rollback>>,
     /// Woken when a rollback is decided.
@@ -93,11 +92,13 @@ pub(crate) struct CanaryRoute {
 impl CanaryRoute {
     /// Routes a share of entries to `candidate` from now on (`None`: none).
     pub(crate) fn set(&self, candidate: Option<Candidate>) {
+        self.routing.store(candidate.is_some(), Ordering::Relaxed);
         self.candidate.store(candidate.map(Arc::new));
     }
 
     /// Stops routing to any candidate; returns whether there was one.
     pub(crate) fn take_candidate(&self) -> bool {
+        self.routing.store(false, Ordering::Relaxed);
         self.candidate.swap(None).is_some()
     }
 
@@ -120,35 +121,35 @@ impl CanaryRoute {
         }
     }
 
-    /// The version an entry with routing key `key` runs on: the candidate
-    /// for its share, else `current`.
-    pub(crate) fn route(&self, current: Arc<LoadedPlugin>, key: &[u8]) -> Arc<LoadedPlugin> {
-        let guard = self.candidate.load();
-        match guard.as_ref() {
-            Some(c)
-                if !c.stopped.load(Ordering::Relaxed)
-                    && c.plugin.digest != current.digest
-                    && c.takes(key) =>
-            {
-                c.plugin.clone()
-            }
-            _ => current,
+    /// The candidate, when an entry with routing key `key` is in its share
+    /// (`None`: it runs on `current`).
+    pub(crate) fn route(&self, current: &LoadedPlugin, key: &[u8]) -> Option<Arc<LoadedPlugin>> {
+        if !self.routing.load(Ordering::Relaxed) {
+            return None;
         }
+        let guard = self.candidate.load();
+        let c = guard.as_ref()?;
+        (!c.stopped.load(Ordering::Relaxed) && c.plugin.digest != current.digest && c.takes(key))
+            .then(|| c.plugin.clone())
     }
 
-    /// Counts one settled attempt of `version`; when the candidate now fails
-    /// too often (see [`CanaryConfig`]), stops routing to it here and leaves
-    /// the decision for [`CanaryRoute::take_decision`].
-    pub(crate) fn record(&self, version: &str, failed: bool, policy: &CanaryConfig) {
+    /// Counts settled attempts of `version`, `failed` of them failed; when
+    /// the candidate now fails too often (see [`CanaryConfig`]), stops
+    /// routing to it here and leaves the decision for
+    /// [`CanaryRoute::take_decision`].
+    pub(crate) fn record(&self, version: &str, attempts: u64, failed: u64, policy: &CanaryConfig) {
+        if !self.routing.load(Ordering::Relaxed) {
+            return;
+        }
         let guard = self.candidate.load();
         let Some(c) = guard.as_ref() else {
             return;
         };
         if *c.plugin.digest != *version {
-            c.stable.add(failed);
+            c.stable.add(attempts, failed);
             return;
         }
-        let (handled, failures) = c.candidate.add(failed);
+        let (handled, failures) = c.candidate.add(attempts, failed);
         if handled < policy.min_entries || c.stopped.load(Ordering::Relaxed) {
             return;
         }
@@ -197,9 +198,11 @@ impl Instances {
     /// The slot for `digest`: the one holding that version, else an empty
     /// one, else the one not used last (whose instance the caller drops, as
     /// it would any instance of another version).
-    pub(crate) fn for_version(&mut self, digest: &str) -> &mut Option<PluginInstance> {
-        let holds =
-            |s: &Option<PluginInstance>| s.as_ref().is_some_and(|i| **i.digest() == *digest);
+    pub(crate) fn for_version(&mut self, digest: &Arc<str>) -> &mut Option<PluginInstance> {
+        let holds = |s: &Option<PluginInstance>| {
+            s.as_ref()
+                .is_some_and(|i| Arc::ptr_eq(i.digest(), digest) || **i.digest() == **digest)
+        };
         let index = if holds(&self.slots[0]) {
             0
         } else if holds(&self.slots[1]) {

@@ -28,9 +28,10 @@ struct Held {
 
 /// An id as the set keys it. Stream ids (`<ms>-<seq>` in Redis's canonical
 /// form, all a stream source delivers) are kept as their two numbers, so
-/// admitting and releasing one allocates nothing; any other id (a queue
-/// source's token) is kept as text. The two forms never stand for the same
-/// id: only the canonical spelling parses, and it formats back to itself.
+/// admitting and releasing one allocates nothing and hashes 16 bytes; any
+/// other id (a queue source's token, a 20-digit part) is kept as text. The
+/// two forms never stand for the same id: only the canonical spelling
+/// parses, and it formats back to itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum HeldId {
     Stream(u64, u64),
@@ -39,31 +40,11 @@ enum HeldId {
 
 impl HeldId {
     fn of(id: &str) -> HeldId {
-        match stream_id(id) {
+        match crate::streams::id::canonical(id.as_bytes()) {
             Some((ms, seq)) => HeldId::Stream(ms, seq),
             None => HeldId::Other(id.into()),
         }
     }
-}
-
-/// `<ms>-<seq>` with both parts canonical decimal `u64`s (no sign, no
-/// leading zero), or `None`.
-fn stream_id(id: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = id.split_once('-')?;
-    Some((canonical_u64(ms)?, canonical_u64(seq)?))
-}
-
-fn canonical_u64(digits: &str) -> Option<u64> {
-    let bytes = digits.as_bytes();
-    if bytes.is_empty() || (bytes.len() > 1 && bytes[0] == b'0') {
-        return None;
-    }
-    bytes.iter().try_fold(0u64, |n, &d| {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
 }
 
 /// Entries held, plus whether the start-up replay of own pending entries is done.
@@ -91,20 +72,30 @@ impl InFlight {
     /// the copy in hand is acked or dead-lettered as usual.
     pub fn admit(&self, deliveries: Vec<Delivery>) -> Vec<Delivery> {
         let mut held = self.lock();
-        let held = &mut *held;
-        let admitted = deliveries
-            .into_iter()
-            .filter(|d| {
-                let ids = match held.by_key.get_mut(&*d.key) {
-                    Some(ids) => ids,
-                    None => held.by_key.entry(d.key.clone()).or_default(),
-                };
+        let Held { by_key, count } = &mut *held;
+        let mut admitted = Vec::with_capacity(deliveries.len());
+        let mut rest = deliveries.into_iter().peekable();
+        // A batch comes from one key (or a few, in runs): its id set is
+        // looked up once per run, not once per entry.
+        while let Some(first) = rest.next() {
+            let key = first.key.clone();
+            let ids = match by_key.get_mut(&*key) {
+                Some(ids) => ids,
+                None => by_key.entry(key.clone()).or_default(),
+            };
+            let mut take = |d: Delivery| {
                 let new = ids.insert(HeldId::of(&d.entry.id));
-                held.count += usize::from(new);
-                new
-            })
-            .collect();
-        self.gauge.set(held.count as i64);
+                *count += usize::from(new);
+                if new {
+                    admitted.push(d);
+                }
+            };
+            take(first);
+            while let Some(d) = rest.next_if(|d| Arc::ptr_eq(&d.key, &key)) {
+                take(d);
+            }
+        }
+        self.gauge.set(*count as i64);
         admitted
     }
 
@@ -198,10 +189,13 @@ mod tests {
     }
 
     #[test]
-    fn stream_ids_and_tokens_are_held_apart_and_exactly() {
+    fn ids_are_held_exactly_short_or_long() {
         let held = InFlight::default();
         let key: Arc<str> = Arc::from("s");
+        let long = "t".repeat(60);
         let ids = [
+            long.as_str(),
+            "9999999999999999999-1234567890123456789",
             "0-0",
             "18446744073709551615-18446744073709551615",
             "18446744073709551616-0",
@@ -222,6 +216,7 @@ mod tests {
         }
         assert!(!held.holds(&key, "1-0"));
         assert!(!held.holds(&key, "1700000000000-03"));
+        assert!(!held.holds(&key, &long[1..]));
         held.release(&key, ids);
         assert!(held.is_empty());
     }

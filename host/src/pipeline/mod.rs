@@ -34,6 +34,7 @@ pub(crate) mod ordering;
 pub(crate) mod settle;
 pub(crate) mod shadow;
 pub(crate) mod source;
+pub(crate) mod tally;
 pub(crate) mod waiting;
 pub(crate) mod worker;
 

@@ -9,10 +9,12 @@
 //! commit, a failed state read), does not use one up (see
 //! [`Delivery::attempt`](super::Delivery::attempt)).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(test)]
 use super::Uncounted;
+use super::tally::Tally;
 use super::{Delivery, PluginContext, Receipt};
 use crate::config::{Backoff, OnTrap, RetryConfig};
 use crate::outcome::{DeadReason, FailureKind, Outcome};
@@ -300,11 +302,22 @@ pub(crate) fn record_unhandled(ctx: &PluginContext, delivery: &Delivery, verdict
         return;
     }
     let version = ctx.running().digest.clone();
-    record(ctx, &delivery.receipt(), verdict, &version);
+    let mut tally = Tally::new(ctx);
+    record(ctx, &delivery.receipt(), verdict, &version, &mut tally);
+    tally.flush(ctx);
 }
 
-/// Records a final verdict's metrics and its one log line.
-pub(crate) fn record(ctx: &PluginContext, receipt: &Receipt, verdict: &Verdict, version: &str) {
+/// Records a final verdict's metrics and its one log line. Counts of
+/// handled entries go to the worker's `tally`, added to the shared metrics
+/// at its next flush.
+pub(crate) fn record(
+    ctx: &PluginContext,
+    receipt: &Receipt,
+    verdict: &Verdict,
+    digest: &Arc<str>,
+    tally: &mut Tally,
+) {
+    let version: &str = digest;
     // Done with on this host: the next entry of its ordering key may run.
     if let Some(ordering) = &ctx.ordering
         && matches!(
@@ -325,10 +338,10 @@ pub(crate) fn record(ctx: &PluginContext, receipt: &Receipt, verdict: &Verdict, 
         Verdict::Commit => {}
         // Handled: its latency ends here (the ack's own round trip is
         // `redis_round_trip_seconds{op="ack"}`; `acked` counts what XACK acked).
-        Verdict::Ack => m.observe_acked([id]),
+        Verdict::Ack => tally.handled(id),
         Verdict::Committed => {
             m.acked.inc();
-            m.observe_acked([id]);
+            tally.handled(id);
         }
         Verdict::Rerun => {
             m.effect_conflicts.inc();
@@ -371,8 +384,12 @@ pub(crate) fn record(ctx: &PluginContext, receipt: &Receipt, verdict: &Verdict, 
     }
     // Each version's outcome, for its metrics and a canary's judgement.
     if let Some(failed) = attempt_failed(verdict) {
-        m.release.version_entry(version, failed);
-        ctx.canary.record(version, failed, &ctx.config.canary);
+        // Counted at the worker's next flush; the canary judges each
+        // attempt at once, so a failing candidate stops taking entries
+        // within one of `canary.min_entries` (a flag check when none runs).
+        tally.attempt(digest, failed);
+        ctx.canary
+            .record(version, 1, u64::from(failed), &ctx.config.canary);
     }
     if let Verdict::Retry {
         failure: Some(FailureKind::Trap(_)),

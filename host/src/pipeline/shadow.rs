@@ -5,7 +5,7 @@
 //! and never fails the stable path. The candidate runs in
 //! `consumer/shadow.rs`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
 use tokio::sync::mpsc;
@@ -31,6 +31,9 @@ pub(crate) struct Job {
 #[derive(Default)]
 pub(crate) struct ShadowTap {
     queue: ArcSwapOption<mpsc::Sender<Job>>,
+    /// Whether `queue` is set: read first, as a load of `queue` costs more
+    /// on every entry than this flag (BENCHMARKS.md, "CPU per entry").
+    running: AtomicBool,
     /// Copies dropped because the queue was full (not yet reported).
     dropped: AtomicU64,
 }
@@ -38,17 +41,22 @@ pub(crate) struct ShadowTap {
 impl ShadowTap {
     /// Starts handing copies to `queue`.
     pub(crate) fn set(&self, queue: Option<mpsc::Sender<Job>>) {
+        self.running.store(queue.is_some(), Ordering::Relaxed);
         self.queue.store(queue.map(std::sync::Arc::new));
     }
 
     /// Stops handing copies over (the runner ends once its queue is
     /// drained); returns whether a shadow ran.
     pub(crate) fn stop(&self) -> bool {
+        self.running.store(false, Ordering::Relaxed);
         self.queue.swap(None).is_some()
     }
 
     /// Offers a copy of a handled entry; returns whether one was dropped.
     pub(crate) fn offer(&self, msg: &Message, outcome: &Outcome, effects: &[Effect]) -> bool {
+        if !self.running.load(Ordering::Relaxed) {
+            return false;
+        }
         let guard = self.queue.load();
         let Some(queue) = guard.as_ref() else {
             return false;

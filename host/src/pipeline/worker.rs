@@ -12,9 +12,10 @@ use super::canary::{self, Instances};
 use super::intake::ReadAhead;
 use super::settle::{self, Facts, Handled, Verdict};
 use super::source::{DeadLetterRequest, Source};
+use super::tally::Tally;
 use super::{Batch, Delivery, Origin, PluginContext, Receipt, delivery};
 use crate::config::{Isolation, Metering, SourceKind};
-use crate::plugin::{Message, PluginInstance, Source as MessageSource, StreamEntry};
+use crate::plugin::{LoadedPlugin, Message, PluginInstance, Source as MessageSource, StreamEntry};
 use crate::streams::entry::{self, RawField};
 
 /// Longest a handled entry waits in a worker before its ack is sent.
@@ -30,52 +31,91 @@ pub(crate) async fn run<S: Source>(
 ) {
     let mut instances = Instances::default();
     let mut scratch = Scratch::default();
+    let mut tally = Tally::new(&ctx);
+    // The running version, re-read only when a swap replaced it.
+    let mut current = arc_swap::Cache::new(&ctx.current);
     while let Ok(batch) = work.recv().await {
-        let mut acked = Vec::with_capacity(batch.len());
-        let mut flushed = Instant::now();
+        // Busy while it holds a batch: a gauge update per batch, not per call.
+        ctx.metrics.workers_busy.inc();
+        let mut done = Done {
+            acked: Vec::with_capacity(batch.len()),
+            bytes: 0,
+            flushed: Instant::now(),
+        };
         for delivery in batch {
-            // Slow entries must not hold back the acks of fast ones: an entry
-            // left pending long enough is claimed and handled again elsewhere.
-            if !acked.is_empty() && flushed.elapsed() >= ACK_FLUSH {
-                source.ack(std::mem::take(&mut acked));
-                flushed = Instant::now();
-            }
             // Beside other plugins with work, wait for this plugin's share
             // of the CPU; entries handled so far are acked first.
             if let Some(share) = &ctx.cpu_share {
                 let waited = share
                     .wait_turn(|| {
-                        if !acked.is_empty() {
-                            source.ack(std::mem::take(&mut acked));
-                            flushed = Instant::now();
-                        }
+                        done.flush(&ctx, &*source, &read_ahead, &mut tally);
+                        ctx.metrics.workers_busy.dec();
                     })
                     .await;
                 if !waited.is_zero() {
+                    ctx.metrics.workers_busy.inc();
                     ctx.metrics
                         .release
                         .cpu_throttled
                         .inc_by(waited.as_secs_f64());
                 }
             }
-            let bytes = delivery.bytes();
+            done.bytes += delivery.bytes();
+            let running = current.load();
             let handled = handle(
                 &ctx,
                 &*source,
-                &mut instances,
+                (&mut instances, running),
                 delivery,
-                &mut scratch,
+                (&mut scratch, &mut tally),
                 &conn,
             );
-            if let Some(receipt) = handled.await {
-                acked.push(receipt);
-            }
+            let (receipt, ended) = handled.await;
             scratch.msg.fields.clear();
-            read_ahead.give_back(bytes);
+            done.acked.extend(receipt);
+            // Slow entries must not hold back the acks of fast ones: an entry
+            // left pending long enough is claimed and handled again
+            // elsewhere. Paced by when the last call returned, which costs
+            // no clock read of its own.
+            let now = ended.unwrap_or_else(Instant::now);
+            if now.saturating_duration_since(done.flushed) >= ACK_FLUSH {
+                done.flush(&ctx, &*source, &read_ahead, &mut tally);
+            }
         }
-        if !acked.is_empty() {
-            source.ack(acked);
+        done.flush(&ctx, &*source, &read_ahead, &mut tally);
+        ctx.metrics.workers_busy.dec();
+    }
+}
+
+/// What a worker handled since its last flush.
+struct Done {
+    /// Receipts to ack.
+    acked: Vec<Receipt>,
+    /// Read-ahead bytes of the entries handled.
+    bytes: usize,
+    flushed: Instant,
+}
+
+impl Done {
+    /// Adds the tally to the shared metrics, hands the acks to the source,
+    /// and returns the entries' bytes to the read-ahead budget.
+    fn flush<S: Source>(
+        &mut self,
+        ctx: &PluginContext,
+        source: &S,
+        read_ahead: &ReadAhead,
+        tally: &mut Tally,
+    ) {
+        // Counted before the acks go out: whoever sees an entry acked in
+        // Redis sees it in the metrics too.
+        tally.flush(ctx);
+        if !self.acked.is_empty() {
+            source.ack(std::mem::take(&mut self.acked));
         }
+        if self.bytes > 0 {
+            read_ahead.give_back(std::mem::take(&mut self.bytes));
+        }
+        self.flushed = Instant::now();
     }
 }
 
@@ -106,16 +146,19 @@ impl Default for Scratch {
     }
 }
 
-/// Handles one delivery; returns its receipt when it is to be acked.
+/// Handles one delivery on `current` (or the canary's candidate); returns
+/// its receipt when it is to be acked, and when the last handler call
+/// returned (`None`: no call ran).
 async fn handle<S: Source>(
     ctx: &PluginContext,
     source: &S,
-    instances: &mut Instances,
+    (instances, current): (&mut Instances, &Arc<LoadedPlugin>),
     delivery: Delivery,
-    scratch: &mut Scratch,
+    (scratch, tally): (&mut Scratch, &mut Tally),
     conn: &Conn,
-) -> Option<Receipt> {
-    ctx.metrics.received.inc();
+) -> (Option<Receipt>, Option<Instant>) {
+    tally.received();
+    let mut ended = None;
     let attempt = delivery.attempt();
     let Delivery {
         key,
@@ -171,7 +214,8 @@ async fn handle<S: Source>(
     // canary takes its share here.
     let id = original_id.as_deref().unwrap_or(&msg.id);
     let key = canary::routing_key(&ctx.config, id, &msg.fields);
-    let running = ctx.canary.route(ctx.running(), key);
+    let candidate = ctx.canary.route(current, key);
+    let running = candidate.as_ref().unwrap_or(current);
     let instance = instances.for_version(&running.digest);
     if instance
         .as_ref()
@@ -192,15 +236,15 @@ async fn handle<S: Source>(
             },
         };
         let (handled, read_failed, has_effects) = match inst {
-            Ok(inst) => match busy(ctx, inst.invoke(msg, &ctx.plugin.limits)).await {
+            Ok(inst) => match inst.invoke(msg, &ctx.plugin.limits).await {
                 Ok(invocation) => {
-                    ctx.metrics
-                        .handler_seconds
-                        .observe(invocation.elapsed.as_secs_f64());
-                    if ctx.plugin.limits.metering == Metering::Fuel {
-                        ctx.metrics.fuel.observe(invocation.fuel as f64);
-                    }
-                    accounting::charge(ctx, &msg.fields, &invocation);
+                    ended = Some(invocation.ended);
+                    let metered = ctx.plugin.limits.metering == Metering::Fuel;
+                    tally.invoked(
+                        invocation.elapsed.as_secs_f64(),
+                        metered.then_some(invocation.fuel),
+                    );
+                    accounting::charge(ctx, &msg.fields, &invocation, tally);
                     let effects = inst.effects();
                     if conflicts == 0 {
                         ctx.shadow
@@ -246,9 +290,15 @@ async fn handle<S: Source>(
             );
         }
         drop_if_spent(ctx, instance);
-        settle::record(ctx, &receipt, &verdict, &running.digest);
+        settle::record(ctx, &receipt, &verdict, &running.digest, tally);
+        if verdict != Verdict::Ack {
+            // Settled in Redis already (committed) or about to be
+            // (dead-lettered, retried), and rare: counted now, so whoever
+            // sees it in Redis sees it in the metrics too.
+            tally.flush(ctx);
+        }
         match verdict {
-            Verdict::Ack => return Some(receipt),
+            Verdict::Ack => return (Some(receipt), ended),
             // `Commit` comes back from `decide` only before a commit was tried.
             Verdict::Rerun | Verdict::Commit => {
                 conflicts += 1;
@@ -258,11 +308,11 @@ async fn handle<S: Source>(
             }
             Verdict::Committed | Verdict::LeaveToOwner => {
                 source.forget(&receipt);
-                return None;
+                return (None, ended);
             }
             Verdict::Retry { delay, failure, .. } => {
                 source.retry(receipt, delay, failure.is_some());
-                return None;
+                return (None, ended);
             }
             Verdict::DeadLetter { reason, error, .. } => {
                 let request = DeadLetterRequest {
@@ -285,7 +335,7 @@ async fn handle<S: Source>(
                     digest: running.digest.to_string(),
                 };
                 source.dead_letter(request).await;
-                return None;
+                return (None, ended);
             }
         }
     }
@@ -346,14 +396,6 @@ fn drop_if_spent(ctx: &PluginContext, instance: &mut Option<PluginInstance>) {
 fn nearly_full(used: usize, limits: &crate::config::LimitsConfig) -> bool {
     let percent = u128::from(limits.recycle_memory_percent);
     percent < 100 && (used as u128) * 100 > u128::from(limits.memory_mib) * (1 << 20) * percent
-}
-
-/// Runs `invocation` counted in `streamhost_workers_busy`.
-async fn busy<T>(ctx: &PluginContext, invocation: impl Future<Output = T>) -> T {
-    ctx.metrics.workers_busy.inc();
-    let result = invocation.await;
-    ctx.metrics.workers_busy.dec();
-    result
 }
 
 #[cfg(test)]

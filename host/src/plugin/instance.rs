@@ -31,6 +31,9 @@ pub struct Invocation {
     pub fuel: u64,
     /// Wall-clock time in the guest.
     pub elapsed: Duration,
+    /// When the call returned (read once here, so callers that pace
+    /// themselves by it need no clock read of their own).
+    pub ended: Instant,
 }
 
 /// An instance that trapped was called again: a caller bug. The caller
@@ -230,7 +233,8 @@ impl PluginInstance {
                 "wall-clock limit reached while blocked in a host call",
             ))
         });
-        let elapsed = started.elapsed();
+        let ended = Instant::now();
+        let elapsed = ended.duration_since(started);
         self.store.data_mut().flush_output();
         let fuel = if metered {
             limits
@@ -264,6 +268,7 @@ impl PluginInstance {
             outcome,
             fuel,
             elapsed,
+            ended,
         })
     }
 }

@@ -104,22 +104,36 @@ pub struct NameNotUtf8 {
 /// `k\xfe` or make the handler see what no producer wrote: such an entry is
 /// refused as a whole (the caller dead-letters it, bytes intact).
 pub fn to_wit_fields(fields: Vec<RawField>) -> Result<Vec<Field>, (Vec<RawField>, NameNotUtf8)> {
-    if let Some(index) = fields
-        .iter()
-        .position(|f| std::str::from_utf8(&f.name).is_err())
-    {
-        let name = crate::display::escape_bytes(&fields[index].name);
-        return Err((fields, NameNotUtf8 { index, name }));
+    // One pass, each name validated once as it becomes a `String`.
+    let mut converted = Vec::with_capacity(fields.len());
+    let mut rest = fields.into_iter();
+    while let Some(f) = rest.next() {
+        match String::from_utf8(f.name) {
+            Ok(name) => converted.push(Field {
+                name,
+                value: f.value,
+            }),
+            Err(e) => {
+                let index = converted.len();
+                let bad = e.into_bytes();
+                let name = crate::display::escape_bytes(&bad);
+                let mut raw: Vec<RawField> = converted
+                    .into_iter()
+                    .map(|f| RawField {
+                        name: f.name.into_bytes(),
+                        value: f.value,
+                    })
+                    .collect();
+                raw.push(RawField {
+                    name: bad,
+                    value: f.value,
+                });
+                raw.extend(rest);
+                return Err((raw, NameNotUtf8 { index, name }));
+            }
+        }
     }
-    Ok(fields
-        .into_iter()
-        .map(|f| Field {
-            // Checked above; the fallback is never taken but costs no panic.
-            name: String::from_utf8(f.name)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-            value: f.value,
-        })
-        .collect())
+    Ok(converted)
 }
 
 fn bytes(v: Value) -> Result<Vec<u8>, ReplyError> {

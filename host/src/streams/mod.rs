@@ -2,6 +2,7 @@
 //! setup, and the Lua scripts that make multi-step operations atomic.
 
 pub mod entry;
+pub(crate) mod id;
 pub(crate) mod resp;
 pub(crate) mod scripts;
 pub(crate) mod wire;
