@@ -22,28 +22,46 @@ const KEEP_EMPTY_KEYS: usize = 8;
 /// may hold equal ids; almost always there is one key).
 #[derive(Debug, Default)]
 struct Held {
-    by_key: HashMap<Arc<str>, HashSet<HeldId, RandomState>, RandomState>,
+    by_key: HashMap<Arc<str>, Ids, RandomState>,
     count: usize,
 }
 
-/// An id as the set keys it. Stream ids (`<ms>-<seq>` in Redis's canonical
-/// form, all a stream source delivers) are kept as their two numbers, so
-/// admitting and releasing one allocates nothing and hashes 16 bytes; any
-/// other id (a queue source's token, a 20-digit part) is kept as text. The
-/// two forms never stand for the same id: only the canonical spelling
-/// parses, and it formats back to itself.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum HeldId {
-    Stream(u64, u64),
-    Other(Box<str>),
+/// One key's held ids. Stream ids (`<ms>-<seq>` in Redis's canonical form,
+/// all a stream source delivers) are kept as their two numbers, so admitting
+/// and releasing one allocates nothing and hashes 16 bytes; any other id (a
+/// queue source's token, a 20-digit part) is kept as text. The two sets
+/// never hold the same id: only the canonical spelling parses, and it
+/// formats back to itself.
+#[derive(Debug, Default)]
+struct Ids {
+    stream: HashSet<(u64, u64), RandomState>,
+    other: HashSet<Box<str>, RandomState>,
 }
 
-impl HeldId {
-    fn of(id: &str) -> HeldId {
+impl Ids {
+    fn insert(&mut self, id: &str) -> bool {
         match crate::streams::id::canonical(id.as_bytes()) {
-            Some((ms, seq)) => HeldId::Stream(ms, seq),
-            None => HeldId::Other(id.into()),
+            Some(numbers) => self.stream.insert(numbers),
+            None => self.other.insert(id.into()),
         }
+    }
+
+    fn remove(&mut self, id: &str) -> bool {
+        match crate::streams::id::canonical(id.as_bytes()) {
+            Some(numbers) => self.stream.remove(&numbers),
+            None => self.other.remove(id),
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        match crate::streams::id::canonical(id.as_bytes()) {
+            Some(numbers) => self.stream.contains(&numbers),
+            None => self.other.contains(id),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.stream.is_empty() && self.other.is_empty()
     }
 }
 
@@ -84,7 +102,7 @@ impl InFlight {
                 None => by_key.entry(key.clone()).or_default(),
             };
             let mut take = |d: Delivery| {
-                let new = ids.insert(HeldId::of(&d.entry.id));
+                let new = ids.insert(&d.entry.id);
                 *count += usize::from(new);
                 if new {
                     admitted.push(d);
@@ -106,7 +124,7 @@ impl InFlight {
         let held = &mut *held;
         if let Some(set) = held.by_key.get_mut(&**key) {
             for id in ids {
-                held.count -= usize::from(set.remove(&HeldId::of(id)));
+                held.count -= usize::from(set.remove(id));
             }
             // An emptied set keeps its capacity for the next batch of its
             // key, unless many keys (Pub/Sub channels) are being seen.
@@ -122,7 +140,7 @@ impl InFlight {
         self.lock()
             .by_key
             .get(&**key)
-            .is_some_and(|ids| ids.contains(&HeldId::of(id)))
+            .is_some_and(|ids| ids.contains(id))
     }
 
     /// How many entries this host holds.

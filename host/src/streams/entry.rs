@@ -104,36 +104,41 @@ pub struct NameNotUtf8 {
 /// `k\xfe` or make the handler see what no producer wrote: such an entry is
 /// refused as a whole (the caller dead-letters it, bytes intact).
 pub fn to_wit_fields(fields: Vec<RawField>) -> Result<Vec<Field>, (Vec<RawField>, NameNotUtf8)> {
-    // One pass, each name validated once as it becomes a `String`.
-    let mut converted = Vec::with_capacity(fields.len());
-    let mut rest = fields.into_iter();
-    while let Some(f) = rest.next() {
-        match String::from_utf8(f.name) {
-            Ok(name) => converted.push(Field {
-                name,
-                value: f.value,
+    // Each name validated once, as it becomes a `String`; fields in and out
+    // have one layout, so the vector is converted in place (no allocation
+    // per entry). Names that are not UTF-8 are kept aside, to put back.
+    let mut refused: Vec<(usize, Vec<u8>)> = Vec::new();
+    let converted: Vec<Field> = fields
+        .into_iter()
+        .enumerate()
+        .map(|(index, f)| Field {
+            name: String::from_utf8(f.name).unwrap_or_else(|e| {
+                refused.push((index, e.into_bytes()));
+                String::new()
             }),
-            Err(e) => {
-                let index = converted.len();
-                let bad = e.into_bytes();
-                let name = crate::display::escape_bytes(&bad);
-                let mut raw: Vec<RawField> = converted
-                    .into_iter()
-                    .map(|f| RawField {
-                        name: f.name.into_bytes(),
-                        value: f.value,
-                    })
-                    .collect();
-                raw.push(RawField {
-                    name: bad,
-                    value: f.value,
-                });
-                raw.extend(rest);
-                return Err((raw, NameNotUtf8 { index, name }));
-            }
-        }
-    }
-    Ok(converted)
+            value: f.value,
+        })
+        .collect();
+    let Some((index, first)) = refused.first() else {
+        return Ok(converted);
+    };
+    let error = NameNotUtf8 {
+        index: *index,
+        name: crate::display::escape_bytes(first),
+    };
+    let mut refused = refused.into_iter().peekable();
+    let raw = converted
+        .into_iter()
+        .enumerate()
+        .map(|(index, f)| RawField {
+            name: match refused.next_if(|(at, _)| *at == index) {
+                Some((_, bytes)) => bytes,
+                None => f.name.into_bytes(),
+            },
+            value: f.value,
+        })
+        .collect();
+    Err((raw, error))
 }
 
 fn bytes(v: Value) -> Result<Vec<u8>, ReplyError> {
@@ -234,6 +239,23 @@ mod tests {
         assert_eq!(back, fields, "returned untouched for the DLQ");
         assert_eq!(err.index, 0);
         assert_eq!(err.name, "k\\xff");
+        let mixed = vec![
+            RawField {
+                name: b"a".to_vec(),
+                value: b"1".to_vec(),
+            },
+            RawField {
+                name: b"k\xff".to_vec(),
+                value: b"2".to_vec(),
+            },
+            RawField {
+                name: b"b".to_vec(),
+                value: b"3".to_vec(),
+            },
+        ];
+        let (back, err) = to_wit_fields(mixed.clone()).unwrap_err();
+        assert_eq!(back, mixed, "good and bad names back in place");
+        assert_eq!(err.index, 1);
         let ok = vec![RawField {
             name: "näme".as_bytes().to_vec(),
             value: vec![255],
