@@ -62,12 +62,20 @@ impl ReadAhead {
         }
     }
 
-    /// Counts `bytes` of one entry as held.
-    fn take(&self, bytes: usize) {
-        self.held.fetch_add(bytes, Ordering::AcqRel);
+    /// Counts entries of these sizes as held: one update of the shared
+    /// counters per batch, not per entry.
+    fn take(&self, sizes: impl IntoIterator<Item = usize>) {
+        let (mut total, mut largest, mut entries) = (0usize, 0usize, 0i32);
+        for bytes in sizes {
+            total += bytes;
+            largest = largest.max(bytes);
+            entries = entries.saturating_add(1);
+        }
+        self.held.fetch_add(total, Ordering::AcqRel);
+        // The largest entry seen lately decays by 1/64 per entry seen.
         let old = self.largest.load(Ordering::Relaxed);
-        self.largest
-            .store(bytes.max(old - old / 64), Ordering::Relaxed);
+        let decayed = (old as f64 * (63.0f64 / 64.0).powi(entries)) as usize;
+        self.largest.store(largest.max(decayed), Ordering::Relaxed);
     }
 
     /// Returns the bytes of an entry that was handled.
@@ -154,9 +162,7 @@ impl<S: Source> Intake<S> {
         if ready.is_empty() {
             return Ok(());
         }
-        for d in &ready {
-            self.read_ahead.take(d.bytes());
-        }
+        self.read_ahead.take(ready.iter().map(Delivery::bytes));
         // Parked entries keep their read-ahead bytes until handled.
         if let Some(ordering) = &self.ctx.ordering {
             ready = ordering.admit(ready, &self.ctx.inflight);
@@ -211,17 +217,26 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn a_large_entry_is_forgotten_after_many_small_ones() {
+        let budget = ReadAhead::new(100 << 20);
+        budget.take([10 << 20]);
+        assert!(budget.room(256).await <= 9, "sized by the large entry");
+        budget.take([100; 200]);
+        assert!(budget.room(256).await < 256, "not forgotten yet");
+        budget.take([100; 1000]);
+        assert_eq!(budget.room(256).await, 256, "its size has decayed away");
+    }
+
+    #[tokio::test]
     async fn reads_shrink_to_what_the_budget_holds() {
         let budget = ReadAhead::new(100 << 20);
         assert_eq!(budget.room(256).await, 1, "nothing seen yet: one entry");
-        budget.take(100);
+        budget.take([100]);
         assert_eq!(budget.room(256).await, 256);
-        budget.take(10 << 20);
+        budget.take([10 << 20]);
         let n = budget.room(256).await;
         assert!((1..=9).contains(&n), "{n}");
-        for _ in 0..9 {
-            budget.take(10 << 20);
-        }
+        budget.take([10 << 20; 9]);
         let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), budget.room(256));
         assert!(waiting.await.is_err(), "a spent budget waits");
         budget.give_back(20 << 20);

@@ -291,7 +291,7 @@ async fn handle<S: Source>(
         }
         drop_if_spent(ctx, instance);
         settle::record(ctx, &receipt, &verdict, &running.digest, tally);
-        if verdict != Verdict::Ack {
+        if !matches!(verdict, Verdict::Ack) {
             // Settled in Redis already (committed) or about to be
             // (dead-lettered, retried), and rare: counted now, so whoever
             // sees it in Redis sees it in the metrics too.
