@@ -34,9 +34,13 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&self, attempts: u64, failed: u64) -> (u64, u64) {
-        let handled = self.handled.fetch_add(attempts, Ordering::Relaxed) + attempts;
-        let failed = self.failed.fetch_add(failed, Ordering::Relaxed) + failed;
+    fn add(&self, failed: bool) -> (u64, u64) {
+        let handled = self.handled.fetch_add(1, Ordering::Relaxed) + 1;
+        let failed = if failed {
+            self.failed.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.failed.load(Ordering::Relaxed)
+        };
         (handled, failed)
     }
     fn get(&self) -> (u64, u64) {
@@ -133,11 +137,10 @@ impl CanaryRoute {
             .then(|| c.plugin.clone())
     }
 
-    /// Counts settled attempts of `version`, `failed` of them failed; when
-    /// the candidate now fails too often (see [`CanaryConfig`]), stops
-    /// routing to it here and leaves the decision for
-    /// [`CanaryRoute::take_decision`].
-    pub(crate) fn record(&self, version: &str, attempts: u64, failed: u64, policy: &CanaryConfig) {
+    /// Counts one settled attempt of `version`; when the candidate now fails
+    /// too often (see [`CanaryConfig`]), stops routing to it here and leaves
+    /// the decision for [`CanaryRoute::take_decision`].
+    pub(crate) fn record(&self, version: &str, failed: bool, policy: &CanaryConfig) {
         if !self.routing.load(Ordering::Relaxed) {
             return;
         }
@@ -146,10 +149,10 @@ impl CanaryRoute {
             return;
         };
         if *c.plugin.digest != *version {
-            c.stable.add(attempts, failed);
+            c.stable.add(failed);
             return;
         }
-        let (handled, failures) = c.candidate.add(attempts, failed);
+        let (handled, failures) = c.candidate.add(failed);
         if handled < policy.min_entries || c.stopped.load(Ordering::Relaxed) {
             return;
         }
@@ -196,26 +199,25 @@ pub(crate) struct Instances {
 
 impl Instances {
     /// The slot for `digest`: the one holding that version, else an empty
-    /// one, else the one not used last (whose instance the caller drops, as
-    /// it would any instance of another version).
+    /// one, else the one not used last, emptied (its instance, of another
+    /// version, is dropped).
     pub(crate) fn for_version(&mut self, digest: &Arc<str>) -> &mut Option<PluginInstance> {
         let holds = |s: &Option<PluginInstance>| {
             s.as_ref()
                 .is_some_and(|i| Arc::ptr_eq(i.digest(), digest) || **i.digest() == **digest)
         };
-        let index = if holds(&self.slots[0]) {
-            0
-        } else if holds(&self.slots[1]) {
-            1
-        } else if self.slots[0].is_none() {
-            0
-        } else if self.slots[1].is_none() {
-            1
-        } else {
-            1 - self.last
-        };
+        let held = (0..2).find(|&i| holds(&self.slots[i]));
+        let index = held.unwrap_or_else(|| {
+            (0..2)
+                .find(|&i| self.slots[i].is_none())
+                .unwrap_or(1 - self.last)
+        });
         self.last = index;
-        &mut self.slots[index]
+        let slot = &mut self.slots[index];
+        if held.is_none() {
+            *slot = None;
+        }
+        slot
     }
 }
 

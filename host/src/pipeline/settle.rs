@@ -388,8 +388,7 @@ pub(crate) fn record(
         // attempt at once, so a failing candidate stops taking entries
         // within one of `canary.min_entries` (a flag check when none runs).
         tally.attempt(digest, failed);
-        ctx.canary
-            .record(version, 1, u64::from(failed), &ctx.config.canary);
+        ctx.canary.record(version, failed, &ctx.config.canary);
     }
     if let Verdict::Retry {
         failure: Some(FailureKind::Trap(_)),

@@ -217,12 +217,6 @@ async fn handle<S: Source>(
     let candidate = ctx.canary.route(current, key);
     let running = candidate.as_ref().unwrap_or(current);
     let instance = instances.for_version(&running.digest);
-    if instance
-        .as_ref()
-        .is_some_and(|i| *i.digest() != running.digest)
-    {
-        *instance = None;
-    }
     let mut conflicts = 0u32;
     loop {
         let inst = match instance {
